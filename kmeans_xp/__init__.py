@@ -1,0 +1,19 @@
+"""kmeans_xp: k-means written once against the Python Array API standard.
+
+NumPy in, NumPy out; a torch tensor on ``cuda:0`` in, tensors on ``cuda:0`` out; the same for
+CuPy, array-api-strict and any namespace ``array_api_compat`` knows.  Importing this package
+imports neither torch nor CuPy.
+"""
+
+from ._estimator import KMeans, k_means, kmeans_plusplus
+from ._validation import ConvergenceWarning, InvalidParameterError, NotFittedError
+
+__all__ = [
+    "ConvergenceWarning",
+    "InvalidParameterError",
+    "KMeans",
+    "NotFittedError",
+    "k_means",
+    "kmeans_plusplus",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,134 @@
+"""The data as the kernels see it: row chunks, centred and scaled on the fly.
+
+:class:`ChunkedData` never copies X whole.  Each chunk of rows is cast to the compute dtype
+(float16/bfloat16 -> float32), multiplied by a power of two when the data's magnitude would
+overflow or underflow squared distances, and centred, when it is read.  Power-of-two scaling
+is exact, so it changes no label; centring keeps float32 distances accurate for data far
+from the origin.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+from ._namespace import (
+    default_chunk_budget,
+    device_of,
+    is_float64_supported,
+    to_numpy,
+)
+
+#: Data whose largest magnitude lies outside [2**-LOG2_RANGE, 2**LOG2_RANGE] is scaled.
+LOG2_RANGE = 40
+
+
+def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) -> int:
+    """Rows per chunk so that a chunk's (rows x max(k, d)) work matrix holds ``budget`` elements."""
+    width = max(n_clusters, n_features, 1)
+    return int(max(1, min(n_samples, budget // width)))
+
+
+class ChunkedData:
+    """X (n, d) with optional weights, read in chunks of ``rows`` rows.
+
+    ``shift`` (d,) and ``scale`` map data coordinates to the working coordinates
+    ``Xt = X / scale - shift``; centres found in working coordinates map back with
+    :meth:`to_data_coords`.
+    """
+
+    def __init__(self, X: Any, *, xp: Any, dtype: Any, weights: Any = None,
+                 n_clusters: int = 1, chunk_size: int | None = None) -> None:
+        self.X = X
+        self.xp = xp
+        self.device = device_of(X)
+        self.dtype = dtype
+        self.weights = weights
+        self.n, self.d = int(X.shape[0]), int(X.shape[1])
+        budget = default_chunk_budget(xp, self.device)
+        self.rows = chunk_size or chunk_rows(self.n, self.d, n_clusters, budget)
+        self.scale = 1.0
+        self.shift = None
+        self.f64 = is_float64_supported(xp, self.device)
+
+    # -- the working coordinates -------------------------------------------------
+    def _scaled(self, c: Any) -> Any:
+        """Rows in the compute dtype and the working scale, not yet centred."""
+        if c.dtype != self.dtype:
+            c = self.xp.astype(c, self.dtype)
+        return c * (1.0 / self.scale) if self.scale != 1.0 else c
+
+    def to_working_coords(self, C: Any) -> Any:
+        """Data-coordinate rows (chunk, centres) in working coordinates."""
+        c = self._scaled(C)
+        return c if self.shift is None else c - self.shift
+
+    def _raw(self, start: int, stop: int) -> Any:
+        return self._scaled(self.X[start:stop, :])
+
+    def rows_at(self, start: int, stop: int) -> Any:
+        return self.to_working_coords(self.X[start:stop, :])
+
+    def take_rows(self, indices: Any) -> Any:
+        """Rows ``indices`` (an integer array on the data's device) in working coordinates."""
+        return self.to_working_coords(self.xp.take(self.X, indices, axis=0))
+
+    def ranges(self) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` of each chunk of rows."""
+        for start in range(0, self.n, self.rows):
+            yield start, min(start + self.rows, self.n)
+
+    def chunks(self) -> Iterator[tuple[int, int, Any, Any]]:
+        """``(start, stop, Xt, w)`` for each chunk; ``w`` is None for unit weights."""
+        for start, stop in self.ranges():
+            w = None if self.weights is None else self.weights[start:stop]
+            yield start, stop, self.rows_at(start, stop), w
+
+    def to_data_coords(self, C: Any, dtype: Any) -> Any:
+        xp = self.xp
+        if self.shift is not None:
+            C = C + self.shift
+        if self.scale != 1.0:
+            C = C * self.scale
+        return C if C.dtype == dtype else xp.astype(C, dtype)
+
+    # -- passes over X (each one read of X, chunk by chunk) -----------------------
+    def check_finite_and_scale(self, name: str = "X") -> None:
+        """Raise on NaN / inf; choose the power-of-two ``scale``.  One host sync."""
+        xp = self.xp
+        oks, amaxes = [], []
+        for start, stop in self.ranges():
+            c = self._raw(start, stop)
+            oks.append(xp.all(xp.isfinite(c)))
+            amaxes.append(xp.max(xp.abs(c)))
+        ok = xp.all(xp.stack(oks))
+        amax = xp.max(xp.stack(amaxes))
+        flags = to_numpy(xp.stack([xp.astype(ok, self.dtype), amax]))  # host sync
+        if not bool(flags[0]):
+            has_nan = any(bool(xp.any(xp.isnan(self._raw(s, e)))) for s, e in self.ranges())
+            raise ValueError(f"Input {name} contains {'NaN' if has_nan else 'infinity'}.")
+        amax = float(flags[1])
+        if amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE:
+            self.scale = 2.0 ** round(math.log2(amax))
+
+    def center(self) -> None:
+        """Set ``shift`` to the column means (computed in the working scale)."""
+        xp = self.xp
+        total = None
+        for start, stop in self.ranges():
+            s = xp.sum(self._raw(start, stop), axis=0)
+            total = s if total is None else total + s
+        self.shift = total / self.n
+
+    def mean_variance(self) -> float:
+        """Mean over features of the per-feature variance, in working units.  One host sync."""
+        xp = self.xp
+        total = None
+        for _, _, c, _ in self.chunks():
+            s = xp.sum(c * c, axis=0)
+            total = s if total is None else total + s
+        return float(xp.mean(total / self.n))
+
+    def accumulator_dtype(self) -> Any:
+        """float64 for reductions of n values where the device has it, else the compute dtype."""
+        return self.xp.float64 if self.f64 else self.dtype

@@ -1,0 +1,158 @@
+"""The one door to ``array_api_compat``: namespaces, devices, dtype rules, host copies.
+
+Nothing here imports torch, CuPy, JAX or Dask: ``array_api_compat``'s ``is_*_array``
+checks look at ``sys.modules``, so a backend is only touched once one of its arrays
+has arrived.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import array_api_compat
+from array_api_compat import (
+    array_namespace,
+    is_array_api_obj,
+    is_array_api_strict_namespace,
+    is_cupy_namespace,
+    is_jax_namespace,
+    is_numpy_namespace,
+    is_torch_array,
+    is_torch_namespace,
+)
+
+__all__ = [
+    "array_namespace",
+    "backend_name",
+    "compute_dtype",
+    "default_chunk_budget",
+    "device_of",
+    "is_array",
+    "is_float64_supported",
+    "is_numpy_namespace",
+    "is_torch_namespace",
+    "is_cupy_namespace",
+    "plain_array",
+    "to_device",
+    "to_numpy",
+]
+
+
+def is_array(x: Any) -> bool:
+    """True for an array of a namespace ``array_api_compat`` knows (not lists, not pandas)."""
+    return is_array_api_obj(x) and not hasattr(x, "iloc")
+
+
+def device_of(x: Any) -> Any:
+    """The device of ``x`` (``array_api_compat.device``)."""
+    return array_api_compat.device(x)
+
+
+def to_device(x: Any, device: Any) -> Any:
+    """Move ``x`` to ``device`` within its own namespace (no-op when already there)."""
+    if device_of(x) == device:
+        return x
+    return array_api_compat.to_device(x, device)
+
+
+def backend_name(xp: Any) -> str:
+    """A short name for the namespace, used in messages, test ids and the benchmark."""
+    if is_numpy_namespace(xp):
+        return "numpy"
+    if is_torch_namespace(xp):
+        return "torch"
+    if is_cupy_namespace(xp):
+        return "cupy"
+    if is_array_api_strict_namespace(xp):
+        return "array_api_strict"
+    if is_jax_namespace(xp):
+        return "jax"
+    name = getattr(xp, "__name__", type(xp).__name__)
+    return name.split(".")[-1] if name != "array" else name
+
+
+def plain_array(x: Any) -> Any:
+    """``x`` without autograd history, so that no graph is built and no grad leaks out."""
+    if is_torch_array(x) and x.requires_grad:
+        return x.detach()
+    return x
+
+
+def _info(xp: Any) -> Any:
+    return xp.__array_namespace_info__()
+
+
+def default_float(xp: Any, device: Any) -> Any:
+    """The namespace's default real floating dtype on ``device`` (float32 for torch)."""
+    try:
+        return _info(xp).default_dtypes(device=device)["real floating"]
+    except Exception:  # pragma: no cover - namespaces without the inspection API
+        return xp.float64
+
+
+def is_float64_supported(xp: Any, device: Any) -> bool:
+    """Whether ``device`` can hold float64 (not so on Apple MPS, array-api-strict's no_float64)."""
+    try:
+        return "float64" in _info(xp).dtypes(device=device, kind="real floating")
+    except Exception:  # pragma: no cover
+        return True
+
+
+def _half_dtypes(xp: Any) -> tuple:
+    """Floating dtypes outside the standard that we accept and accumulate in float32."""
+    out = []
+    for name in ("float16", "bfloat16"):
+        dt = getattr(xp, name, None)
+        if dt is not None:
+            out.append(dt)
+    return tuple(out)
+
+
+def compute_dtype(xp: Any, dtype: Any, device: Any) -> tuple[Any, Any] | None:
+    """Storage and compute dtypes for input of ``dtype``, or ``None`` if it is not numeric.
+
+    float32 and float64 are kept; float16 and bfloat16 are stored as given and computed
+    in float32; integer and bool become the namespace's default float on ``device``.
+    Complex and every other kind give ``None`` (the caller raises).
+    """
+    if dtype == xp.float32 or dtype == xp.float64:
+        return dtype, dtype
+    if dtype in _half_dtypes(xp):
+        return dtype, xp.float32
+    try:
+        if xp.isdtype(dtype, ("integral", "bool")):
+            f = default_float(xp, device)
+            return f, f
+    except Exception:
+        return None
+    return None
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A host NumPy copy of ``x``: for tests, the demo and rare small transfers only."""
+    if isinstance(x, np.ndarray):
+        return x
+    xp = array_namespace(x)
+    if is_torch_namespace(xp):
+        return x.detach().cpu().numpy()
+    if is_cupy_namespace(xp):
+        return x.get()
+    try:
+        return np.asarray(x)
+    except Exception:
+        cpu = array_api_compat.to_device(x, "cpu") if not is_array_api_strict_namespace(xp) else x
+        return np.from_dlpack(cpu)
+
+
+def default_chunk_budget(xp: Any, device: Any) -> int:
+    """Elements of the (rows x max(k, d)) work matrix per chunk.
+
+    On the CPU a chunk of about a million elements keeps it in the caches' reach (the sweet
+    spot measured in DESIGN.md section 6); on a GPU bigger chunks keep the device busy.
+    """
+    name = str(device)
+    if is_cupy_namespace(xp) or "cuda" in name or "gpu" in name.lower():
+        return 1 << 26
+    return 1 << 20
+
