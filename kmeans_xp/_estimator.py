@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._data import ChunkedData
-from ._init import initial_centers, kmeans_plusplus_working
+from ._init import check_user_centers, initial_centers, kmeans_plusplus_working
 from ._lloyd import (
     kmeans_single_lloyd,
     labels_inertia,
@@ -37,8 +37,6 @@ from ._validation import (
     check_random_state,
     check_same_namespace,
     check_sample_weight,
-    check_centers_shape,
-    as_namespace,
     check_tol,
     feature_names_of,
 )
@@ -118,8 +116,7 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
     rng = check_random_state(random_state)
     w = check_sample_weight(sample_weight, inp.n, xp, inp.device, inp.compute)
     if p.init_kind == "array":
-        init = as_namespace(init, "init", xp, inp.device, inp.compute)
-        check_centers_shape(init, p.n_clusters, inp.d)
+        init = check_user_centers(init, p.n_clusters, xp, inp.device, inp.compute, inp.d)
 
     data = ChunkedData(inp.X, xp=xp, dtype=inp.compute, weights=w,
                        n_clusters=p.n_clusters, chunk_size=p.chunk_size)

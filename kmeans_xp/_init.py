@@ -117,26 +117,27 @@ def random_working(data: ChunkedData, n_clusters: int, rng: Any,
     return data.take_rows(idx), idx
 
 
-def user_centers(data: ChunkedData, centers: Any, n_clusters: int, dtype: Any,
-                 name: str = "init") -> Any:
-    """A user's centres (any namespace, list) checked and moved to working coordinates."""
-    C = as_namespace(centers, name, data.xp, data.device, dtype)
-    check_centers_shape(C, n_clusters, data.d)
-    C = data.to_working_coords(C)
-    ok = bool(data.xp.all(data.xp.isfinite(C)))  # host sync, once per init
-    if not ok:
+def check_user_centers(centers: Any, n_clusters: int, xp: Any, device: Any, dtype: Any,
+                       n_features: int, name: str = "init") -> Any:
+    """A user's centres (any namespace, list): converted, shape- and NaN-checked.  One sync."""
+    C = as_namespace(centers, name, xp, device, dtype)
+    check_centers_shape(C, n_clusters, n_features)
+    if not bool(xp.all(xp.isfinite(C))):
         raise ValueError(f"The initial centers given in '{name}' contain NaN or infinity.")
     return C
 
 
 def initial_centers(data: ChunkedData, init: Any, kind: str, n_clusters: int, rng: Any,
                     host_weights: Any = None) -> Any:
-    """Initial centres in working coordinates for one run."""
+    """Initial centres in working coordinates for one run.
+
+    For ``kind == "array"``, ``init`` has been through :func:`check_user_centers` already.
+    """
     if kind == "k-means++":
         return kmeans_plusplus_working(data, n_clusters, rng)[0]
     if kind == "random":
         return random_working(data, n_clusters, rng, host_weights)[0]
     if kind == "callable":
-        C = init(data.X, n_clusters, random_state=rng)
-        return user_centers(data, C, n_clusters, data.dtype)
-    return user_centers(data, init, n_clusters, data.dtype)
+        init = check_user_centers(init(data.X, n_clusters, random_state=rng), n_clusters,
+                                  data.xp, data.device, data.dtype, data.d)
+    return data.to_working_coords(init)

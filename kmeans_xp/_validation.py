@@ -189,7 +189,7 @@ def as_array(
     with ``__array__``) goes through NumPy and then, when ``xp``/``device`` are given,
     into that namespace on that device.
     """
-    if is_array(X):
+    if is_array(X) and not (isinstance(X, np.ndarray) and X.dtype == object):
         X = plain_array(X)
         return X, array_namespace(X), device_of(X)
     host = _host_array(X, name)
