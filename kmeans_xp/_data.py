@@ -49,6 +49,7 @@ class ChunkedData:
         self.rows = chunk_size or chunk_rows(self.n, self.d, n_clusters, budget)
         self.scale = 1.0
         self.shift = None
+        self.mean_variance = float("nan")
         self.f64 = is_float64_supported(xp, self.device)
 
     # -- the working coordinates -------------------------------------------------
@@ -112,22 +113,29 @@ class ChunkedData:
             self.scale = 2.0 ** round(math.log2(amax))
 
     def center(self) -> None:
-        """Set ``shift`` to the column means (computed in the working scale)."""
+        """Centre on the column means, when that buys accuracy.  Two passes, one host sync.
+
+        Sets ``mean_variance`` (mean over features of the per-feature variance, in working
+        units; the scale of ``tol``).  When the mean is small next to the spread
+        (``||mean||^2 <= total variance``), centring changes float32 accuracy by less than
+        a factor of 2 and the shift is dropped, so that chunks are not re-centred at every
+        iteration.
+        """
         xp = self.xp
         total = None
         for start, stop in self.ranges():
             s = xp.sum(self._raw(start, stop), axis=0)
             total = s if total is None else total + s
         self.shift = total / self.n
-
-    def mean_variance(self) -> float:
-        """Mean over features of the per-feature variance, in working units.  One host sync."""
-        xp = self.xp
-        total = None
+        sq = None
         for _, _, c, _ in self.chunks():
             s = xp.sum(c * c, axis=0)
-            total = s if total is None else total + s
-        return float(xp.mean(total / self.n))
+            sq = s if sq is None else sq + s
+        stats = to_numpy(xp.stack([xp.mean(sq / self.n),
+                                   xp.sum(self.shift * self.shift)]))  # host sync
+        self.mean_variance = float(stats[0])
+        if float(stats[1]) <= self.d * self.mean_variance:
+            self.shift = None
 
     def accumulator_dtype(self) -> Any:
         """float64 for reductions of n values where the device has it, else the compute dtype."""

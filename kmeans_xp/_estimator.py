@@ -122,7 +122,7 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
                        n_clusters=p.n_clusters, chunk_size=p.chunk_size)
     data.check_finite_and_scale("X")
     data.center()
-    tol = p.tol * data.mean_variance() if p.tol > 0 else 0.0
+    tol = p.tol * data.mean_variance
     host_w = to_numpy(w) if (w is not None and p.init_kind == "random") else None
 
     best = None

@@ -25,7 +25,7 @@ def assign_chunk(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, need_min: boo
     if need_min:
         mins, labels = _ops.min_argmin(D, xp=xp)
         return labels, mins
-    return xp.argmin(D, axis=1), None
+    return _ops.argmin_rows(D, xp=xp), None
 
 
 def accumulate_chunk(Xt: Any, labels: Any, w: Any, n_clusters: int, *, xp: Any):

@@ -13,8 +13,9 @@ from typing import Any
 
 from ._namespace import device_of, is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 
-#: Above this many clusters the NumPy centre sums use ``bincount`` instead of a one-hot GEMM.
-NUMPY_ONEHOT_MAX_K = 256
+#: Above this many clusters the NumPy centre sums use ``bincount`` instead of a one-hot GEMM
+#: (measured crossover on 2 cores: at k=32 the GEMM is 2x faster, at k=256 bincount is 1.6x).
+NUMPY_ONEHOT_MAX_K = 64
 
 
 def partial_sq_distances(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, fast: bool = True) -> Any:
@@ -32,6 +33,13 @@ def partial_sq_distances(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, fast:
         D += c_sq
         return D
     return xp.matmul(Xt, centers_m2t) + c_sq
+
+
+def argmin_rows(D: Any, *, xp: Any, fast: bool = True) -> Any:
+    """Index of the first minimum of each row (torch's ``min`` is faster than its ``argmin``)."""
+    if fast and is_torch_namespace(xp):
+        return D.min(dim=1).indices
+    return xp.argmin(D, axis=1)
 
 
 def min_argmin(D: Any, *, xp: Any, fast: bool = True) -> tuple[Any, Any]:

@@ -1,0 +1,1 @@
+"""Benchmarks of kmeans_xp against its peers: ``python -m bench``."""

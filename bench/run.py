@@ -1,0 +1,448 @@
+"""Benchmark: time per Lloyd iteration of kmeans_xp against its peers.
+
+    python -m bench            # full run (about 15 minutes on 2 cores)
+    python -m bench --quick    # under two minutes: two smaller sizes, two rounds
+
+Every implementation starts from the same initial centres and runs at most ``--iters``
+iterations (tol = 0); the time reported is fit time / iterations run.  Each (implementation,
+size, round) runs in a fresh subprocess (so peak memory is its own), threads pinned to 2 on
+the CPU, implementations interleaved within each round; the ratio to scikit-learn is paired
+per round and its median reported.  A peer that is not installed is reported as missing.
+
+Results: bench/results/<date>-<machine>.json, .md (table) and .png (ratio plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+THREADS = "2"
+
+CPU_SIZES = [(100_000, 32, 32), (200_000, 128, 256), (1_000_000, 16, 16), (50_000, 784, 10),
+             (100_000, 64, 1024)]
+GPU_SIZES = [(1_000_000, 128, 1024), (10_000_000, 32, 256)]
+QUICK_SIZES = [(50_000, 32, 32), (50_000, 128, 256)]
+
+# name -> (module that must import, runs on GPU)
+IMPLS = {
+    "sklearn": ("sklearn", False),
+    "kmeans_xp-numpy": ("kmeans_xp", False),
+    "kmeans_xp-torch": ("torch", False),
+    "sklearnex": ("sklearnex", False),
+    "faiss": ("faiss", False),
+    "fast-pytorch-kmeans": ("fast_pytorch_kmeans", False),
+    "kmeans_xp-torch-cuda": ("torch", True),
+    "kmeans_xp-cupy": ("cupy", True),
+    "faiss-gpu": ("faiss", True),
+    "fast-pytorch-kmeans-cuda": ("fast_pytorch_kmeans", True),
+}
+
+
+# --------------------------------------------------------------------------------------
+# the worker: one implementation, one size, in its own process
+# --------------------------------------------------------------------------------------
+def make_data(n: int, d: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A float32 Gaussian mixture (min(k, 64) components) and k initial centres from its rows."""
+    rng = np.random.default_rng(seed)
+    m = min(k, 64)
+    centers = rng.normal(scale=2.0, size=(m, d)).astype(np.float32)
+    X = centers[rng.integers(0, m, n)]
+    X += rng.standard_normal(size=(n, d), dtype=np.float32)
+    init = X[rng.choice(n, k, replace=False)].copy()
+    return X, init
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _fit_fn(impl: str, X: np.ndarray, init: np.ndarray, iters: int):
+    """(fit(max_iter) -> n_iter, sync, device-memory-peak-fn) for one implementation."""
+    k = init.shape[0]
+    sync = lambda: None  # noqa: E731
+    if impl == "sklearn":
+        from sklearn.cluster import KMeans
+
+        def fit(m):
+            return KMeans(k, init=init, n_init=1, max_iter=m, tol=0, algorithm="lloyd").fit(X).n_iter_
+    elif impl == "sklearnex":
+        from sklearnex.cluster import KMeans
+
+        def fit(m):
+            return KMeans(k, init=init, n_init=1, max_iter=m, tol=0, algorithm="lloyd").fit(X).n_iter_
+    elif impl == "kmeans_xp-numpy":
+        from kmeans_xp import KMeans
+
+        def fit(m):
+            return KMeans(k, init=init, max_iter=m, tol=0).fit(X).n_iter_
+    elif impl.startswith("kmeans_xp-torch") or impl.startswith("fast-pytorch-kmeans"):
+        import torch
+
+        torch.set_num_threads(int(THREADS))
+        dev = "cuda" if impl.endswith("cuda") else "cpu"
+        Xt, it = torch.asarray(X, device=dev), torch.asarray(init, device=dev)
+        if dev == "cuda":
+            sync = torch.cuda.synchronize
+        if impl.startswith("kmeans_xp"):
+            from kmeans_xp import KMeans
+
+            def fit(m):
+                return KMeans(k, init=it, max_iter=m, tol=0).fit(Xt).n_iter_
+        else:
+            from fast_pytorch_kmeans import KMeans
+
+            def fit(m):
+                KMeans(k, max_iter=m, tol=-1.0).fit_predict(Xt, centroids=it.clone())
+                return m
+    elif impl == "kmeans_xp-cupy":
+        import cupy as cp
+
+        from kmeans_xp import KMeans
+
+        Xc, ic = cp.asarray(X), cp.asarray(init)
+        sync = cp.cuda.Device().synchronize
+
+        def fit(m):
+            return KMeans(k, init=ic, max_iter=m, tol=0).fit(Xc).n_iter_
+    elif impl.startswith("faiss"):
+        import faiss
+
+        faiss.omp_set_num_threads(int(THREADS))
+
+        def fit(m):
+            km = faiss.Kmeans(X.shape[1], k, niter=m, seed=0, gpu=impl.endswith("gpu"),
+                              max_points_per_centroid=X.shape[0] + 1, min_points_per_centroid=1)
+            km.train(X, init_centroids=init)
+            return m
+    else:
+        raise ValueError(impl)
+    return fit, sync
+
+
+def worker(impl: str, n: int, d: int, k: int, iters: int, reps: int) -> dict:
+    X, init = make_data(n, d, k)
+    fit, sync = _fit_fn(impl, X, init, iters)  # imports the library, moves the data
+    rss0 = _rss_bytes()  # so the baseline holds the input and the library, not the fit
+    fit(2)  # warm-up: imports, kernels, allocator
+    sync()
+    times = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        n_iter = fit(iters)
+        sync()
+        times.append((time.perf_counter() - t0) / n_iter)
+    out = {"impl": impl, "size": [n, d, k], "per_iter_s": float(np.median(times)),
+           "n_iter": int(n_iter), "peak_mem_above_input_MiB": (_peak_rss_bytes() - rss0) / 2**20}
+    if impl.endswith("cuda"):
+        import torch
+
+        out["gpu_peak_alloc_MiB"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# the driver
+# --------------------------------------------------------------------------------------
+def _env() -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = THREADS
+    # the pool's images set these for other work; a benchmark wants OpenBLAS's own choice
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def available(impl: str, gpu: bool) -> str | None:
+    """None if ``impl`` can run here, else why not."""
+    mod, needs_gpu = IMPLS[impl]
+    if needs_gpu and not gpu:
+        return "no GPU"
+    code = f"import {mod}"
+    if impl == "kmeans_xp-cupy":
+        code += "; cupy.cuda.runtime.getDeviceCount()"
+    if impl == "faiss-gpu":
+        code += "; assert faiss.get_num_gpus() > 0"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    return None if res.returncode == 0 else (res.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def has_gpu() -> bool:
+    res = subprocess.run([sys.executable, "-c", "import torch; assert torch.cuda.is_available()"],
+                         capture_output=True, env=_env())
+    return res.returncode == 0
+
+
+def gemm_ceiling(gpu: bool) -> dict:
+    """float32 GEMM throughput (GFLOP/s) measured now, 2 threads (GPU: TF32 off)."""
+    code = r"""
+import time, json, numpy as np
+out = {}
+a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+a @ a
+t = min((lambda s: (a @ a, time.perf_counter() - s)[1])(time.perf_counter()) for _ in range(5))
+out["numpy"] = 2 * 2048**3 / t / 1e9
+try:
+    import torch
+    torch.set_num_threads(2)
+    b = torch.from_numpy(a)
+    b @ b
+    t = min((lambda s: (b @ b, time.perf_counter() - s)[1])(time.perf_counter()) for _ in range(5))
+    out["torch_cpu"] = 2 * 2048**3 / t / 1e9
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = False
+        g = torch.randn(8192, 8192, device="cuda")
+        g @ g; torch.cuda.synchronize()
+        ts = []
+        for _ in range(5):
+            s = time.perf_counter(); g @ g; torch.cuda.synchronize(); ts.append(time.perf_counter() - s)
+        out["torch_cuda"] = 2 * 8192**3 / min(ts) / 1e9
+        out["gpu_name"] = torch.cuda.get_device_name(0)
+except ImportError:
+    pass
+print(json.dumps(out))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_one(impl: str, size: tuple, iters: int, reps: int, timeout: float) -> dict:
+    n, d, k = size
+    cmd = [sys.executable, "-m", "bench.run", "--worker", impl, str(n), str(d), str(k),
+           str(iters), str(reps)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"impl": impl, "size": list(size), "error": f"timed out after {timeout:.0f} s"}
+    if res.returncode != 0:
+        msg = (res.stderr.strip().splitlines() or ["?"])[-1]
+        return {"impl": impl, "size": list(size), "error": msg[:300]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _versions() -> dict:
+    code = r"""
+import json, importlib
+out = {}
+for m in ("numpy", "torch", "sklearn", "sklearnex", "faiss", "fast_pytorch_kmeans", "cupy", "kmeans_xp"):
+    try:
+        out[m] = getattr(importlib.import_module(m), "__version__", "?")
+    except Exception:
+        pass
+print(json.dumps(out))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def summarise(rows: list[dict], sizes: list, impls: list[str], ceiling: dict) -> dict:
+    """Median per-iteration time, paired ratio to sklearn, GFLOP/s, memory, best peer."""
+    summary = {}
+    for size in sizes:
+        key = "x".join(str(s) for s in size)
+        n, d, k = size
+        by_round: dict[int, dict[str, float]] = {}
+        for r in rows:
+            if r["size"] == list(size) and "per_iter_s" in r:
+                by_round.setdefault(r["round"], {})[r["impl"]] = r["per_iter_s"]
+        entry = {}
+        for impl in impls:
+            mine = [r for r in rows if r["size"] == list(size) and r["impl"] == impl]
+            ok = [r for r in mine if "per_iter_s" in r]
+            if not ok:
+                entry[impl] = {"error": mine[0].get("error") if mine else "not run"}
+                continue
+            t = float(np.median([r["per_iter_s"] for r in ok]))
+            ratios = [rd[impl] / rd["sklearn"] for rd in by_round.values()
+                      if impl in rd and "sklearn" in rd]
+            entry[impl] = {
+                "per_iter_ms": t * 1e3,
+                "ratio_to_sklearn": float(np.median(ratios)) if ratios else None,
+                "ratios_per_round": ratios,
+                "gflops": 2 * n * k * d / t / 1e9,
+                "peak_mem_above_input_MiB": float(np.median([r["peak_mem_above_input_MiB"]
+                                                             for r in ok])),
+                "n_iter": ok[-1]["n_iter"],
+            }
+            if "gpu_peak_alloc_MiB" in ok[-1]:
+                entry[impl]["gpu_peak_alloc_MiB"] = ok[-1]["gpu_peak_alloc_MiB"]
+        peers = {i: e["per_iter_ms"] for i, e in entry.items()
+                 if "per_iter_ms" in e and not i.startswith("kmeans_xp")}
+        if peers:
+            best = min(peers, key=peers.get)
+            for i, e in entry.items():
+                if i.startswith("kmeans_xp") and "per_iter_ms" in e:
+                    e["ratio_to_best_peer"] = e["per_iter_ms"] / peers[best]
+                    e["best_peer"] = best
+        summary[key] = entry
+    return summary
+
+
+def markdown(meta: dict, summary: dict, impls: list[str]) -> str:
+    lines = [f"# kmeans_xp benchmark, {meta['date']}", "",
+             f"- machine: {meta['machine']}; threads pinned to {THREADS}",
+             f"- GEMM ceiling (float32, measured in this run): "
+             + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in meta["gemm_gflops"].items()
+                         if isinstance(v, float)),
+             f"- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+             f"- {meta['rounds']} interleaved rounds, {meta['reps']} timed fits per process, "
+             f"at most {meta['iters']} iterations per fit from the same initial centres; "
+             "time = median fit time / n_iter_; ratio = median over rounds of the paired "
+             "ratio to scikit-learn (lower is faster); memory = peak RSS above the input.",
+             ""]
+    for key, entry in summary.items():
+        lines += [f"## (n, d, k) = ({key.replace('x', ', ')})", "",
+                  "| implementation | ms / iter | ratio to sklearn | ratio to best peer | GFLOP/s | peak MiB above input |",
+                  "|---|---|---|---|---|---|"]
+        for impl in impls:
+            e = entry.get(impl)
+            if e is None:
+                continue
+            if "per_iter_ms" not in e:
+                lines.append(f"| {impl} | missing: {e['error']} | | | | |")
+                continue
+            r = e["ratio_to_sklearn"]
+            b = e.get("ratio_to_best_peer")
+            r_txt = "" if r is None else f"{r:.2f}"
+            b_txt = "" if b is None else f"{b:.2f} ({e['best_peer']})"
+            lines.append(
+                f"| {impl} | {e['per_iter_ms']:.2f} | {r_txt} | {b_txt} | {e['gflops']:.1f} | "
+                f"{e['peak_mem_above_input_MiB']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summary: dict, impls: list[str], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    keys = list(summary)
+    shown = [i for i in impls if i != "sklearn" and any(
+        summary[k].get(i, {}).get("ratio_to_sklearn") for k in keys)]
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(keys)), 4.5), constrained_layout=True)
+    width = 0.8 / max(1, len(shown))
+    for j, impl in enumerate(shown):
+        vals = [summary[k].get(impl, {}).get("ratio_to_sklearn") or np.nan for k in keys]
+        ax.bar(np.arange(len(keys)) + j * width, vals, width, label=impl)
+    ax.axhline(1.0, color="black", lw=1, ls="--")
+    ax.set_xticks(np.arange(len(keys)) + width * (len(shown) - 1) / 2)
+    ax.set_xticklabels([f"({k.replace('x', ', ')})" for k in keys], fontsize=8)
+    ax.set_ylabel("time per iteration / scikit-learn's (lower is faster)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="two small sizes, two rounds (< 2 min)")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--iters", type=int, default=None, help="max Lloyd iterations per fit")
+    ap.add_argument("--reps", type=int, default=None, help="timed fits per process")
+    ap.add_argument("--impls", default=None, help="comma-separated subset of implementations")
+    ap.add_argument("--sizes", default=None, help="e.g. 100000x32x32,200000x128x256")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--tag", default=None, help="file name stem (default: date-machine)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per worker process")
+    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        impl, n, d, k, iters, reps = args.worker
+        print(json.dumps(worker(impl, int(n), int(d), int(k), int(iters), int(reps))))
+        return 0
+
+    gpu = has_gpu()
+    sizes = (QUICK_SIZES if args.quick else CPU_SIZES + (GPU_SIZES if gpu else []))
+    if args.sizes:
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    rounds = args.rounds or (2 if args.quick else 3)
+    iters = args.iters or (10 if args.quick else 20)
+    reps = args.reps or (1 if args.quick else 2)
+    wanted = args.impls.split(",") if args.impls else list(IMPLS)
+    if "sklearn" not in wanted:
+        wanted.insert(0, "sklearn")
+    impls, missing = [], {}
+    for impl in wanted:
+        why = available(impl, gpu)
+        (missing.__setitem__(impl, why) if why else impls.append(impl))
+    for impl, why in missing.items():
+        print(f"missing: {impl} ({why})", flush=True)
+
+    ceiling = gemm_ceiling(gpu)
+    machine = ceiling.get("gpu_name", _cpu_name())
+    print(f"machine: {machine}; GEMM ceiling {ceiling}", flush=True)
+    rows = []
+    for r in range(rounds):
+        for size in sizes:
+            # GPU-only sizes are too big for the CPU implementations
+            run_here = [i for i in impls if IMPLS[i][1] or size not in GPU_SIZES]
+            order = run_here[r % len(run_here):] + run_here[:r % len(run_here)]
+            for impl in order:
+                res = run_one(impl, size, iters, reps, args.timeout)
+                res["round"] = r
+                rows.append(res)
+                shown = (f"{res['per_iter_s'] * 1e3:9.2f} ms/iter" if "per_iter_s" in res
+                         else f"error: {res['error']}")
+                print(f"round {r} {str(size):22s} {impl:26s} {shown}", flush=True)
+
+    summary = summarise(rows, sizes, impls, ceiling)
+    date = _dt.date.today().isoformat()
+    tag = args.tag or f"{date}-{'gpu' if gpu else 'cpu'}{'-quick' if args.quick else ''}"
+    meta = {"date": date, "machine": machine, "gemm_gflops": ceiling, "versions": _versions(),
+            "rounds": rounds, "reps": reps, "iters": iters, "threads": int(THREADS),
+            "missing": missing, "quick": args.quick}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{tag}.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows},
+                                                indent=1))
+    md = markdown(meta, summary, impls + list(missing))
+    for impl, why in missing.items():
+        md += f"\n- {impl}: missing ({why})"
+    (out / f"{tag}.md").write_text(md + "\n")
+    plotted = plot(summary, impls, out / f"{tag}.png", f"kmeans_xp vs peers, {machine}")
+    print(md)
+    print(f"\nwritten: {out / (tag + '.json')}, {tag}.md" + (f", {tag}.png" if plotted else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
