@@ -13,6 +13,7 @@ import math
 from typing import Any, Iterator
 
 from ._namespace import (
+    available_memory,
     default_chunk_budget,
     device_of,
     is_float64_supported,
@@ -47,10 +48,29 @@ class ChunkedData:
         self.n, self.d = int(X.shape[0]), int(X.shape[1])
         budget = default_chunk_budget(xp, self.device)
         self.rows = chunk_size or chunk_rows(self.n, self.d, n_clusters, budget)
+        self.rows = min(self.rows, self.n)
+        self.check_memory(n_clusters)
         self.scale = 1.0
         self.shift = None
         self.mean_variance = float("nan")
         self.f64 = is_float64_supported(xp, self.device)
+
+    def working_set_bytes(self, n_clusters: int) -> int:
+        """Bytes a pass needs beyond X: a few (rows x max(k, d)) blocks, O(n) vectors, centres."""
+        item = 8 if self.dtype == self.xp.float64 else 4
+        return item * (3 * self.rows * max(n_clusters, self.d) + 4 * self.n
+                       + 4 * n_clusters * self.d) + 8 * 2 * self.n
+
+    def check_memory(self, n_clusters: int) -> None:
+        """A clear MemoryError, before any work, when the device cannot hold the working set."""
+        need = self.working_set_bytes(n_clusters)
+        free = available_memory(self.xp, self.device)
+        if free is not None and need > free:
+            raise MemoryError(
+                f"k-means on {self.n} x {self.d} data with {n_clusters} clusters needs about "
+                f"{need / 2**30:.2f} GiB on {self.device} beyond X with chunks of {self.rows} "
+                f"rows, but only {free / 2**30:.2f} GiB is free. Pass a smaller chunk_size "
+                "(rows per chunk) or free memory.")
 
     # -- the working coordinates -------------------------------------------------
     def _scaled(self, c: Any) -> Any:
@@ -79,11 +99,14 @@ class ChunkedData:
         for start in range(0, self.n, self.rows):
             yield start, min(start + self.rows, self.n)
 
+    def weights_at(self, start: int, stop: int) -> Any:
+        """The weights of rows ``start:stop``, or None for unit weights."""
+        return None if self.weights is None else self.weights[start:stop]
+
     def chunks(self) -> Iterator[tuple[int, int, Any, Any]]:
         """``(start, stop, Xt, w)`` for each chunk; ``w`` is None for unit weights."""
         for start, stop in self.ranges():
-            w = None if self.weights is None else self.weights[start:stop]
-            yield start, stop, self.rows_at(start, stop), w
+            yield start, stop, self.rows_at(start, stop), self.weights_at(start, stop)
 
     def to_data_coords(self, C: Any, dtype: Any) -> Any:
         xp = self.xp

@@ -21,7 +21,7 @@ from ._lloyd import (
     same_clustering,
     sq_distances,
 )
-from ._namespace import compute_dtype, device_of, array_namespace, to_numpy
+from ._namespace import array_namespace, compute_dtype, device_of, is_out_of_memory, to_numpy
 from ._validation import (
     ConvergenceWarning,
     InvalidParameterError,
@@ -107,6 +107,13 @@ class _Fit:
     inp: _Input
 
 
+def _out_of_memory(exc: BaseException, data: ChunkedData) -> MemoryError:
+    return MemoryError(
+        f"{type(exc).__name__} on {data.device} while clustering {data.n} x {data.d} data in "
+        f"chunks of {data.rows} rows: pass a smaller chunk_size (rows per chunk). "
+        f"Backend message: {exc}")
+
+
 def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
     """Validate everything, then run ``p.n_init`` Lloyd runs and keep the best."""
     inp = _check_input(X, "X", owner)
@@ -120,6 +127,17 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
 
     data = ChunkedData(inp.X, xp=xp, dtype=inp.compute, weights=w,
                        n_clusters=p.n_clusters, chunk_size=p.chunk_size)
+    try:
+        return _run(data, inp, init, rng, p)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise _out_of_memory(exc, data) from exc
+        raise
+
+
+def _run(data: ChunkedData, inp: _Input, init: Any, rng: Any, p: _Params) -> _Fit:
+    """The passes over X and the ``p.n_init`` Lloyd runs; keeps the best run."""
+    xp, w = data.xp, data.weights
     data.check_finite_and_scale("X")
     data.center()
     tol = p.tol * data.mean_variance
@@ -143,7 +161,7 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
         warnings.warn(
             f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
             f"({p.n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning, stacklevel=3)
+            ConvergenceWarning, stacklevel=4)
     return _Fit(data.to_data_coords(centers, inp.storage), labels, inertia, n_iter, inp)
 
 

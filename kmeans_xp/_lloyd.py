@@ -44,24 +44,28 @@ def _weighted_total(values: Any, w: Any, data: ChunkedData) -> Any:
     return xp.astype(xp.sum(v), data.accumulator_dtype())
 
 
+def _add(total: Any, part: Any) -> Any:
+    return part if total is None else total + part
+
+
 def lloyd_pass(data: ChunkedData, centers: Any, *, need_inertia: bool = False):
-    """One assignment + accumulation pass: labels (n,), sums (k, d), counts (k,), inertia."""
+    """One assignment + accumulation pass: labels (n,), sums (k, d), counts (k,), inertia.
+
+    Sums are accumulated chunk by chunk, so the pass holds one chunk's blocks at a time.
+    """
     xp = data.xp
     k = int(centers.shape[0])
     m2t, c_sq = center_terms(centers, xp)
-    labels_parts = []
-    sums = counts = inertia = None
+    labels, sums, counts, inertia = [], None, None, None
     for _, _, Xt, w in data.chunks():
         lab, mins = assign_chunk(Xt, m2t, c_sq, xp=xp, need_min=need_inertia)
-        labels_parts.append(lab)
+        labels.append(lab)
         s, c = accumulate_chunk(Xt, lab, w, k, xp=xp)
-        sums = s if sums is None else sums + s
-        counts = c if counts is None else counts + c
+        sums, counts = _add(sums, s), _add(counts, c)
         if need_inertia:
             dist = xp.clip(mins + xp.sum(Xt * Xt, axis=1), min=0.0)
-            t = _weighted_total(dist, w, data)
-            inertia = t if inertia is None else inertia + t
-    return _concat(labels_parts, xp), sums, counts, inertia
+            inertia = _add(inertia, _weighted_total(dist, w, data))
+    return _concat(labels, xp), sums, counts, inertia
 
 
 def _sq_dist_to_assigned(Xt: Any, centers: Any, labels: Any, xp: Any) -> Any:
@@ -74,8 +78,8 @@ def inertia_for_labels(data: ChunkedData, centers: Any, labels: Any) -> Any:
     xp = data.xp
     total = None
     for start, stop, Xt, w in data.chunks():
-        t = _weighted_total(_sq_dist_to_assigned(Xt, centers, labels[start:stop], xp), w, data)
-        total = t if total is None else total + t
+        total = _add(total, _weighted_total(
+            _sq_dist_to_assigned(Xt, centers, labels[start:stop], xp), w, data))
     return total
 
 
@@ -83,14 +87,14 @@ def labels_inertia(data: ChunkedData, centers: Any, *, return_inertia: bool = Tr
     """Nearest-centre labels (n,) and the inertia (0-d), in one pass."""
     xp = data.xp
     m2t, c_sq = center_terms(centers, xp)
-    parts, total = [], None
+    labels, total = [], None
     for _, _, Xt, w in data.chunks():
         lab, _ = assign_chunk(Xt, m2t, c_sq, xp=xp)
-        parts.append(lab)
+        labels.append(lab)
         if return_inertia:
-            t = _weighted_total(_sq_dist_to_assigned(Xt, centers, lab, xp), w, data)
-            total = t if total is None else total + t
-    return _concat(parts, xp), total
+            total = _add(total, _weighted_total(_sq_dist_to_assigned(Xt, centers, lab, xp), w,
+                                                data))
+    return _concat(labels, xp), total
 
 
 def sq_distances(data: ChunkedData, centers: Any) -> Any:

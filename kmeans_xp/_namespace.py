@@ -156,3 +156,29 @@ def default_chunk_budget(xp: Any, device: Any) -> int:
         return 1 << 26
     return 1 << 20
 
+
+
+def available_memory(xp: Any, device: Any) -> int | None:
+    """Bytes free on ``device`` now (host RAM for CPU arrays), or None if unknown."""
+    try:
+        if is_torch_namespace(xp) and getattr(device, "type", "") == "cuda":
+            import torch
+
+            return int(torch.cuda.mem_get_info(device)[0])
+        if is_cupy_namespace(xp):
+            import cupy
+
+            return int(cupy.cuda.Device(device.id).mem_info[0])
+        if str(device).lower() in ("cpu", "cpu_device") or is_numpy_namespace(xp) \
+                or is_array_api_strict_namespace(xp):
+            import os
+
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except Exception:
+        return None
+    return None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A backend's out-of-memory error (NumPy's MemoryError, torch/CuPy OutOfMemoryError)."""
+    return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__

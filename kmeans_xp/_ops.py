@@ -129,3 +129,4 @@ def _cluster_sums_cupy(Xt, labels, weights, k):  # pragma: no cover - needs a GP
     counts = cupy.zeros(k, dtype=Xt.dtype)
     cupyx.scatter_add(counts, labels, w)
     return sums, counts
+

@@ -1,0 +1,153 @@
+"""Numerics and precision, determinism, and memory bounds."""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+from kmeans_xp import KMeans, _ops
+
+
+def _mixture(n=3000, d=6, k=5, seed=0, scale=6.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=scale, size=(k, d))
+    return centers[rng.integers(0, k, n)] + rng.normal(size=(n, d))
+
+
+# -- precision -------------------------------------------------------------------------------
+def test_large_offset_float32_clusters_like_float64(backend):
+    """1e6 + small noise in float32 (a grid of 0.0625): centring keeps float32 distances
+    accurate, so the clustering is float64's up to float32 near-ties, while the textbook
+    ||x||^2 - 2 x.c + ||c||^2 in float32 without centring gets a large share wrong."""
+    X32 = (_mixture() + 1e6).astype(np.float32)
+    init = X32[:5]
+    a = KMeans(5, init=backend.asarray(init)).fit(backend.asarray(X32))
+    b = KMeans(5, init=init.astype(np.float64)).fit(X32.astype(np.float64))
+    agree = float((backend.to_numpy(a.labels_) == b.labels_).mean())
+    assert agree >= 0.99, agree
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-3)  # a neighbouring local optimum
+    np.testing.assert_allclose(backend.to_numpy(a.cluster_centers_), b.cluster_centers_,
+                               rtol=0, atol=0.25)  # float32 grid 0.0625, + the few moved points
+    # the naive float32 assignment against float64's own centres
+    C32 = b.cluster_centers_.astype(np.float32)
+    naive = ((X32 * X32).sum(1)[:, None] - 2 * X32 @ C32.T + (C32 * C32).sum(1)).argmin(1)
+    assert (naive == b.labels_).mean() < 0.9
+
+
+@pytest.mark.parametrize("magnitude", [1e30, 1e-30, 1e18, 1e-18])
+def test_extreme_magnitudes_neither_overflow_nor_underflow(backend, dtype_name, magnitude):
+    base = _mixture(n=800).astype(dtype_name)
+    X = (base.astype(np.float64) * magnitude).astype(dtype_name)
+    ref = KMeans(5, init=base[:5]).fit(base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow / invalid-value RuntimeWarning either
+        km = KMeans(5, init=backend.asarray(X[:5])).fit(backend.asarray(X))
+        D = backend.to_numpy(km.transform(backend.asarray(X)))
+    C = backend.to_numpy(km.cluster_centers_).astype(np.float64)
+    assert np.isfinite(C).all() and np.isfinite(D).all() and np.isfinite(km.inertia_)
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), ref.labels_)
+    np.testing.assert_allclose(C / magnitude, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+    assert km.inertia_ / magnitude**2 == pytest.approx(ref.inertia_, rel=1e-3)
+    assert km.score(backend.asarray(X)) / magnitude**2 == pytest.approx(-ref.inertia_, rel=1e-3)
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_torch_half_precision(half):
+    torch = pytest.importorskip("torch")
+    X = _mixture().astype(np.float32)
+    Xh = torch.asarray(X).to(getattr(torch, half))
+    ref = KMeans(5, init=Xh[:5].float().numpy()).fit(Xh.float().numpy())  # same values, f32
+    km = KMeans(5, init=Xh[:5]).fit(Xh)
+    assert km.cluster_centers_.dtype == getattr(torch, half)  # stored as given
+    assert km.transform(Xh).dtype == getattr(torch, half)
+    # accumulated in float32: labels as float32's, centres within the storage precision
+    np.testing.assert_array_equal(km.labels_.numpy(), ref.labels_)
+    eps = 2.0 ** -8 if half == "float16" else 2.0 ** -7
+    np.testing.assert_allclose(km.cluster_centers_.float().numpy(), ref.cluster_centers_,
+                               rtol=eps, atol=eps * np.abs(X).max())
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+def test_numpy_float16():
+    X = _mixture().astype(np.float16)
+    km = KMeans(5, init=X[:5]).fit(X)
+    ref = KMeans(5, init=X[:5].astype(np.float32)).fit(X.astype(np.float32))
+    assert km.cluster_centers_.dtype == np.float16
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+# -- determinism -----------------------------------------------------------------------------
+def test_same_seed_bit_identical_on_one_backend(backend, dtype_name):
+    X = backend.asarray(_mixture(n=2000).astype(dtype_name))
+    runs = [KMeans(5, random_state=42, n_init=3, init="random").fit(X) for _ in range(3)]
+    first = runs[0]
+    for r in runs[1:]:
+        assert np.array_equal(backend.to_numpy(r.cluster_centers_),
+                              backend.to_numpy(first.cluster_centers_))
+        assert np.array_equal(backend.to_numpy(r.labels_), backend.to_numpy(first.labels_))
+        assert r.inertia_ == first.inertia_ and r.n_iter_ == first.n_iter_
+
+
+# -- memory ----------------------------------------------------------------------------------
+def _peak_traced(fn) -> int:
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_numpy_peak_memory_is_bounded_by_the_chunk_not_by_X():
+    """Peak allocation grows with n only through O(n) vectors (labels), never a copy of X
+    (d floats per sample) nor an n x k matrix."""
+    d, k, chunk = 200, 64, 512
+    peaks = {}
+    for n in (5_000, 20_000):
+        X = np.random.default_rng(0).normal(size=(n, d))
+        init = X[:k].copy()
+        peaks[n] = _peak_traced(lambda: KMeans(k, init=init, max_iter=3, chunk_size=chunk).fit(X))
+    per_sample = (peaks[20_000] - peaks[5_000]) / 15_000
+    assert per_sample <= 64, per_sample  # O(n) int/float vectors only; X is 1600 B/sample
+    chunk_bytes = 8 * chunk * max(k, d)
+    assert peaks[5_000] <= 64 * 5_000 + 12 * chunk_bytes + 8 * 4 * k * d, peaks
+
+
+def test_torch_cuda_peak_memory_is_bounded(backend):
+    if backend.name != "torch_cuda":
+        pytest.skip("torch.cuda.max_memory_allocated needs the torch_cuda backend")
+    torch = backend.module
+    d, k, chunk = 128, 256, 4096
+    peaks = {}
+    for n in (100_000, 400_000):
+        X = torch.randn(n, d, device=backend.device)
+        init = X[:k].clone()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        KMeans(k, init=init, max_iter=3, chunk_size=chunk).fit(X)
+        peaks[n] = torch.cuda.max_memory_allocated() - base
+    assert (peaks[400_000] - peaks[100_000]) / 300_000 <= 64  # X is 512 B/sample
+
+
+def test_clear_memory_error_when_the_budget_cannot_be_met(monkeypatch):
+    import kmeans_xp._data as data_mod
+
+    X = _mixture(n=1000)
+    monkeypatch.setattr(data_mod, "available_memory", lambda xp, device: 1 << 16)
+    with pytest.raises(MemoryError, match=r"needs about .* GiB .* Pass a smaller chunk_size"):
+        KMeans(5, random_state=0).fit(X)
+
+
+def test_backend_out_of_memory_is_reported_with_advice(backend, monkeypatch):
+    def oom(*a, **k):
+        raise MemoryError("Unable to allocate 40.0 GiB")
+
+    monkeypatch.setattr(_ops, "partial_sq_distances", oom)
+    with pytest.raises(MemoryError, match=r"chunks of \d+ rows: pass a smaller chunk_size"):
+        KMeans(5, random_state=0).fit(backend.asarray(_mixture(n=500)))
