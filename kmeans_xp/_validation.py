@@ -258,20 +258,9 @@ def as_namespace(a: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
             a = xp.asarray(to_numpy(a), device=device)
     else:
         a = xp.asarray(_host_array(a, name), device=device)
-    if check_dtype_kind(a, xp) is None:
+    if compute_dtype(xp, a.dtype, device) is None:
         raise DataTypeError(f"{name} must hold real numbers; got dtype {a.dtype}.")
     return xp.astype(a, dtype) if a.dtype != dtype else a
-
-
-def check_dtype_kind(a: Any, xp: Any) -> str | None:
-    try:
-        if xp.isdtype(a.dtype, "real floating"):
-            return "float"
-        if xp.isdtype(a.dtype, ("integral", "bool")):
-            return "int"
-    except Exception:
-        pass
-    return "float" if str(a.dtype).endswith(("float16", "bfloat16")) else None
 
 
 def check_sample_weight(sample_weight: Any, n_samples: int, xp: Any, device: Any,
