@@ -30,6 +30,10 @@ def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) ->
     return int(max(1, min(n_samples, budget // width)))
 
 
+def _add(total: Any, part: Any) -> Any:
+    return part if total is None else total + part
+
+
 class ChunkedData:
     """X (n, d) with optional weights, read in chunks of ``rows`` rows.
 
@@ -53,6 +57,7 @@ class ChunkedData:
         self.scale = 1.0
         self.shift = None
         self.mean_variance = float("nan")
+        self.buffers: dict = {}  # work blocks reused across chunks and iterations (_ops)
         self.f64 = is_float64_supported(xp, self.device)
 
     def working_set_bytes(self, n_clusters: int) -> int:
@@ -117,14 +122,25 @@ class ChunkedData:
         return C if C.dtype == dtype else xp.astype(C, dtype)
 
     # -- passes over X (each one read of X, chunk by chunk) -----------------------
-    def check_finite_and_scale(self, name: str = "X") -> None:
-        """Raise on NaN / inf; choose the power-of-two ``scale``.  One host sync."""
+    def check_finite_and_scale(self, name: str = "X", *, moments: bool = False) -> None:
+        """Raise on NaN / inf; choose the power-of-two ``scale``.  One pass, one host sync.
+
+        With ``moments``, the same pass also sums the columns and their squares, which
+        :meth:`center` then reuses (unless the data had to be scaled).
+        """
         xp = self.xp
-        oks, amaxes = [], []
+        oks, amaxes, sums, sqs = [], [], None, None
         for start, stop in self.ranges():
             c = self._raw(start, stop)
+            a = xp.abs(c)
             oks.append(xp.all(xp.isfinite(c)))
-            amaxes.append(xp.max(xp.abs(c)))
+            amaxes.append(xp.max(a))
+            if moments:
+                # values past 2**LOG2_RANGE force a rescale, which discards these moments;
+                # zeroing them keeps the squares from overflowing (and NaN/inf out)
+                c = xp.where(a <= 2.0 ** LOG2_RANGE, c, xp.zeros_like(c))
+                sums = _add(sums, xp.sum(c, axis=0))
+                sqs = _add(sqs, xp.sum(c * c, axis=0))
         ok = xp.all(xp.stack(oks))
         amax = xp.max(xp.stack(amaxes))
         flags = to_numpy(xp.stack([xp.astype(ok, self.dtype), amax]))  # host sync
@@ -134,31 +150,41 @@ class ChunkedData:
         amax = float(flags[1])
         if amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE:
             self.scale = 2.0 ** round(math.log2(amax))
+        self._moments = (sums, sqs) if (moments and self.scale == 1.0) else None
 
     def center(self) -> None:
-        """Centre on the column means, when that buys accuracy.  Two passes, one host sync.
+        """Centre on the column means, when that buys accuracy.  One host sync.
 
         Sets ``mean_variance`` (mean over features of the per-feature variance, in working
         units; the scale of ``tol``).  When the mean is small next to the spread
         (``||mean||^2 <= total variance``), centring changes float32 accuracy by less than
-        a factor of 2 and the shift is dropped, so that chunks are not re-centred at every
-        iteration.
+        a factor of 2: the shift is dropped, so that chunks are not re-centred at every
+        iteration, and the one-pass variance E[x^2] - mean^2 is accurate (no cancellation).
+        Otherwise the variance is recomputed on centred chunks (a second pass).
         """
         xp = self.xp
-        total = None
-        for start, stop in self.ranges():
-            s = xp.sum(self._raw(start, stop), axis=0)
-            total = s if total is None else total + s
-        self.shift = total / self.n
+        moments = getattr(self, "_moments", None)
+        if moments is None:
+            sums = sqs = None
+            for start, stop in self.ranges():
+                c = self._raw(start, stop)
+                sums = _add(sums, xp.sum(c, axis=0))
+                sqs = _add(sqs, xp.sum(c * c, axis=0))
+        else:
+            sums, sqs = moments
+        self._moments = None
+        mean = sums / self.n
+        total_var = xp.sum(xp.clip(sqs / self.n - mean * mean, min=0.0))
+        stats = to_numpy(xp.stack([total_var, xp.sum(mean * mean)]))  # host sync
+        if float(stats[1]) <= float(stats[0]):
+            self.shift = None
+            self.mean_variance = float(stats[0]) / self.d
+            return
+        self.shift = mean
         sq = None
         for _, _, c, _ in self.chunks():
-            s = xp.sum(c * c, axis=0)
-            sq = s if sq is None else sq + s
-        stats = to_numpy(xp.stack([xp.mean(sq / self.n),
-                                   xp.sum(self.shift * self.shift)]))  # host sync
-        self.mean_variance = float(stats[0])
-        if float(stats[1]) <= self.d * self.mean_variance:
-            self.shift = None
+            sq = _add(sq, xp.sum(c * c, axis=0))
+        self.mean_variance = float(xp.mean(sq / self.n))  # host sync
 
     def accumulator_dtype(self) -> Any:
         """float64 for reductions of n values where the device has it, else the compute dtype."""

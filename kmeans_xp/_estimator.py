@@ -138,7 +138,7 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
 def _run(data: ChunkedData, inp: _Input, init: Any, rng: Any, p: _Params) -> _Fit:
     """The passes over X and the ``p.n_init`` Lloyd runs; keeps the best run."""
     xp, w = data.xp, data.weights
-    data.check_finite_and_scale("X")
+    data.check_finite_and_scale("X", moments=True)
     data.center()
     tol = p.tol * data.mean_variance
     host_w = to_numpy(w) if (w is not None and p.init_kind == "random") else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _ops
-from ._data import ChunkedData
+from ._data import ChunkedData, _add
 
 
 def center_terms(centers: Any, xp: Any) -> tuple[Any, Any]:
@@ -19,9 +19,13 @@ def center_terms(centers: Any, xp: Any) -> tuple[Any, Any]:
     return -2.0 * xp.matrix_transpose(centers), xp.sum(centers * centers, axis=1)
 
 
-def assign_chunk(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, need_min: bool = False):
-    """Labels of a chunk (first nearest centre) and, if asked, ``min_j ||c_j||^2 - 2 x.c_j``."""
-    D = _ops.partial_sq_distances(Xt, centers_m2t, c_sq, xp=xp)
+def assign_chunk(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, need_min: bool = False,
+                 buffers: dict | None = None):
+    """Labels of a chunk (first nearest centre) and, if asked, ``min_j ||c_j||^2 - 2 x.c_j``.
+
+    ``buffers``: a dict kept for the fit, in which the distance block is reused.
+    """
+    D = _ops.partial_sq_distances(Xt, centers_m2t, c_sq, xp=xp, buffers=buffers)
     if need_min:
         mins, labels = _ops.min_argmin(D, xp=xp)
         return labels, mins
@@ -44,10 +48,6 @@ def _weighted_total(values: Any, w: Any, data: ChunkedData) -> Any:
     return xp.astype(xp.sum(v), data.accumulator_dtype())
 
 
-def _add(total: Any, part: Any) -> Any:
-    return part if total is None else total + part
-
-
 def lloyd_pass(data: ChunkedData, centers: Any, *, need_inertia: bool = False):
     """One assignment + accumulation pass: labels (n,), sums (k, d), counts (k,), inertia.
 
@@ -58,7 +58,8 @@ def lloyd_pass(data: ChunkedData, centers: Any, *, need_inertia: bool = False):
     m2t, c_sq = center_terms(centers, xp)
     labels, sums, counts, inertia = [], None, None, None
     for _, _, Xt, w in data.chunks():
-        lab, mins = assign_chunk(Xt, m2t, c_sq, xp=xp, need_min=need_inertia)
+        lab, mins = assign_chunk(Xt, m2t, c_sq, xp=xp, need_min=need_inertia,
+                                 buffers=data.buffers)
         labels.append(lab)
         s, c = accumulate_chunk(Xt, lab, w, k, xp=xp)
         sums, counts = _add(sums, s), _add(counts, c)
@@ -89,7 +90,7 @@ def labels_inertia(data: ChunkedData, centers: Any, *, return_inertia: bool = Tr
     m2t, c_sq = center_terms(centers, xp)
     labels, total = [], None
     for _, _, Xt, w in data.chunks():
-        lab, _ = assign_chunk(Xt, m2t, c_sq, xp=xp)
+        lab, _ = assign_chunk(Xt, m2t, c_sq, xp=xp, buffers=data.buffers)
         labels.append(lab)
         if return_inertia:
             total = _add(total, _weighted_total(_sq_dist_to_assigned(Xt, centers, lab, xp), w,

@@ -18,17 +18,55 @@ from ._namespace import device_of, is_cupy_namespace, is_numpy_namespace, is_tor
 NUMPY_ONEHOT_MAX_K = 64
 
 
-def partial_sq_distances(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, fast: bool = True) -> Any:
+def _buffer(buffers: dict | None, name: str, shape: tuple, like: Any, empty: Any) -> Any:
+    """A reusable (rows, cols) block from ``buffers`` (None: a fresh one), sliced to ``shape``.
+
+    Reusing the block across chunks and iterations avoids an allocation (and its page
+    faults) per chunk; on torch CPU, fresh blocks also made glibc grow the resident set by
+    about n x k elements in the first pass.
+    """
+    if buffers is None:
+        return empty(shape)
+    key = (name, shape[1], str(like.dtype), str(getattr(like, "device", "cpu")))
+    buf = buffers.get(key)
+    if buf is None or buf.shape[0] < shape[0]:
+        buf = buffers[key] = empty(shape)
+    return buf[: shape[0]]
+
+
+def partial_sq_distances(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, fast: bool = True,
+                         buffers: dict | None = None) -> Any:
     """``||c_j||^2 - 2 x_i . c_j`` for a chunk: squared distances less ``||x_i||^2``.
 
     ``centers_m2t`` is ``-2 * centers.T`` (d, k), computed once per iteration; the missing
-    ``||x_i||^2`` does not change the argmin.
+    ``||x_i||^2`` does not change the argmin.  With ``buffers`` (a dict the caller keeps for
+    a fit), the fast paths write into a block reused from call to call: the result is then
+    valid until the next call.
     """
+    m, d = Xt.shape
+    k = centers_m2t.shape[1]
     if fast and is_torch_namespace(xp):
         import torch
 
-        return torch.addmm(c_sq, Xt, centers_m2t)
-    if fast and (is_numpy_namespace(xp) or is_cupy_namespace(xp)):
+        out = _buffer(buffers, "D", (m, k), Xt,
+                      lambda shape: torch.empty(shape, dtype=Xt.dtype, device=Xt.device))
+        return torch.addmm(c_sq, Xt, centers_m2t, out=out)
+    if fast and is_numpy_namespace(xp):
+        import numpy as np
+
+        new = lambda shape: np.empty(shape, dtype=Xt.dtype)  # noqa: E731
+        out = _buffer(buffers, "D", (m, k), Xt, new)
+        if k >= d:
+            # fold ||c||^2 into the product ([x, 1] @ [-2C^T; ||c||^2]): one pass over the
+            # (m, k) output instead of two; 10-13 % faster when k >= d, slower when k << d
+            A = _buffer(buffers, "A", (m, d + 1), Xt, new)
+            A[:, :d] = Xt
+            A[:, d] = 1.0
+            return np.matmul(A, np.concatenate([centers_m2t, c_sq[None, :]]), out=out)
+        np.matmul(Xt, centers_m2t, out=out)
+        out += c_sq
+        return out
+    if fast and is_cupy_namespace(xp):
         D = Xt @ centers_m2t
         D += c_sq
         return D
@@ -36,7 +74,7 @@ def partial_sq_distances(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, fast:
 
 
 def argmin_rows(D: Any, *, xp: Any, fast: bool = True) -> Any:
-    """Index of the first minimum of each row (torch's ``min`` is faster than its ``argmin``)."""
+    """Index of the first minimum of each row (torch: ``min(dim=1)``, faster than ``argmin``)."""
     if fast and is_torch_namespace(xp):
         return D.min(dim=1).indices
     return xp.argmin(D, axis=1)

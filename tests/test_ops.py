@@ -43,8 +43,10 @@ def test_cluster_sums_fast_equals_fallback(backend, dtype_name, k, weighted):
         np.testing.assert_allclose(backend.to_numpy(counts), expect_counts, **_tol(dtype_name))
 
 
-def test_partial_distances_and_min_argmin_fast_equal_fallback(backend, dtype_name):
-    X, _, _, C, Xb, xp = _case(backend, dtype_name)
+# k below and above the number of features (NumPy folds ||c||^2 into the product when k >= d)
+@pytest.mark.parametrize("k", [5, 16])
+def test_partial_distances_and_argmin_fast_equal_fallback(backend, dtype_name, k):
+    X, _, _, C, Xb, xp = _case(backend, dtype_name, k=k)
     Cb = backend.asarray(C)
     m2t = -2.0 * xp.matrix_transpose(Cb)
     c_sq = xp.sum(Cb * Cb, axis=1)
@@ -60,6 +62,16 @@ def test_partial_distances_and_min_argmin_fast_equal_fallback(backend, dtype_nam
     np.testing.assert_array_equal(backend.to_numpy(i_f), backend.to_numpy(i_s))
     np.testing.assert_array_equal(backend.to_numpy(vf), backend.to_numpy(vs))
     np.testing.assert_array_equal(backend.to_numpy(i_f), expect.argmin(1))
+    # with a reused work block: same values, including a shorter (last) chunk after a longer one
+    buffers: dict = {}
+    for rows in (X.shape[0], 37):
+        D = _ops.partial_sq_distances(Xb[:rows, ...], m2t, c_sq, xp=xp, buffers=buffers)
+        backend.assert_native(D, Xb.dtype)
+        np.testing.assert_allclose(backend.to_numpy(D), expect[:rows], **_tol(dtype_name))
+    a_fast = _ops.argmin_rows(fast, xp=xp, fast=True)
+    backend.assert_native(a_fast)
+    np.testing.assert_array_equal(backend.to_numpy(a_fast),
+                                  backend.to_numpy(_ops.argmin_rows(fast, xp=xp, fast=False)))
 
 
 def test_fit_with_fast_paths_off_gives_the_same_clustering(backend, monkeypatch):
@@ -69,7 +81,7 @@ def test_fit_with_fast_paths_off_gives_the_same_clustering(backend, monkeypatch)
     X, *_ = _case(backend, "float64", k=4)
     Xb = backend.asarray(X)
     ref = KMeans(4, random_state=0).fit(Xb)
-    for name in ("cluster_sums", "partial_sq_distances", "min_argmin"):
+    for name in ("cluster_sums", "partial_sq_distances", "min_argmin", "argmin_rows"):
         orig = getattr(_ops, name)
         monkeypatch.setattr(_ops, name, lambda *a, _f=orig, **kw: _f(*a, **{**kw, "fast": False}))
     slow = KMeans(4, random_state=0).fit(Xb)
