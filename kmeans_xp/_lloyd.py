@@ -71,7 +71,7 @@ def lloyd_pass(data: ChunkedData, centers: Any, *, need_inertia: bool = False):
 
 def _sq_dist_to_assigned(Xt: Any, centers: Any, labels: Any, xp: Any) -> Any:
     diff = Xt - xp.take(centers, labels, axis=0)
-    return xp.sum(diff * diff, axis=1)
+    return xp.vecdot(diff, diff, axis=-1)
 
 
 def inertia_for_labels(data: ChunkedData, centers: Any, labels: Any) -> Any:

@@ -43,7 +43,7 @@ def test_cluster_sums_fast_equals_fallback(backend, dtype_name, k, weighted):
         np.testing.assert_allclose(backend.to_numpy(counts), expect_counts, **_tol(dtype_name))
 
 
-# k below and above the number of features (NumPy folds ||c||^2 into the product when k >= d)
+# k below and above twice the number of features (NumPy folds ||c||^2 into the product then)
 @pytest.mark.parametrize("k", [5, 16])
 def test_partial_distances_and_argmin_fast_equal_fallback(backend, dtype_name, k):
     X, _, _, C, Xb, xp = _case(backend, dtype_name, k=k)
