@@ -130,22 +130,22 @@ class ChunkedData:
         :meth:`center` then reuses (unless the data had to be scaled).
         """
         xp = self.xp
-        oks, amaxes, sums, sqs = [], [], None, None
+        ok = amax = sums = sqs = None  # running reductions: no per-chunk results kept
         # a one-off pass holding several chunk-size temporaries: smaller chunks keep its
         # peak under the Lloyd pass's, at no measurable cost
         for start, stop in self.ranges(max(1, self.rows // 4)):
             c = self._raw(start, stop)
             a = xp.abs(c)
-            oks.append(xp.all(xp.isfinite(c)))
-            amaxes.append(xp.max(a))
+            chunk_ok, chunk_max = xp.all(xp.isfinite(c)), xp.max(a)
+            ok = chunk_ok if ok is None else xp.logical_and(ok, chunk_ok)
+            amax = chunk_max if amax is None else xp.maximum(amax, chunk_max)
             if moments:
                 # values past 2**LOG2_RANGE force a rescale, which discards these moments;
                 # zeroing them keeps the squares from overflowing (and NaN/inf out)
                 c = xp.where(a <= 2.0 ** LOG2_RANGE, c, xp.zeros_like(c))
                 sums = _add(sums, xp.sum(c, axis=0))
                 sqs = _add(sqs, xp.sum(c * c, axis=0))
-        ok = xp.all(xp.stack(oks))
-        amax = xp.max(xp.stack(amaxes))
+            del a, c
         flags = to_numpy(xp.stack([xp.astype(ok, self.dtype), amax]))  # host sync
         if not bool(flags[0]):
             has_nan = any(bool(xp.any(xp.isnan(self._raw(s, e)))) for s, e in self.ranges())
