@@ -69,9 +69,8 @@ def lloyd_pass(data: ChunkedData, centers: Any, *, need_inertia: bool = False):
     return _concat(labels, xp), sums, counts, inertia
 
 
-def _sq_dist_to_assigned(Xt: Any, centers: Any, labels: Any, xp: Any) -> Any:
-    diff = Xt - xp.take(centers, labels, axis=0)
-    return xp.vecdot(diff, diff, axis=-1)
+def _sq_dist_to_assigned(Xt: Any, centers: Any, labels: Any, data: ChunkedData) -> Any:
+    return _ops.sq_dist_to_assigned(Xt, centers, labels, xp=data.xp, buffers=data.buffers)
 
 
 def inertia_for_labels(data: ChunkedData, centers: Any, labels: Any) -> Any:
@@ -80,7 +79,7 @@ def inertia_for_labels(data: ChunkedData, centers: Any, labels: Any) -> Any:
     total = None
     for start, stop, Xt, w in data.chunks():
         total = _add(total, _weighted_total(
-            _sq_dist_to_assigned(Xt, centers, labels[start:stop], xp), w, data))
+            _sq_dist_to_assigned(Xt, centers, labels[start:stop], data), w, data))
     return total
 
 
@@ -93,7 +92,7 @@ def labels_inertia(data: ChunkedData, centers: Any, *, return_inertia: bool = Tr
         lab, _ = assign_chunk(Xt, m2t, c_sq, xp=xp, buffers=data.buffers)
         labels.append(lab)
         if return_inertia:
-            total = _add(total, _weighted_total(_sq_dist_to_assigned(Xt, centers, lab, xp), w,
+            total = _add(total, _weighted_total(_sq_dist_to_assigned(Xt, centers, lab, data), w,
                                                 data))
     return _concat(labels, xp), total
 
@@ -126,7 +125,7 @@ def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: 
     """
     xp = data.xp
     k = int(centers.shape[0])
-    dist = _concat([_sq_dist_to_assigned(Xt, centers, labels[s:e], xp)
+    dist = _concat([_sq_dist_to_assigned(Xt, centers, labels[s:e], data)
                     for s, e, Xt, _ in data.chunks()], xp)
     if data.weights is not None:  # a zero-weight point cannot fill a cluster
         dist = xp.where(data.weights > 0, dist, xp.full_like(dist, -1.0))

@@ -74,6 +74,32 @@ def partial_sq_distances(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, fast:
     return xp.matmul(Xt, centers_m2t) + c_sq
 
 
+def sq_dist_to_assigned(Xt: Any, centers: Any, labels: Any, *, xp: Any, fast: bool = True,
+                        buffers: dict | None = None) -> Any:
+    """``||x_i - c_{labels_i}||^2`` for a chunk, by direct differences (accurate in float32).
+
+    The fast paths gather and subtract in place in a reused (chunk x d) block.
+    """
+    m, d = Xt.shape
+    if fast and is_torch_namespace(xp):
+        import torch
+
+        buf = _buffer(buffers, "G", (m, d), Xt,
+                      lambda shape: torch.empty(shape, dtype=Xt.dtype, device=Xt.device))
+        torch.index_select(centers, 0, labels, out=buf)
+        torch.sub(Xt, buf, out=buf)
+        return torch.einsum("ij,ij->i", buf, buf)
+    if fast and is_numpy_namespace(xp):
+        import numpy as np
+
+        buf = _buffer(buffers, "G", (m, d), Xt, lambda shape: np.empty(shape, dtype=Xt.dtype))
+        np.take(centers, labels, axis=0, out=buf)
+        np.subtract(Xt, buf, out=buf)
+        return np.einsum("ij,ij->i", buf, buf)
+    diff = Xt - xp.take(centers, labels, axis=0)
+    return xp.vecdot(diff, diff, axis=-1)
+
+
 def argmin_rows(D: Any, *, xp: Any, fast: bool = True) -> Any:
     """Index of the first minimum of each row (torch: ``min(dim=1)``, faster than ``argmin``)."""
     if fast and is_torch_namespace(xp):

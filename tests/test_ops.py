@@ -81,7 +81,8 @@ def test_fit_with_fast_paths_off_gives_the_same_clustering(backend, monkeypatch)
     X, *_ = _case(backend, "float64", k=4)
     Xb = backend.asarray(X)
     ref = KMeans(4, random_state=0).fit(Xb)
-    for name in ("cluster_sums", "partial_sq_distances", "min_argmin", "argmin_rows"):
+    for name in ("cluster_sums", "partial_sq_distances", "min_argmin", "argmin_rows",
+                 "sq_dist_to_assigned"):
         orig = getattr(_ops, name)
         monkeypatch.setattr(_ops, name, lambda *a, _f=orig, **kw: _f(*a, **{**kw, "fast": False}))
     slow = KMeans(4, random_state=0).fit(Xb)
@@ -89,3 +90,16 @@ def test_fit_with_fast_paths_off_gives_the_same_clustering(backend, monkeypatch)
     assert slow.n_iter_ == ref.n_iter_
     np.testing.assert_allclose(backend.to_numpy(slow.cluster_centers_),
                                backend.to_numpy(ref.cluster_centers_), rtol=1e-10, atol=1e-10)
+
+
+def test_sq_dist_to_assigned_fast_equals_fallback(backend, dtype_name):
+    X, labels, _, C, Xb, xp = _case(backend, dtype_name)
+    Cb, lb = backend.asarray(C), backend.asarray(labels)
+    expect = ((X.astype(np.float64) - C.astype(np.float64)[labels]) ** 2).sum(1)
+    buffers: dict = {}
+    for rows in (X.shape[0], 37):  # a reused block, then a shorter chunk
+        for fast in (True, False):
+            got = _ops.sq_dist_to_assigned(Xb[:rows, ...], Cb, lb[:rows], xp=xp, fast=fast,
+                                           buffers=buffers)
+            backend.assert_native(got, Xb.dtype)
+            np.testing.assert_allclose(backend.to_numpy(got), expect[:rows], **_tol(dtype_name))
