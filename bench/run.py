@@ -92,7 +92,7 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _fit_fn(impl: str, X: np.ndarray, init: np.ndarray, iters: int):
+def _fit_fn(impl: str, X: np.ndarray, init: np.ndarray):
     """(fit(max_iter) -> n_iter, sync, device-memory-peak-fn) for one implementation."""
     k = init.shape[0]
     sync = lambda: None  # noqa: E731
@@ -159,8 +159,8 @@ def worker(impl: str, n: int, d: int, k: int, iters: int, reps: int) -> dict:
     X, init = make_data(n, d, k)
     # warm-up on a small slice: lazy imports and kernel set-up, without the big allocations
     small = max(4 * k, 2048)
-    _fit_fn(impl, X[:small].copy(), init, iters)[0](2)
-    fit, sync = _fit_fn(impl, X, init, iters)  # moves the data where it must go
+    _fit_fn(impl, X[:small].copy(), init)[0](2)
+    fit, sync = _fit_fn(impl, X, init)  # moves the data where it must go
     sync()
     # the baseline holds the input and the loaded library: the high-water mark above it
     # during the full-size fits (the first one included) is the fit's own working memory
@@ -292,7 +292,7 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def summarise(rows: list[dict], sizes: list, impls: list[str], ceiling: dict) -> dict:
+def summarise(rows: list[dict], sizes: list, impls: list[str]) -> dict:
     """Median per-iteration time, paired ratio to sklearn, GFLOP/s, memory, best peer."""
     summary = {}
     for size in sizes:
@@ -338,10 +338,10 @@ def summarise(rows: list[dict], sizes: list, impls: list[str], ceiling: dict) ->
 def markdown(meta: dict, summary: dict, impls: list[str]) -> str:
     lines = [f"# kmeans_xp benchmark, {meta['date']}", "",
              f"- machine: {meta['machine']}; threads pinned to {THREADS}",
-             f"- GEMM ceiling (float32, measured in this run): "
+             "- GEMM ceiling (float32, measured in this run): "
              + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in meta["gemm_gflops"].items()
                          if isinstance(v, float)),
-             f"- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
              f"- {meta['rounds']} interleaved rounds, {meta['reps']} timed fits per process, "
              f"at most {meta['iters']} iterations per fit from the same initial centres; "
              "time = median fit time / n_iter_; ratio = median over rounds of the paired "
@@ -451,7 +451,7 @@ def main(argv=None) -> int:
                          else f"error: {res['error']}")
                 print(f"round {r} {str(size):22s} {impl:26s} {shown}", flush=True)
 
-    summary = summarise(rows, sizes, impls, ceiling)
+    summary = summarise(rows, sizes, impls)
     date = _dt.date.today().isoformat()
     tag = args.tag or f"{date}-{'gpu' if gpu else 'cpu'}{'-quick' if args.quick else ''}"
     meta = {"date": date, "machine": machine, "gemm_gflops": ceiling, "versions": _versions(),

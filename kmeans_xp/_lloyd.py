@@ -75,7 +75,6 @@ def _sq_dist_to_assigned(Xt: Any, centers: Any, labels: Any, data: ChunkedData) 
 
 def inertia_for_labels(data: ChunkedData, centers: Any, labels: Any) -> Any:
     """sum_i w_i ||x_i - c_{labels_i}||^2 by direct differences (accurate in float32)."""
-    xp = data.xp
     total = None
     for start, stop, Xt, w in data.chunks():
         total = _add(total, _weighted_total(
