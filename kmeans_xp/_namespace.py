@@ -182,3 +182,12 @@ def available_memory(xp: Any, device: Any) -> int | None:
 def is_out_of_memory(exc: BaseException) -> bool:
     """A backend's out-of-memory error (NumPy's MemoryError, torch/CuPy OutOfMemoryError)."""
     return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
+
+
+def host_label_codes(labels: Any) -> np.ndarray:
+    """Labels of any values (strings, floats, any namespace) as int64 codes 0..m-1, on the host.
+
+    For label arrays that are not integer arrays of the data's namespace (e.g. species names).
+    """
+    host = np.asarray(to_numpy(labels) if is_array(labels) else labels)
+    return np.unique(host, return_inverse=True)[1].reshape(host.shape).astype(np.int64)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from . import _ops
 from ._data import ChunkedData
-from ._namespace import array_namespace, backend_name, is_array, to_numpy
+from ._namespace import array_namespace, backend_name, host_label_codes, is_array
 from ._validation import InvalidParameterError, as_array, check_2d, check_dtype
 
 __all__ = ["adjusted_rand_score", "silhouette_score"]
+
+#: Rows per block in ``silhouette_score`` (a block of distances is rows x rows).
+SILHOUETTE_ROWS = 2048
 
 
 def _labels_in(labels: Any, name: str, xp: Any, device: Any, n: int | None) -> tuple[Any, int]:
@@ -28,9 +29,7 @@ def _labels_in(labels: Any, name: str, xp: Any, device: Any, n: int | None) -> t
             and xp.isdtype(labels.dtype, "integral"):
         lab = labels
     else:
-        host = np.asarray(to_numpy(labels) if is_array(labels) else labels)
-        lab = xp.asarray(np.unique(host, return_inverse=True)[1].reshape(host.shape)
-                         .astype(np.int64), device=device)
+        lab = xp.asarray(host_label_codes(labels), device=device)
     if lab.ndim != 1 or (n is not None and int(lab.shape[0]) != n):
         raise ValueError(f"{name} must be 1-D with one label per sample; got shape "
                          f"{tuple(lab.shape)}" + (f", expected ({n},)." if n else "."))
@@ -87,8 +86,9 @@ def silhouette_score(X: Any, labels: Any, *, chunk_size: int | None = None) -> f
     if not 2 <= k <= n - 1:
         raise InvalidParameterError(
             f"Number of labels is {k}. Valid values are 2 to n_samples - 1 (inclusive).")
-    data = ChunkedData(X, xp=xp, dtype=compute, n_clusters=max(k, 1), chunk_size=chunk_size)
-    data.rows = chunk_size or max(1, min(n, int(np.sqrt(1 << 22))))
+    # (rows x rows) distance blocks: 2048 rows is a 2**22-element block
+    data = ChunkedData(X, xp=xp, dtype=compute, n_clusters=max(k, 1),
+                       chunk_size=chunk_size or SILHOUETTE_ROWS)
     data.check_finite_and_scale("X")
     data.center()
     counts = None
