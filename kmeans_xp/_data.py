@@ -30,7 +30,8 @@ def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) ->
     return int(max(1, min(n_samples, budget // width)))
 
 
-def _add(total: Any, part: Any) -> Any:
+def accumulate(total: Any, part: Any) -> Any:
+    """``total + part``, with ``None`` as the empty total: the running sums over chunks."""
     return part if total is None else total + part
 
 
@@ -123,6 +124,11 @@ class ChunkedData:
         return C if C.dtype == dtype else xp.astype(C, dtype)
 
     # -- passes over X (each one read of X, chunk by chunk) -----------------------
+    def prepare(self, name: str = "X") -> None:
+        """Check for NaN / inf, choose the scale, centre: one pass on typical data."""
+        self.check_finite_and_scale(name, moments=True)
+        self.center()
+
     def check_finite_and_scale(self, name: str = "X", *, moments: bool = False) -> None:
         """Raise on NaN / inf; choose the power-of-two ``scale``.  One pass, one host sync.
 
@@ -143,8 +149,8 @@ class ChunkedData:
                 # values past 2**LOG2_RANGE force a rescale, which discards these moments;
                 # zeroing them keeps the squares from overflowing (and NaN/inf out)
                 c = xp.where(a <= 2.0 ** LOG2_RANGE, c, xp.zeros_like(c))
-                sums = _add(sums, xp.sum(c, axis=0))
-                sqs = _add(sqs, xp.sum(c * c, axis=0))
+                sums = accumulate(sums, xp.sum(c, axis=0))
+                sqs = accumulate(sqs, xp.sum(c * c, axis=0))
             del a, c
         flags = to_numpy(xp.stack([xp.astype(ok, self.dtype), amax]))  # host sync
         if not bool(flags[0]):
@@ -171,8 +177,8 @@ class ChunkedData:
             sums = sqs = None
             for start, stop in self.ranges():
                 c = self._raw(start, stop)
-                sums = _add(sums, xp.sum(c, axis=0))
-                sqs = _add(sqs, xp.sum(c * c, axis=0))
+                sums = accumulate(sums, xp.sum(c, axis=0))
+                sqs = accumulate(sqs, xp.sum(c * c, axis=0))
         else:
             sums, sqs = moments
         self._moments = None
@@ -186,7 +192,7 @@ class ChunkedData:
         self.shift = mean
         sq = None
         for _, _, c, _ in self.chunks():
-            sq = _add(sq, xp.sum(c * c, axis=0))
+            sq = accumulate(sq, xp.sum(c * c, axis=0))
         self.mean_variance = float(xp.mean(sq / self.n))  # host sync
 
     def accumulator_dtype(self) -> Any:

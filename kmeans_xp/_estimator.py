@@ -138,8 +138,7 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
 def _run(data: ChunkedData, inp: _Input, init: Any, rng: Any, p: _Params) -> _Fit:
     """The passes over X and the ``p.n_init`` Lloyd runs; keeps the best run."""
     xp, w = data.xp, data.weights
-    data.check_finite_and_scale("X", moments=True)
-    data.center()
+    data.prepare("X")
     tol = p.tol * data.mean_variance
     host_w = to_numpy(w) if (w is not None and p.init_kind == "random") else None
 
@@ -427,8 +426,7 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
     rng = check_random_state(random_state)
     w = check_sample_weight(sample_weight, inp.n, inp.xp, inp.device, inp.compute)
     data = ChunkedData(inp.X, xp=inp.xp, dtype=inp.compute, weights=w, n_clusters=n_clusters)
-    data.check_finite_and_scale("X")
-    data.center()
+    data.prepare("X")
     _, idx = kmeans_plusplus_working(data, n_clusters, rng, n_local_trials)
     centers = inp.xp.take(inp.X, idx, axis=0)
     return (centers if centers.dtype == inp.storage else inp.xp.astype(centers, inp.storage)), idx

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._data import ChunkedData
+from ._data import ChunkedData, accumulate
 from ._validation import as_namespace, check_centers_shape
 
 
@@ -89,8 +89,7 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
             D = xp.minimum(_sq_dist_to(data, x_sq, s, e, Xt, cand_rows, c_sq),
                            closest[s:e, None])
             p = xp.sum(D, axis=0) if wc is None else xp.matmul(wc, D)
-            p = xp.astype(p, acc)
-            pots = p if pots is None else pots + p
+            pots = accumulate(pots, xp.astype(p, acc))
         best = xp.reshape(xp.argmin(pots), (1,))
         current_pot = xp.min(pots)
         best_id = xp.astype(xp.take(cand, best), xp.int64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _ops
-from ._data import ChunkedData, _add
+from ._data import ChunkedData, accumulate
 
 
 def center_terms(centers: Any, xp: Any) -> tuple[Any, Any]:
@@ -62,10 +62,10 @@ def lloyd_pass(data: ChunkedData, centers: Any, *, need_inertia: bool = False):
                                  buffers=data.buffers)
         labels.append(lab)
         s, c = accumulate_chunk(Xt, lab, w, k, xp=xp)
-        sums, counts = _add(sums, s), _add(counts, c)
+        sums, counts = accumulate(sums, s), accumulate(counts, c)
         if need_inertia:
             dist = xp.clip(mins + xp.sum(Xt * Xt, axis=1), min=0.0)
-            inertia = _add(inertia, _weighted_total(dist, w, data))
+            inertia = accumulate(inertia, _weighted_total(dist, w, data))
     return _concat(labels, xp), sums, counts, inertia
 
 
@@ -77,7 +77,7 @@ def inertia_for_labels(data: ChunkedData, centers: Any, labels: Any) -> Any:
     """sum_i w_i ||x_i - c_{labels_i}||^2 by direct differences (accurate in float32)."""
     total = None
     for start, stop, Xt, w in data.chunks():
-        total = _add(total, _weighted_total(
+        total = accumulate(total, _weighted_total(
             _sq_dist_to_assigned(Xt, centers, labels[start:stop], data), w, data))
     return total
 
@@ -91,7 +91,7 @@ def labels_inertia(data: ChunkedData, centers: Any, *, return_inertia: bool = Tr
         lab, _ = assign_chunk(Xt, m2t, c_sq, xp=xp, buffers=data.buffers)
         labels.append(lab)
         if return_inertia:
-            total = _add(total, _weighted_total(_sq_dist_to_assigned(Xt, centers, lab, data), w,
+            total = accumulate(total, _weighted_total(_sq_dist_to_assigned(Xt, centers, lab, data), w,
                                                 data))
     return _concat(labels, xp), total
 
@@ -207,8 +207,7 @@ def same_clustering(labels1: Any, labels2: Any, n_clusters: int, data: ChunkedDa
     for s, e in data.ranges():
         a = _ops.onehot(labels1[s:e], n_clusters, data.dtype, xp)
         b = _ops.onehot(labels2[s:e], n_clusters, data.dtype, xp)
-        t = xp.matmul(xp.matrix_transpose(a), b)
-        table = t if table is None else table + t
+        table = accumulate(table, xp.matmul(xp.matrix_transpose(a), b))
     per_row = xp.sum(xp.astype(table > 0, xp.int32), axis=1)
     return bool(xp.all(per_row <= 1))
 

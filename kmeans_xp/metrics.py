@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _ops
-from ._data import ChunkedData
+from ._data import ChunkedData, accumulate
 from ._namespace import array_namespace, backend_name, host_label_codes, is_array
 from ._validation import InvalidParameterError, as_array, check_2d, check_dtype
 
@@ -63,7 +63,7 @@ def adjusted_rand_score(labels_true: Any, labels_pred: Any) -> float:
         e = min(s + rows, n)
         block = xp.matmul(xp.matrix_transpose(_ops.onehot(t[s:e], kt, f64, xp)),
                           _ops.onehot(p[s:e], kp, f64, xp))
-        table = block if table is None else table + block
+        table = accumulate(table, block)
     sum_comb = xp.sum(_comb2(table))
     sum_a = xp.sum(_comb2(xp.sum(table, axis=1)))
     sum_b = xp.sum(_comb2(xp.sum(table, axis=0)))
@@ -89,12 +89,10 @@ def silhouette_score(X: Any, labels: Any, *, chunk_size: int | None = None) -> f
     # (rows x rows) distance blocks: 2048 rows is a 2**22-element block
     data = ChunkedData(X, xp=xp, dtype=compute, n_clusters=max(k, 1),
                        chunk_size=chunk_size or SILHOUETTE_ROWS)
-    data.check_finite_and_scale("X")
-    data.center()
+    data.prepare("X")
     counts = None
     for s, e in data.ranges():
-        c = xp.sum(_ops.onehot(lab[s:e], k, compute, xp), axis=0)
-        counts = c if counts is None else counts + c
+        counts = accumulate(counts, xp.sum(_ops.onehot(lab[s:e], k, compute, xp), axis=0))
     x_sq = xp.concat([xp.sum(Xt * Xt, axis=1) for _, _, Xt, _ in data.chunks()])
     total = xp.asarray(0.0, dtype=data.accumulator_dtype(), device=dev)
     ks = xp.arange(k, dtype=xp.int64, device=dev)
@@ -108,7 +106,7 @@ def silhouette_score(X: Any, labels: Any, *, chunk_size: int | None = None) -> f
                 cols_idx = xp.arange(s2, e2, dtype=xp.int64, device=dev)
                 D = xp.where(rows_idx[:, None] == cols_idx[None, :], xp.zeros_like(D), D)
             part = xp.matmul(D, _ops.onehot(lab[s2:e2], k, compute, xp))
-            sums = part if sums is None else sums + part
+            sums = accumulate(sums, part)
         own = lab[s:e]
         is_own = own[:, None] == ks[None, :]
         own_count = xp.take(counts, own)
