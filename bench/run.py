@@ -430,7 +430,10 @@ def main(argv=None) -> int:
     impls, missing = [], {}
     for impl in wanted:
         why = available(impl, gpu)
-        (missing.__setitem__(impl, why) if why else impls.append(impl))
+        if why:
+            missing[impl] = why
+        else:
+            impls.append(impl)
     for impl, why in missing.items():
         print(f"missing: {impl} ({why})", flush=True)
 

@@ -43,13 +43,11 @@ def to_backend(X: np.ndarray, backend: str, device: str | None) -> Any:
     try:
         mod = importlib.import_module(backend)
     except ImportError:
-        sys.exit(f"--backend {backend}: {backend} is not installed "
-                 f"(pip install 'kmeans_xp[{backend}]')")
+        package = "array-api-strict" if backend == "array_api_strict" else f"'kmeans_xp[{backend}]'"
+        sys.exit(f"--backend {backend}: {backend} is not installed (pip install {package})")
     if backend == "torch":
         dev = device or ("cuda" if mod.cuda.is_available() else "cpu")
         return mod.asarray(X, dtype=mod.float32, device=dev)
-    if backend == "array_api_strict":
-        return mod.asarray(X)
     return mod.asarray(X)
 
 
