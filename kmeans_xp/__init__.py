@@ -5,7 +5,7 @@ CuPy, array-api-strict and any namespace ``array_api_compat`` knows.  Importing 
 imports neither torch nor CuPy.
 """
 
-from ._estimator import KMeans, k_means, kmeans_plusplus
+from ._kmeans import KMeans, k_means, kmeans_plusplus
 from ._validation import ConvergenceWarning, InvalidParameterError, NotFittedError
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator
 
-from ._namespace import (
+from ._compat import (
     available_memory,
     default_chunk_budget,
     device_of,
@@ -44,21 +44,27 @@ class ChunkedData:
     """
 
     def __init__(self, X: Any, *, xp: Any, dtype: Any, weights: Any = None,
-                 n_clusters: int = 1, chunk_size: int | None = None) -> None:
+                 n_clusters: int = 1, chunk_size: int | None = None,
+                 kernels: Any = None) -> None:
         self.X = X
         self.xp = xp
         self.device = device_of(X)
         self.dtype = dtype
         self.weights = weights
         self.n, self.d = int(X.shape[0]), int(X.shape[1])
-        budget = default_chunk_budget(xp, self.device)
-        self.rows = chunk_size or chunk_rows(self.n, self.d, n_clusters, budget)
+        self.budget = default_chunk_budget(xp, self.device)
+        if chunk_size:  # a user's chunk size sets the budget of every pass
+            self.budget = chunk_size * max(n_clusters, self.d, 1)
+        self.rows = chunk_size or chunk_rows(self.n, self.d, n_clusters, self.budget)
         self.rows = min(self.rows, self.n)
         self.check_memory(n_clusters)
         self.scale = 1.0
         self.shift = None
         self.mean_variance = float("nan")
-        self.buffers: dict = {}  # work blocks reused across chunks and iterations (_ops)
+        self.buffers: dict = {}  # work blocks reused across chunks and iterations (kernels)
+        self.cache: dict = {}  # per-fit results a kernel set keeps (e.g. row norms)
+        #: the kernel set of this fit (``kmeans_xp._kernels.select``), chosen by the caller
+        self.kernels = kernels
         self.f64 = is_float64_supported(xp, self.device)
 
     def working_set_bytes(self, n_clusters: int) -> int:
@@ -110,9 +116,14 @@ class ChunkedData:
         """The weights of rows ``start:stop``, or None for unit weights."""
         return None if self.weights is None else self.weights[start:stop]
 
-    def chunks(self) -> Iterator[tuple[int, int, Any, Any]]:
+    @property
+    def inv_scale(self) -> float:
+        """``1 / scale``, an exact power of two: ``Xt = X * inv_scale - shift``."""
+        return 1.0 / self.scale
+
+    def chunks(self, rows: int | None = None) -> Iterator[tuple[int, int, Any, Any]]:
         """``(start, stop, Xt, w)`` for each chunk; ``w`` is None for unit weights."""
-        for start, stop in self.ranges():
+        for start, stop in self.ranges(rows):
             yield start, stop, self.rows_at(start, stop), self.weights_at(start, stop)
 
     def to_data_coords(self, C: Any, dtype: Any) -> Any:

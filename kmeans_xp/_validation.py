@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._namespace import (
+from ._compat import (
     array_namespace,
     backend_name,
     compute_dtype,
@@ -62,6 +62,28 @@ def check_int(value: Any, name: str, owner: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_real(value: Any, name: str, owner: str, *, low: float = 0.0,
+               low_open: bool = False) -> float:
+    """``value`` as a finite Python float >= ``low`` (> ``low`` when ``low_open``)."""
+    if (not _is_real(value) or not np.isfinite(value) or value < low
+            or (low_open and value == low)):
+        bracket = "(" if low_open else "["
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {owner} must be a float in the range "
+            f"{bracket}{low}, inf). Got {value!r} instead.")
+    return float(value)
+
+
+def check_choice(value: Any, name: str, choices: tuple, owner: str) -> str:
+    """``value``, one of the strings ``choices``, or an :class:`InvalidParameterError`."""
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {owner} must be a str among {{{listed}}}. "
+            f"Got {value!r} instead.")
+    return value
+
+
 def check_tol(value: Any, owner: str) -> float:
     if not _is_real(value) or not np.isfinite(value) or value < 0:
         raise InvalidParameterError(
@@ -71,7 +93,7 @@ def check_tol(value: Any, owner: str) -> float:
     return float(value)
 
 
-INIT_STRINGS = ("k-means++", "random")
+INIT_STRINGS = ("k-means++", "k-means||", "random")
 
 
 def check_init_kind(init: Any, owner: str) -> str:
@@ -80,7 +102,7 @@ def check_init_kind(init: Any, owner: str) -> str:
         if init not in INIT_STRINGS:
             raise InvalidParameterError(
                 f"The 'init' parameter of {owner} must be a str among "
-                f"{{'k-means++', 'random'}}, a callable or an array of shape "
+                f"{{'k-means++', 'k-means||', 'random'}}, a callable or an array of shape "
                 f"(n_clusters, n_features). Got {init!r} instead."
             )
         return init
@@ -89,7 +111,8 @@ def check_init_kind(init: Any, owner: str) -> str:
     if is_array(init) or hasattr(init, "__array__") or isinstance(init, (list, tuple)):
         return "array"
     raise InvalidParameterError(
-        f"The 'init' parameter of {owner} must be 'k-means++', 'random', a callable or an "
+        f"The 'init' parameter of {owner} must be 'k-means++', 'k-means||', 'random', a "
+        "callable or an "
         f"array of shape (n_clusters, n_features). Got {type(init).__name__} instead."
     )
 
@@ -102,7 +125,7 @@ def check_n_init(n_init: Any, init_kind: str, owner: str, default_n_init: int = 
                 f"The 'n_init' parameter of {owner} must be 'auto' or an int in the range "
                 f"[1, inf). Got {n_init!r} instead."
             )
-        return 1 if init_kind in ("k-means++", "array") else default_n_init
+        return 1 if init_kind in ("k-means++", "k-means||", "array") else default_n_init
     return check_int(n_init, "n_init", owner)
 
 

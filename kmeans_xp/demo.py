@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import KMeans
-from ._namespace import to_numpy
+from ._compat import to_numpy
 from .metrics import adjusted_rand_score, silhouette_score
 
 BACKENDS = ("numpy", "torch", "array_api_strict", "cupy")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _ops
+from ._kernels._reference import onehot
 from ._data import ChunkedData, accumulate
-from ._namespace import array_namespace, backend_name, host_label_codes, is_array
+from ._compat import array_namespace, backend_name, host_label_codes, is_array
 from ._validation import InvalidParameterError, as_array, check_2d, check_dtype
 
 __all__ = ["adjusted_rand_score", "silhouette_score"]
@@ -61,8 +61,8 @@ def adjusted_rand_score(labels_true: Any, labels_pred: Any) -> float:
     rows = max(1, (1 << 20) // max(kt, kp))
     for s in range(0, n, rows):
         e = min(s + rows, n)
-        block = xp.matmul(xp.matrix_transpose(_ops.onehot(t[s:e], kt, f64, xp)),
-                          _ops.onehot(p[s:e], kp, f64, xp))
+        block = xp.matmul(xp.matrix_transpose(onehot(t[s:e], kt, f64, xp)),
+                          onehot(p[s:e], kp, f64, xp))
         table = accumulate(table, block)
     sum_comb = xp.sum(_comb2(table))
     sum_a = xp.sum(_comb2(xp.sum(table, axis=1)))
@@ -92,7 +92,7 @@ def silhouette_score(X: Any, labels: Any, *, chunk_size: int | None = None) -> f
     data.prepare("X")
     counts = None
     for s, e in data.ranges():
-        counts = accumulate(counts, xp.sum(_ops.onehot(lab[s:e], k, compute, xp), axis=0))
+        counts = accumulate(counts, xp.sum(onehot(lab[s:e], k, compute, xp), axis=0))
     x_sq = xp.concat([xp.sum(Xt * Xt, axis=1) for _, _, Xt, _ in data.chunks()])
     total = xp.asarray(0.0, dtype=data.accumulator_dtype(), device=dev)
     ks = xp.arange(k, dtype=xp.int64, device=dev)
@@ -105,7 +105,7 @@ def silhouette_score(X: Any, labels: Any, *, chunk_size: int | None = None) -> f
             if s2 < e and s < e2:  # the block holds some diagonal: a point is 0 from itself
                 cols_idx = xp.arange(s2, e2, dtype=xp.int64, device=dev)
                 D = xp.where(rows_idx[:, None] == cols_idx[None, :], xp.zeros_like(D), D)
-            part = xp.matmul(D, _ops.onehot(lab[s2:e2], k, compute, xp))
+            part = xp.matmul(D, onehot(lab[s2:e2], k, compute, xp))
             sums = accumulate(sums, part)
         own = lab[s:e]
         is_own = own[:, None] == ks[None, :]

@@ -42,13 +42,13 @@ class Backend:
     """How a test makes arrays of one backend on one device and reads them back."""
 
     name: str
-    kind: str  # the namespace's name as kmeans_xp._namespace.backend_name gives it
+    kind: str  # the namespace's name as kmeans_xp._compat.backend_name gives it
     module: Any  # the array library as users import it (numpy, torch, cupy, array_api_strict)
     device: Any
     asarray: Callable[[np.ndarray], Any]
 
     def to_numpy(self, a: Any) -> np.ndarray:
-        from kmeans_xp._namespace import to_numpy
+        from kmeans_xp._compat import to_numpy
 
         return np.asarray(to_numpy(a))
 
@@ -59,7 +59,7 @@ class Backend:
         """``a`` is an array of this backend, on this device (and of ``dtype``)."""
         from array_api_compat import array_namespace, device
 
-        from kmeans_xp._namespace import backend_name
+        from kmeans_xp._compat import backend_name
 
         assert backend_name(array_namespace(a)) == self.kind, type(a)
         assert device(a) == self.device, (device(a), self.device)

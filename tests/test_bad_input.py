@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import kmeans_xp._estimator as est_mod
+import kmeans_xp._kmeans as est_mod
 from kmeans_xp import KMeans, NotFittedError, k_means, kmeans_plusplus
 
 
@@ -89,7 +89,7 @@ def no_clustering(monkeypatch):
 def test_bad_fit_input(backend, case, no_clustering, monkeypatch):
     name, X, kwargs, weight, exc, match = case
     if name == "init_callable_shape":  # its output can only be checked once it has run
-        from kmeans_xp import _init
+        from kmeans_xp._solvers import init as _init
 
         monkeypatch.setattr(est_mod, "initial_centers", _init.initial_centers)
     params = {"n_clusters": 2, "random_state": 0, **kwargs}

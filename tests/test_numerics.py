@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from kmeans_xp import KMeans, _ops
+from kmeans_xp import KMeans
+from kmeans_xp import _base
 
 
 def _mixture(n=3000, d=6, k=5, seed=0, scale=6.0):
@@ -148,6 +149,14 @@ def test_backend_out_of_memory_is_reported_with_advice(backend, monkeypatch):
     def oom(*a, **k):
         raise MemoryError("Unable to allocate 40.0 GiB")
 
-    monkeypatch.setattr(_ops, "partial_sq_distances", oom)
+    select = _base.select
+
+    def oom_kernels(*a, **k):  # the fit's kernel set, whose passes run out of memory
+        kern = select(*a, **k)
+        for name in ("partial_sq_distances", "lloyd_pass", "kpp_update", "kpp_potentials"):
+            setattr(kern, name, oom)
+        return kern
+
+    monkeypatch.setattr(_base, "select", oom_kernels)
     with pytest.raises(MemoryError, match=r"chunks of \d+ rows: pass a smaller chunk_size"):
         KMeans(5, random_state=0).fit(backend.asarray(_mixture(n=500)))

@@ -34,4 +34,83 @@ Numerical rule for the fast distance: ||c||^2 - 2 xt.c (row term ||xt||^2 added 
 distance itself, not the argmin, is needed), accumulated in fp32 for fp32 compute.
 
 The default precision must give labels equal to a float64 computation except on proven near-ties.
+Kernel sets (``select`` picks one per fit; each is tested against the reference on every
+backend it serves):
+
+=================  ============================================================  ==============
+set                what                                                          serves
+=================  ============================================================  ==============
+reference          pure standard, chunk loop in Python (``_reference``)           any namespace
+numpy              BLAS into reused blocks, one-hot GEMM / bincount (``_numpy``)  NumPy
+torch              addmm, min(dim=1), index_add_ (``_torch``)                     torch CPU/CUDA
+cupy               in-place products, scatter_add when allowed (``_cupy``)        CuPy
+=================  ============================================================  ==============
+
+``KMEANS_XP_KERNELS=generic`` (environment) turns the optional accelerators off, so the
+vendor sets run; ``KMEANS_XP_KERNELS=reference`` runs the pure-standard set everywhere.
 """
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .._compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
+from ._reference import ReferenceKernels
+
+__all__ = ["ReferenceKernels", "PRECISIONS", "available_sets", "select"]
+
+#: Precision modes of the distance computation (only tensor-core kernels tell them apart).
+PRECISIONS = ("exact", "tf32", "bf16")
+
+
+def _vendor_set(xp: Any) -> type:
+    if is_numpy_namespace(xp):
+        from ._numpy import NumpyKernels
+
+        return NumpyKernels
+    if is_torch_namespace(xp):
+        from ._torch import TorchKernels
+
+        return TorchKernels
+    if is_cupy_namespace(xp):
+        from ._cupy import CupyKernels
+
+        return CupyKernels
+    return ReferenceKernels
+
+
+def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
+           deterministic: bool = True, prefer: str | None = None) -> ReferenceKernels:
+    """The kernel set for data of namespace ``xp`` on ``device`` computed in ``dtype``.
+
+    Called once per fit (and once per ``predict``/``transform``/``score`` call).
+
+    Parameters
+    ----------
+    xp, device, dtype : where the data live and the compute dtype (float32 or float64).
+    precision : {'exact', 'tf32', 'bf16'}
+    deterministic : bool
+        False lets GPU kernels accumulate with atomics (faster, not bit-reproducible).
+    prefer : {None, 'reference', 'generic'}
+        'reference' forces the pure-standard set; 'generic' skips the optional
+        accelerators (Triton, numba).  Default: ``$KMEANS_XP_KERNELS`` or the fastest.
+    """
+    prefer = prefer or os.environ.get("KMEANS_XP_KERNELS") or None
+    if prefer not in (None, "reference", "generic"):
+        raise ValueError(f"Unknown kernel preference {prefer!r} (KMEANS_XP_KERNELS): "
+                         "expected 'reference' or 'generic'.")
+    cls = ReferenceKernels if prefer == "reference" else _vendor_set(xp)
+    return cls(xp, device, dtype, precision=precision, deterministic=deterministic)
+
+
+def available_sets(xp: Any, device: Any, dtype: Any, **options: Any) -> dict:
+    """Every kernel set that can run on data of ``xp``/``device``/``dtype`` here, by name.
+
+    The reference set is always among them; the tests compare each of the others with it.
+    """
+    sets = {"reference": ReferenceKernels(xp, device, dtype, **options)}
+    vendor = _vendor_set(xp)
+    if vendor is not ReferenceKernels:
+        sets[vendor.name] = vendor(xp, device, dtype, **options)
+    return sets

@@ -1,7 +1,7 @@
 """Lloyd's iteration, written once against the Array API standard.
 
-The kernels ("assign a chunk", "accumulate a chunk's sums") are functions of their own so
-that mini-batch and streaming variants can reuse them.  Per iteration there is exactly one
+Every pass over X goes through the fit's kernel set (``data.kernels``: a Lloyd pass, the
+final assignment, distances to the assigned centres).  Per iteration there is exactly one
 host sync: a Python ``float`` of a 0-d array that folds strict convergence, the centre
 shift and the presence of empty clusters into one number.
 """
@@ -10,101 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _ops
-from ._data import ChunkedData, accumulate
-
-
-def center_terms(centers: Any, xp: Any) -> tuple[Any, Any]:
-    """``-2 * C.T`` (d, k) and ``||c||^2`` (k,), computed once per pass."""
-    return -2.0 * xp.matrix_transpose(centers), xp.sum(centers * centers, axis=1)
-
-
-def assign_chunk(Xt: Any, centers_m2t: Any, c_sq: Any, *, xp: Any, need_min: bool = False,
-                 buffers: dict | None = None):
-    """Labels of a chunk (first nearest centre) and, if asked, ``min_j ||c_j||^2 - 2 x.c_j``.
-
-    ``buffers``: a dict kept for the fit, in which the distance block is reused.
-    """
-    D = _ops.partial_sq_distances(Xt, centers_m2t, c_sq, xp=xp, buffers=buffers)
-    if need_min:
-        mins, labels = _ops.min_argmin(D, xp=xp)
-        return labels, mins
-    return _ops.argmin_rows(D, xp=xp), None
-
-
-def accumulate_chunk(Xt: Any, labels: Any, w: Any, n_clusters: int, *, xp: Any):
-    """Weighted sums (k, d) and weights (k,) of a chunk's rows per label."""
-    return _ops.cluster_sums(Xt, labels, w, n_clusters, xp=xp)
-
-
-def _concat(parts: list, xp: Any) -> Any:
-    return parts[0] if len(parts) == 1 else xp.concat(parts)
-
-
-def _weighted_total(values: Any, w: Any, data: ChunkedData) -> Any:
-    """sum(w * values) of a chunk, as a 0-d array of the accumulator dtype."""
-    xp = data.xp
-    v = values if w is None else values * w
-    return xp.astype(xp.sum(v), data.accumulator_dtype())
-
-
-def lloyd_pass(data: ChunkedData, centers: Any, *, need_inertia: bool = False):
-    """One assignment + accumulation pass: labels (n,), sums (k, d), counts (k,), inertia.
-
-    Sums are accumulated chunk by chunk, so the pass holds one chunk's blocks at a time.
-    """
-    xp = data.xp
-    k = int(centers.shape[0])
-    m2t, c_sq = center_terms(centers, xp)
-    labels, sums, counts, inertia = [], None, None, None
-    for _, _, Xt, w in data.chunks():
-        lab, mins = assign_chunk(Xt, m2t, c_sq, xp=xp, need_min=need_inertia,
-                                 buffers=data.buffers)
-        labels.append(lab)
-        s, c = accumulate_chunk(Xt, lab, w, k, xp=xp)
-        sums, counts = accumulate(sums, s), accumulate(counts, c)
-        if need_inertia:
-            dist = xp.clip(mins + xp.sum(Xt * Xt, axis=1), min=0.0)
-            inertia = accumulate(inertia, _weighted_total(dist, w, data))
-    return _concat(labels, xp), sums, counts, inertia
-
-
-def _sq_dist_to_assigned(Xt: Any, centers: Any, labels: Any, data: ChunkedData) -> Any:
-    return _ops.sq_dist_to_assigned(Xt, centers, labels, xp=data.xp, buffers=data.buffers)
-
-
-def inertia_for_labels(data: ChunkedData, centers: Any, labels: Any) -> Any:
-    """sum_i w_i ||x_i - c_{labels_i}||^2 by direct differences (accurate in float32)."""
-    total = None
-    for start, stop, Xt, w in data.chunks():
-        total = accumulate(total, _weighted_total(
-            _sq_dist_to_assigned(Xt, centers, labels[start:stop], data), w, data))
-    return total
-
-
-def labels_inertia(data: ChunkedData, centers: Any, *, return_inertia: bool = True):
-    """Nearest-centre labels (n,) and the inertia (0-d), in one pass."""
-    xp = data.xp
-    m2t, c_sq = center_terms(centers, xp)
-    labels, total = [], None
-    for _, _, Xt, w in data.chunks():
-        lab, _ = assign_chunk(Xt, m2t, c_sq, xp=xp, buffers=data.buffers)
-        labels.append(lab)
-        if return_inertia:
-            total = accumulate(total, _weighted_total(_sq_dist_to_assigned(Xt, centers, lab, data), w,
-                                                data))
-    return _concat(labels, xp), total
-
-
-def sq_distances(data: ChunkedData, centers: Any) -> Any:
-    """Squared distances (n, k) to every centre, assembled chunk by chunk (``transform``)."""
-    xp = data.xp
-    m2t, c_sq = center_terms(centers, xp)
-    parts = []
-    for _, _, Xt, _ in data.chunks():
-        D = _ops.partial_sq_distances(Xt, m2t, c_sq, xp=xp) + xp.sum(Xt * Xt, axis=1)[:, None]
-        parts.append(xp.clip(D, min=0.0))
-    return _concat(parts, xp)
+from .._data import ChunkedData, accumulate
+from .._kernels._reference import onehot
 
 
 def new_centers(sums: Any, counts: Any, old: Any, xp: Any) -> Any:
@@ -124,8 +31,7 @@ def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: 
     """
     xp = data.xp
     k = int(centers.shape[0])
-    dist = _concat([_sq_dist_to_assigned(Xt, centers, labels[s:e], data)
-                    for s, e, Xt, _ in data.chunks()], xp)
+    dist = data.kernels.sq_dist_to_assigned(data, centers, labels)
     if data.weights is not None:  # a zero-weight point cannot fill a cluster
         dist = xp.where(data.weights > 0, dist, xp.full_like(dist, -1.0))
     empty = xp.nonzero(counts == 0)[0]
@@ -157,14 +63,15 @@ def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: 
     assignment so that the labels match the returned centres.  ``inertia`` is a 0-d
     array in working units.
     """
-    xp = data.xp
+    xp, kern = data.xp, data.kernels
     minus_one = xp.asarray(-1.0, dtype=data.dtype, device=data.device)
     minus_two = xp.asarray(-2.0, dtype=data.dtype, device=data.device)
     labels_old = None
     strict = False
     scale2 = data.scale ** 2
     for i in range(max_iter):
-        labels, sums, counts, inertia = lloyd_pass(data, centers, need_inertia=bool(verbose))
+        labels, sums, counts, inertia = kern.lloyd_pass(data, centers,
+                                                        need_inertia=bool(verbose))
         if verbose:
             print(f"Iteration {i}, inertia {float(inertia) * scale2}.")
         updated = new_centers(sums, counts, centers, xp)
@@ -190,9 +97,9 @@ def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: 
             break
         labels_old = labels
     if strict:
-        inertia = inertia_for_labels(data, centers, labels)
+        inertia = kern.inertia_for_labels(data, centers, labels)
     else:
-        labels, inertia = labels_inertia(data, centers)
+        labels, inertia = kern.labels_inertia(data, centers)
     return labels, inertia, centers, i + 1
 
 
@@ -205,8 +112,8 @@ def same_clustering(labels1: Any, labels2: Any, n_clusters: int, data: ChunkedDa
     xp = data.xp
     table = None
     for s, e in data.ranges():
-        a = _ops.onehot(labels1[s:e], n_clusters, data.dtype, xp)
-        b = _ops.onehot(labels2[s:e], n_clusters, data.dtype, xp)
+        a = onehot(labels1[s:e], n_clusters, data.dtype, xp)
+        b = onehot(labels2[s:e], n_clusters, data.dtype, xp)
         table = accumulate(table, xp.matmul(xp.matrix_transpose(a), b))
     per_row = xp.sum(xp.astype(table > 0, xp.int32), axis=1)
     return bool(xp.all(per_row <= 1))

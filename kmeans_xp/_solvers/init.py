@@ -3,7 +3,9 @@
 Random numbers come from a host NumPy generator and are consumed in the same order as
 scikit-learn's, so an int ``random_state`` gives the same seeds on every backend (and as
 scikit-learn, up to floating-point near-ties).  k-means++ runs on the data's device: the
-host only draws uniforms, which travel to the device; nothing travels back.
+host only draws uniforms, which travel to the device; nothing travels back.  Its passes over
+X (the potentials of the candidates, the closest-distance update) go through the fit's
+kernel set, chunked by the number of candidates rather than by k.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._data import ChunkedData, accumulate
-from ._validation import as_namespace, check_centers_shape
+from .._data import ChunkedData
+from .._validation import as_namespace, check_centers_shape
 
 
 def _uniform01(rng: Any) -> float:
@@ -22,29 +24,18 @@ def _uniform01(rng: Any) -> float:
     return float(rng.random_sample() if isinstance(rng, np.random.RandomState) else rng.random())
 
 
-def _row_sq_norms(data: ChunkedData) -> Any:
-    xp = data.xp
-    parts = [xp.sum(Xt * Xt, axis=1) for _, _, Xt, _ in data.chunks()]
-    return parts[0] if len(parts) == 1 else xp.concat(parts)
-
-
-def _sq_dist_to(data: ChunkedData, x_sq: Any, start: int, stop: int, Xt: Any, C: Any,
-                c_sq: Any) -> Any:
-    """Squared distances (rows, m) of a chunk to the m rows of ``C``, clipped at 0."""
-    xp = data.xp
-    D = x_sq[start:stop, None] - 2.0 * xp.matmul(Xt, xp.matrix_transpose(C)) + c_sq[None, :]
-    return xp.clip(D, min=0.0)
-
-
-def _closest_sq_dist(data: ChunkedData, x_sq: Any, center: Any, closest: Any) -> Any:
-    """Squared distance (n,) of every row to ``center`` (1, d), or the minimum with ``closest``."""
-    xp = data.xp
-    c_sq = xp.sum(center * center, axis=1)
-    parts = []
-    for s, e, Xt, _ in data.chunks():
-        d = _sq_dist_to(data, x_sq, s, e, Xt, center, c_sq)[:, 0]
-        parts.append(d if closest is None else xp.minimum(closest[s:e], d))
-    return parts[0] if len(parts) == 1 else xp.concat(parts)
+def _first_index(data: ChunkedData, rng: Any) -> Any:
+    """The first centre's row (1,): ``choice(n, p=w / w.sum())`` as NumPy draws it."""
+    xp, n, dev, w = data.xp, data.n, data.device, data.weights
+    u = _uniform01(rng)
+    if w is None:
+        first = xp.asarray([min(int(u * n), n - 1)], device=dev)
+    else:
+        acc = data.accumulator_dtype()
+        cdf = xp.cumulative_sum(xp.astype(w, acc))
+        u_dev = xp.asarray([u], dtype=acc, device=dev) * cdf[-1]
+        first = xp.clip(xp.searchsorted(cdf, u_dev, side="right"), max=n - 1)
+    return xp.astype(first, xp.int64)
 
 
 def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
@@ -61,20 +52,11 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
         n_local_trials = 2 + int(math.log(n_clusters))
     w = data.weights
 
-    # the first centre: choice(n, p=w / w.sum()) as NumPy does it (cdf, then searchsorted)
-    u = _uniform01(rng)
-    if w is None:
-        first = xp.asarray([min(int(u * n), n - 1)], device=dev)
-    else:
-        cdf = xp.cumulative_sum(xp.astype(w, acc))
-        u_dev = xp.asarray([u], dtype=acc, device=dev) * cdf[-1]
-        first = xp.clip(xp.searchsorted(cdf, u_dev, side="right"), max=n - 1)
-    first = xp.astype(first, xp.int64)
-
-    x_sq = _row_sq_norms(data)
+    first = _first_index(data, rng)
+    kern = data.kernels
     center = data.take_rows(first)
     centers, indices = [center], [first]
-    closest = _closest_sq_dist(data, x_sq, center, None)
+    closest = kern.kpp_update(data, None, center)
     weighted = closest if w is None else closest * w
     current_pot = xp.astype(xp.sum(weighted), acc)
 
@@ -83,22 +65,66 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
         cum = xp.cumulative_sum(xp.astype(weighted, acc))
         cand = xp.clip(xp.searchsorted(cum, rand), max=n - 1)
         cand_rows = data.take_rows(cand)
-        c_sq = xp.sum(cand_rows * cand_rows, axis=1)
-        pots = None
-        for s, e, Xt, wc in data.chunks():
-            D = xp.minimum(_sq_dist_to(data, x_sq, s, e, Xt, cand_rows, c_sq),
-                           closest[s:e, None])
-            p = xp.sum(D, axis=0) if wc is None else xp.matmul(wc, D)
-            pots = accumulate(pots, xp.astype(p, acc))
+        pots = kern.kpp_potentials(data, closest, cand_rows)
         best = xp.reshape(xp.argmin(pots), (1,))
         current_pot = xp.min(pots)
         best_id = xp.astype(xp.take(cand, best), xp.int64)
         center = xp.take(cand_rows, best, axis=0)
-        closest = _closest_sq_dist(data, x_sq, center, closest)
+        closest = kern.kpp_update(data, closest, center)
         weighted = closest if w is None else closest * w
         centers.append(center)
         indices.append(best_id)
     return xp.concat(centers), xp.concat(indices)
+
+
+def kmeans_parallel_working(data: ChunkedData, n_clusters: int, rng: Any, *,
+                            oversampling_factor: float = 2.0, n_rounds: int = 5,
+                            tol: float = 0.0) -> Any:
+    """Scalable k-means++ ("k-means||", Bahmani et al. 2012) on ``data``.
+
+    One centre is drawn as in k-means++; then each of ``n_rounds`` rounds keeps every row
+    independently with probability ``min(1, l * w_i * D_i / phi)`` (``l =
+    oversampling_factor * n_clusters``, ``D_i`` the squared distance to the nearest
+    candidate so far, ``phi`` their weighted sum), so about ``l`` candidates join per round
+    in one pass over X instead of k sequential passes.  The candidates, weighted by the
+    weight of the rows nearest to each, are then reduced to ``n_clusters`` centres by
+    weighted k-means++ and Lloyd on the (small) candidate set.
+
+    The uniforms come from the host generator in chunks (the same numbers on every
+    backend); one host sync per round (the number of candidates kept).  Returns the centres
+    in working coordinates (k, d).
+    """
+    from .lloyd import kmeans_single_lloyd
+
+    xp, kern = data.xp, data.kernels
+    acc = data.accumulator_dtype()
+    w = data.weights
+    ell = oversampling_factor * n_clusters
+    cand = [data.take_rows(_first_index(data, rng))]
+    closest = kern.kpp_update(data, None, cand[0])
+    for _ in range(n_rounds):
+        weighted = xp.astype(closest if w is None else closest * w, acc)
+        phi = xp.sum(weighted)
+        picked = []
+        for s, e in data.ranges():
+            u = xp.asarray(rng.uniform(size=e - s), dtype=acc, device=data.device)
+            picked.append(xp.nonzero(u * phi < ell * weighted[s:e])[0] + s)
+        idx = xp.astype(xp.concat(picked), xp.int64)
+        if int(idx.shape[0]) == 0:  # the one host sync of the round
+            break
+        new = data.take_rows(idx)
+        cand.append(new)
+        closest = xp.minimum(closest, kern.assign(data, new)[1])
+    cand = xp.concat(cand)
+    if int(cand.shape[0]) <= n_clusters:  # too few distinct candidates: plain k-means++
+        return kmeans_plusplus_working(data, n_clusters, rng)[0]
+    # weight of each candidate: the weight of the rows nearest to it
+    _, _, counts, _ = kern.lloyd_pass(data, cand)
+    cdata = ChunkedData(cand, xp=xp, dtype=data.dtype, weights=counts, n_clusters=n_clusters,
+                        kernels=kern)
+    cdata.mean_variance = data.mean_variance
+    c0 = kmeans_plusplus_working(cdata, n_clusters, rng)[0]
+    return kmeans_single_lloyd(cdata, c0, max_iter=300, tol=tol)[2]
 
 
 def random_working(data: ChunkedData, n_clusters: int, rng: Any,
@@ -127,13 +153,15 @@ def check_user_centers(centers: Any, n_clusters: int, xp: Any, device: Any, dtyp
 
 
 def initial_centers(data: ChunkedData, init: Any, kind: str, n_clusters: int, rng: Any,
-                    host_weights: Any = None) -> Any:
+                    host_weights: Any = None, options: dict | None = None) -> Any:
     """Initial centres in working coordinates for one run.
 
     For ``kind == "array"``, ``init`` has been through :func:`check_user_centers` already.
     """
     if kind == "k-means++":
         return kmeans_plusplus_working(data, n_clusters, rng)[0]
+    if kind == "k-means||":
+        return kmeans_parallel_working(data, n_clusters, rng, **(options or {}))
     if kind == "random":
         return random_working(data, n_clusters, rng, host_weights)[0]
     if kind == "callable":

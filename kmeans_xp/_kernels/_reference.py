@@ -1,0 +1,249 @@
+"""The reference kernel set: pure Array API standard, the truth every other set is tested against.
+
+A kernel set has two layers:
+
+- *chunk primitives* (distances of a chunk to the centres, row argmin, centre sums of a chunk,
+  distances to the assigned centres): the vendor sets (``_numpy``, ``_torch``, ``_cupy``)
+  override these with faster calls of their library;
+- *whole passes* over a :class:`~kmeans_xp._data.ChunkedData` (a Lloyd pass, an assignment,
+  the inertia, the k-means++ potentials): written here once with a chunk loop on top of the
+  primitives; the fused sets (``_cpu``, ``_triton``) override these and own the loop.
+
+Everything here calls only standard functions on ``xp``.  Distances are squared Euclidean in
+the working coordinates of ``data`` (``Xt = X * inv_scale - shift``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._compat import device_of
+from .._data import ChunkedData, accumulate, chunk_rows
+
+
+def onehot(labels: Any, n_clusters: int, dtype: Any, xp: Any) -> Any:
+    """(m, n_clusters) indicator matrix of ``labels`` in ``dtype``."""
+    ks = xp.arange(n_clusters, dtype=labels.dtype, device=device_of(labels))
+    return xp.astype(labels[:, None] == ks[None, :], dtype)
+
+
+def concat(parts: list, xp: Any) -> Any:
+    """The chunks' results as one array (no copy for a single chunk)."""
+    return parts[0] if len(parts) == 1 else xp.concat(parts)
+
+
+def center_terms(centers: Any, xp: Any) -> tuple[Any, Any]:
+    """``-2 * C.T`` (d, k) and ``||c||^2`` (k,), computed once per pass."""
+    return -2.0 * xp.matrix_transpose(centers), xp.sum(centers * centers, axis=1)
+
+
+def weighted_total(values: Any, w: Any, data: ChunkedData) -> Any:
+    """sum(w * values) of a chunk, as a 0-d array of the accumulator dtype."""
+    xp = data.xp
+    v = values if w is None else values * w
+    return xp.astype(xp.sum(v), data.accumulator_dtype())
+
+
+class ReferenceKernels:
+    """Pure-standard kernels for any namespace; the base class of every other kernel set.
+
+    Parameters
+    ----------
+    xp : namespace
+    device : device of the data
+    dtype : the compute dtype (float32 or float64)
+    precision : {'exact', 'tf32', 'bf16'}
+        Only the tensor-core kernels distinguish them; everything else computes in ``dtype``.
+    deterministic : bool
+        Bit-identical results from run to run (fixed-order reductions).  Only kernels that
+        can use atomics look at it.
+    """
+
+    name = "reference"
+
+    def __init__(self, xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
+                 deterministic: bool = True) -> None:
+        self.xp = xp
+        self.device = device
+        self.dtype = dtype
+        self.precision = precision
+        self.deterministic = deterministic
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    # -- chunk primitives (vendor sets override) -----------------------------------
+    def partial_sq_distances(self, Xt: Any, m2t: Any, c_sq: Any,
+                             buffers: dict | None = None) -> Any:
+        """``||c_j||^2 - 2 xt_i . c_j`` (m, k): squared distances less ``||xt_i||^2``.
+
+        With ``buffers``, a vendor set may return a block reused from call to call (valid
+        until the next call).
+        """
+        return self.xp.matmul(Xt, m2t) + c_sq
+
+    def min_argmin(self, D: Any) -> tuple[Any, Any]:
+        """Row minima and the first index where each is reached."""
+        xp = self.xp
+        idx = xp.argmin(D, axis=1)
+        return xp.min(D, axis=1), idx
+
+    def argmin_rows(self, D: Any) -> Any:
+        """The first index of each row's minimum."""
+        return self.xp.argmin(D, axis=1)
+
+    def cluster_sums(self, Xt: Any, labels: Any, w: Any, k: int) -> tuple[Any, Any]:
+        """Weighted sums (k, d) of the rows of ``Xt`` per label, and weights per label (k,).
+
+        A one-hot product: deterministic on every backend.
+        """
+        xp = self.xp
+        oh = onehot(labels, k, Xt.dtype, xp)
+        if w is not None:
+            oh = oh * w[:, None]
+        return xp.matmul(xp.matrix_transpose(oh), Xt), xp.sum(oh, axis=0)
+
+    def sq_dist_to_assigned_chunk(self, Xt: Any, centers: Any, labels: Any,
+                                  buffers: dict | None = None) -> Any:
+        """``||xt_i - c_{labels_i}||^2`` of a chunk by direct differences (float32-accurate)."""
+        xp = self.xp
+        diff = Xt - xp.take(centers, labels, axis=0)
+        return xp.vecdot(diff, diff, axis=-1)
+
+    # -- whole passes (fused sets override) ------------------------------------------
+    def assign_chunk(self, Xt: Any, m2t: Any, c_sq: Any, *, need_min: bool = False,
+                     buffers: dict | None = None) -> tuple[Any, Any]:
+        """Labels of a chunk and, with ``need_min``, ``min_j ||c_j||^2 - 2 xt.c_j``."""
+        D = self.partial_sq_distances(Xt, m2t, c_sq, buffers)
+        if need_min:
+            mins, labels = self.min_argmin(D)
+            return labels, mins
+        return self.argmin_rows(D), None
+
+    def lloyd_pass(self, data: ChunkedData, centers: Any, *,
+                   need_inertia: bool = False) -> tuple[Any, Any, Any, Any]:
+        """One assignment + accumulation pass.
+
+        Returns labels (n,), sums (k, d), counts (k,) and, with ``need_inertia``, the
+        weighted inertia (0-d, accumulator dtype; else None).
+        """
+        xp = self.xp
+        k = int(centers.shape[0])
+        m2t, c_sq = center_terms(centers, xp)
+        labels, sums, counts, inertia = [], None, None, None
+        for _, _, Xt, w in data.chunks():
+            lab, mins = self.assign_chunk(Xt, m2t, c_sq, need_min=need_inertia,
+                                          buffers=data.buffers)
+            labels.append(lab)
+            s, c = self.cluster_sums(Xt, lab, w, k)
+            sums, counts = accumulate(sums, s), accumulate(counts, c)
+            if need_inertia:
+                dist = xp.clip(mins + xp.sum(Xt * Xt, axis=1), min=0.0)
+                inertia = accumulate(inertia, weighted_total(dist, w, data))
+        return concat(labels, xp), sums, counts, inertia
+
+    def assign(self, data: ChunkedData, centers: Any) -> tuple[Any, Any]:
+        """Nearest-centre labels (n,) and the squared distances to them (n,), clipped at 0."""
+        xp = self.xp
+        m2t, c_sq = center_terms(centers, xp)
+        labels, mins = [], []
+        for _, _, Xt, _ in data.chunks():
+            lab, m = self.assign_chunk(Xt, m2t, c_sq, need_min=True, buffers=data.buffers)
+            labels.append(lab)
+            mins.append(xp.clip(m + xp.sum(Xt * Xt, axis=1), min=0.0))
+        return concat(labels, xp), concat(mins, xp)
+
+    def labels_inertia(self, data: ChunkedData, centers: Any, *,
+                       return_inertia: bool = True) -> tuple[Any, Any]:
+        """Nearest-centre labels (n,) and the weighted inertia (0-d) by direct differences."""
+        xp = self.xp
+        m2t, c_sq = center_terms(centers, xp)
+        labels, total = [], None
+        for _, _, Xt, w in data.chunks():
+            lab, _ = self.assign_chunk(Xt, m2t, c_sq, buffers=data.buffers)
+            labels.append(lab)
+            if return_inertia:
+                dist = self.sq_dist_to_assigned_chunk(Xt, centers, lab, data.buffers)
+                total = accumulate(total, weighted_total(dist, w, data))
+        return concat(labels, xp), total
+
+    def sq_dist_to_assigned(self, data: ChunkedData, centers: Any, labels: Any) -> Any:
+        """``||xt_i - c_{labels_i}||^2`` (n,) by direct differences."""
+        return concat([self.sq_dist_to_assigned_chunk(Xt, centers, labels[s:e], data.buffers)
+                       for s, e, Xt, _ in data.chunks()], self.xp)
+
+    def inertia_for_labels(self, data: ChunkedData, centers: Any, labels: Any) -> Any:
+        """sum_i w_i ||xt_i - c_{labels_i}||^2 (0-d, accumulator dtype)."""
+        total = None
+        for s, e, Xt, w in data.chunks():
+            dist = self.sq_dist_to_assigned_chunk(Xt, centers, labels[s:e], data.buffers)
+            total = accumulate(total, weighted_total(dist, w, data))
+        return total
+
+    def sq_distances(self, data: ChunkedData, centers: Any) -> Any:
+        """Squared distances (n, k) to every centre (``transform`` asks for them all).
+
+        A row equal to a centre gets exactly 0 there: the expansion is corrected by the
+        direct difference to the nearest centre.
+        """
+        xp = self.xp
+        k = int(centers.shape[0])
+        m2t, c_sq = center_terms(centers, xp)
+        ks = xp.arange(k, device=self.device)
+        parts = []
+        for _, _, Xt, _ in data.chunks():
+            D = self.partial_sq_distances(Xt, m2t, c_sq) + xp.sum(Xt * Xt, axis=1)[:, None]
+            lab = xp.astype(self.argmin_rows(D), ks.dtype)
+            exact = self.sq_dist_to_assigned_chunk(Xt, centers, lab)
+            D = xp.where(lab[:, None] == ks[None, :], exact[:, None], D)
+            parts.append(xp.clip(D, min=0.0))
+        return concat(parts, xp)
+
+    # -- greedy k-means++ ---------------------------------------------------------------
+    def _kpp_rows(self, data: ChunkedData, m: int) -> int:
+        """Rows per chunk for a pass against ``m`` candidates: the budget over max(m, d)."""
+        return chunk_rows(data.n, data.d, m, data.budget)
+
+    def _x_sq(self, data: ChunkedData, rows: int) -> Any:
+        """||xt_i||^2 (n,), computed once per fit and kept on ``data``."""
+        xp = self.xp
+        if "x_sq" not in data.cache:
+            data.cache["x_sq"] = concat([xp.sum(Xt * Xt, axis=1)
+                                         for _, _, Xt, _ in data.chunks(rows)], xp)
+        return data.cache["x_sq"]
+
+    def _sq_dist_block(self, Xt: Any, x_sq: Any, C: Any, c_sq: Any) -> Any:
+        xp = self.xp
+        D = x_sq[:, None] - 2.0 * xp.matmul(Xt, xp.matrix_transpose(C)) + c_sq[None, :]
+        return xp.clip(D, min=0.0)
+
+    def kpp_potentials(self, data: ChunkedData, closest: Any, cand: Any) -> Any:
+        """``pots_c = sum_i w_i min(closest_i, ||xt_i - cand_c||^2)`` (m,), accumulator dtype.
+
+        One pass over X for all ``m`` candidates, chunked by ``max(m, d)``, not by k.
+        """
+        xp = self.xp
+        m = int(cand.shape[0])
+        rows = self._kpp_rows(data, m)
+        x_sq = self._x_sq(data, rows)
+        c_sq = xp.sum(cand * cand, axis=1)
+        acc = data.accumulator_dtype()
+        pots = None
+        for s, e, Xt, w in data.chunks(rows):
+            D = xp.minimum(self._sq_dist_block(Xt, x_sq[s:e], cand, c_sq), closest[s:e, None])
+            p = xp.sum(D, axis=0) if w is None else xp.matmul(w, D)
+            pots = accumulate(pots, xp.astype(p, acc))
+        return pots
+
+    def kpp_update(self, data: ChunkedData, closest: Any, center: Any) -> Any:
+        """Squared distance (n,) of each row to ``center`` (1, d), or its minimum with
+        ``closest`` when given."""
+        xp = self.xp
+        rows = self._kpp_rows(data, 1)
+        x_sq = self._x_sq(data, rows)
+        c_sq = xp.sum(center * center, axis=1)
+        parts = []
+        for s, e, Xt, _ in data.chunks(rows):
+            d = self._sq_dist_block(Xt, x_sq[s:e], center, c_sq)[:, 0]
+            parts.append(d if closest is None else xp.minimum(closest[s:e], d))
+        return concat(parts, xp)

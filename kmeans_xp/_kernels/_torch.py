@@ -1,0 +1,62 @@
+"""torch fast paths for the chunk primitives (CPU and CUDA; same signatures as the reference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._buffers import buffer
+from ._reference import ReferenceKernels, onehot
+
+
+class TorchKernels(ReferenceKernels):
+    """``addmm`` into reused blocks, ``min(dim=1)``, ``index_add_`` centre sums.
+
+    On CUDA, ``index_add_`` accumulates with float atomics (the order is not fixed): with
+    ``deterministic=True`` (the default) the centre sums there are a one-hot product
+    instead, which cuBLAS computes in a fixed order.
+    """
+
+    name = "torch"
+
+    def partial_sq_distances(self, Xt, m2t, c_sq, buffers=None):
+        import torch
+
+        m, k = Xt.shape[0], m2t.shape[1]
+        out = buffer(buffers, "D", (m, k), Xt,
+                     lambda shape: torch.empty(shape, dtype=Xt.dtype, device=Xt.device))
+        return torch.addmm(c_sq, Xt, m2t, out=out)
+
+    def min_argmin(self, D):
+        import torch
+
+        vals, idx = torch.min(D, dim=1)
+        return vals, idx
+
+    def argmin_rows(self, D):
+        return D.min(dim=1).indices
+
+    def cluster_sums(self, Xt, labels, w, k):
+        import torch
+
+        if Xt.device.type != "cpu" and self.deterministic:
+            oh = onehot(labels, k, Xt.dtype, torch)
+            if w is not None:
+                oh = oh * w[:, None]
+            return oh.T @ Xt, oh.sum(dim=0)
+        # index_add_ is ~15x faster than a one-hot product or a sort on torch CPU
+        m, d = Xt.shape
+        src = Xt if w is None else Xt * w[:, None]
+        sums = torch.zeros((k, d), dtype=Xt.dtype, device=Xt.device).index_add_(0, labels, src)
+        ones = torch.ones(m, dtype=Xt.dtype, device=Xt.device) if w is None else w
+        counts = torch.zeros(k, dtype=Xt.dtype, device=Xt.device).index_add_(0, labels, ones)
+        return sums, counts
+
+    def sq_dist_to_assigned_chunk(self, Xt, centers, labels, buffers=None):
+        import torch
+
+        m, d = Xt.shape
+        buf = buffer(buffers, "G", (m, d), Xt,
+                     lambda shape: torch.empty(shape, dtype=Xt.dtype, device=Xt.device))
+        torch.index_select(centers, 0, labels, out=buf)
+        torch.sub(Xt, buf, out=buf)
+        return torch.einsum("ij,ij->i", buf, buf)
