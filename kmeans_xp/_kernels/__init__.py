@@ -81,7 +81,8 @@ def _vendor_set(xp: Any) -> type:
 
 
 def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
-           deterministic: bool = True, prefer: str | None = None) -> ReferenceKernels:
+           deterministic: bool = True, prefer: str | None = None,
+           metric: str = "euclidean") -> ReferenceKernels:
     """The kernel set for data of namespace ``xp`` on ``device`` computed in ``dtype``.
 
     Called once per fit (and once per ``predict``/``transform``/``score`` call).
@@ -95,12 +96,20 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     prefer : {None, 'reference', 'generic'}
         'reference' forces the pure-standard set; 'generic' skips the optional
         accelerators (Triton, numba).  Default: ``$KMEANS_XP_KERNELS`` or the fastest.
+    metric : {'euclidean', 'cosine', 'manhattan'}
+        'cosine' runs the Euclidean kernels on unit rows (the data's frame normalises them);
+        'manhattan' has its own L1 set.
     """
     prefer = prefer or os.environ.get("KMEANS_XP_KERNELS") or None
     if prefer not in (None, "reference", "generic"):
         raise ValueError(f"Unknown kernel preference {prefer!r} (KMEANS_XP_KERNELS): "
                          "expected 'reference' or 'generic'.")
-    cls = ReferenceKernels if prefer == "reference" else _vendor_set(xp)
+    if metric == "manhattan":
+        from ._manhattan import ManhattanKernels
+
+        cls = ManhattanKernels
+    else:
+        cls = ReferenceKernels if prefer == "reference" else _vendor_set(xp)
     return cls(xp, device, dtype, precision=precision, deterministic=deterministic)
 
 
