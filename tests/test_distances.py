@@ -184,3 +184,16 @@ def test_kmeans_parallel_parameters_are_validated():
         KMeans(2, init="k-means||", oversampling_factor=0.0).fit(_blobs())
     with pytest.raises(InvalidParameterError, match="init_rounds"):
         KMeans(2, init="k-means||", init_rounds=0).fit(_blobs())
+
+
+def test_kmeans_plusplus_float32_same_picks_on_every_backend(backend):
+    """float32 data: the k-means++ distances are computed in float64 (where the device has
+    it), so every backend draws the same rows as NumPy from the same seed."""
+    from kmeans_xp import kmeans_plusplus
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(30_000, 16)) * 3 + rng.integers(0, 50, 30_000)[:, None] * 0.5)
+    X = X.astype(np.float32)
+    _, expect = kmeans_plusplus(X, 40, random_state=0)
+    _, got = kmeans_plusplus(backend.asarray(X), 40, random_state=0)
+    np.testing.assert_array_equal(backend.to_numpy(got), expect)
