@@ -3,6 +3,7 @@
     python -m bench.gpu                   # on a CUDA machine: every size, every implementation
     python -m bench.gpu --sizes 1         # only the second size (0-based indices into SIZES)
     python -m bench.gpu --no-fit          # skip the whole default fits (the long part)
+    python -m bench.gpu --tune            # also sweep the assignment's tile configurations
     python -m bench.gpu --smoke           # CPU torch under TRITON_INTERPRET=1, tiny sizes:
                                           # proves the script runs (timings meaningless)
 
@@ -387,6 +388,46 @@ def bench_fit(torch, T, clock, n, d, k) -> dict:
     return out
 
 
+def tune_configs(d: int, k: int, smoke: bool) -> list[dict]:
+    """A small grid of assignment tile configurations around the heuristic's."""
+    out = []
+    bns = sorted({64, 128} | ({max(16, 1 << (k - 1).bit_length())} if k < 64 else set()))
+    for bm in (64, 128):
+        for bn in bns:
+            for bk in ((max(16, 1 << (d - 1).bit_length()),) if d <= 64 else (32, 64)):
+                for warps in (4, 8):
+                    for stages in (2, 3, 4):
+                        out.append(dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, X_ONCE=d <= bk,
+                                        num_warps=warps, num_stages=stages))
+    return out[:2] if smoke else out
+
+
+def tune_size(torch, T, clock, n, d, k, args) -> dict:
+    """ms of ``assign`` per configuration and precision; the heuristic's choice marked."""
+    dev = "cuda" if clock.cuda else "cpu"
+    X, C0 = make_data(torch, n, d, k, dev)
+    res: dict = {"n": n, "d": d, "k": k, "by_precision": {}}
+    for p in ("exact", "tf32", "bf16"):
+        rows = []
+        for cfg in tune_configs(d, k, args.smoke):
+            try:
+                ms = clock.call_ms(lambda: T.assign(X, C0, precision=p, config=cfg), args.reps)
+            except Exception as exc:  # e.g. out of shared memory / registers
+                ms = None
+                cfg = dict(cfg, error=f"{type(exc).__name__}"[:60])
+            rows.append(dict(cfg, ms=ms))
+        heur = T.assign_config(n, d, k, p)
+        heur_ms = clock.call_ms(lambda: T.assign(X, C0, precision=p), args.reps)
+        ok = sorted((r for r in rows if r["ms"] is not None), key=lambda r: r["ms"])
+        res["by_precision"][p] = {"heuristic": dict(heur, ms=heur_ms), "best": ok[:3],
+                                  "all": rows}
+        print(f"  tune {p}: heuristic {heur_ms:.3f} ms, best {ok[0] if ok else None}",
+              flush=True)
+    del X, C0
+    _free()
+    return res
+
+
 def environment(torch, cuda: bool) -> dict:
     import triton
 
@@ -450,6 +491,17 @@ def markdown(r: dict) -> str:
                   f"{_fmt(sm.get('deterministic_over_index_add'))} |",
                   f"| lloyd_pass bit-identical run to run | "
                   f"{s['checks'].get('lloyd_pass_bit_identical')} |", ""]
+    for t in r.get("tuning", []):
+        lines += [f"## Tile sweep of assign, (n, d, k) = ({t['n']}, {t['d']}, {t['k']})", "",
+                  "| precision | heuristic config | ms | best config | ms |",
+                  "|---|---|---|---|---|"]
+        for p, v in t["by_precision"].items():
+            h = {kk: vv for kk, vv in v["heuristic"].items() if kk != "ms"}
+            b = v["best"][0] if v["best"] else {}
+            lines.append(f"| {p} | {h} | {_fmt(v['heuristic']['ms'], '.3f')} | "
+                         f"{ {kk: vv for kk, vv in b.items() if kk != 'ms'} } | "
+                         f"{_fmt(b.get('ms'), '.3f')} |")
+        lines.append("")
     if r["fits"]:
         lines += ["## Whole default fits (KMeans(k, random_state=0))", "",
                   "| (n, d, k) | fit s | n_iter | k-means++ s | init share | fused k-means++ s | "
@@ -472,6 +524,7 @@ def main(argv=None) -> int:
                     help="tiny sizes on CPU torch under TRITON_INTERPRET=1 (proves the script)")
     ap.add_argument("--sizes", type=int, nargs="*", help="indices into SIZES (default: all)")
     ap.add_argument("--no-fit", action="store_true", help="skip the whole default fits")
+    ap.add_argument("--tune", action="store_true", help="sweep the assignment's tile configs")
     ap.add_argument("--m1", type=int, default=None)
     ap.add_argument("--m2", type=int, default=None)
     ap.add_argument("--reps", type=int, default=None)
@@ -508,10 +561,15 @@ def main(argv=None) -> int:
     env = environment(torch, cuda)
     print(f"bench.gpu on {env['device']}", flush=True)
     result = {"date": _dt.date.today().isoformat(), "smoke": bool(args.smoke), "m1": args.m1,
-              "m2": args.m2, "reps": args.reps, "environment": env, "sizes": [], "fits": []}
+              "m2": args.m2, "reps": args.reps, "environment": env, "sizes": [], "fits": [],
+              "tuning": []}
     for n, d, k in sizes:
         print(f"(n, d, k) = ({n}, {d}, {k})", flush=True)
         result["sizes"].append(bench_size(torch, T, clock, n, d, k, args))
+    if args.tune:
+        for n, d, k in sizes:
+            print(f"tuning (n, d, k) = ({n}, {d}, {k})", flush=True)
+            result["tuning"].append(tune_size(torch, T, clock, n, d, k, args))
     for n, d, k in fit_sizes:
         try:
             result["fits"].append(bench_fit(torch, T, clock, n, d, k))

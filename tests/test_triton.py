@@ -24,7 +24,13 @@ import torch  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 if not CUDA:
-    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
+    # Triton chooses the interpreter once per process, when triton is imported and when each
+    # kernel is decorated: the variable must be set before both, and stay set
+    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set and there is no "
+                    "CUDA device: run this module with TRITON_INTERPRET=1",
+                    allow_module_level=True)
+    os.environ["TRITON_INTERPRET"] = "1"
 
 T = pytest.importorskip("kmeans_xp._kernels._triton")
 
@@ -73,6 +79,7 @@ def shift_of(X):
 # ---- basic contract -------------------------------------------------------------------------
 def test_available_and_supports():
     assert T.available(torch.zeros(2, 2, device=DEV))
+    assert T.INTERPRETED == (not CUDA)
     assert T.supports(torch.float32) and T.supports(torch.float16) and T.supports("bfloat16")
     assert not T.supports(torch.float64) and not T.supports(np.float64)
     assert not T.supports(torch.int32)

@@ -62,7 +62,7 @@ import triton.language as tl
 
 __all__ = [
     "PRECISIONS", "PIECE_ROWS", "available", "supports", "assign", "centre_sums", "lloyd_pass",
-    "kpp_potentials", "kpp_update", "assign_config", "exactness_coefficients",
+    "kpp_potentials", "kpp_update", "assign_config", "exactness_coefficients", "INTERPRETED",
 ]
 
 #: Accepted values of ``precision``.
@@ -93,6 +93,11 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+#: Whether the kernels of this module run in Triton's interpreter.  Triton decides once per
+#: process (TRITON_INTERPRET=1 when triton and this module are imported) and for everything.
+INTERPRETED = _interpreting()
+
+
 def _is_cupy(a: Any) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
 
@@ -100,17 +105,18 @@ def _is_cupy(a: Any) -> bool:
 def available(X: Any) -> bool:
     """Whether these kernels can run on ``X``.
 
-    True for a CUDA torch tensor, a CuPy array (with torch CUDA present: the kernels are
-    launched on CuPy memory through DLPack views), or a CPU torch tensor when
-    ``TRITON_INTERPRET=1`` is set.  The dtype is checked separately by :func:`supports`.
+    True for a CUDA torch tensor (unless the module runs in the interpreter), a CuPy array
+    (with torch CUDA present: the kernels are launched on CuPy memory through DLPack views),
+    or a CPU torch tensor when this module was imported with ``TRITON_INTERPRET=1`` (see
+    :data:`INTERPRETED`).  The dtype is checked separately by :func:`supports`.
     """
     if _is_cupy(X):
-        return bool(torch.cuda.is_available())
+        return bool(torch.cuda.is_available()) and not INTERPRETED
     if not isinstance(X, torch.Tensor):
         return False
     if X.device.type == "cuda":
-        return True
-    return X.device.type == "cpu" and _interpreting()
+        return not INTERPRETED
+    return X.device.type == "cpu" and INTERPRETED
 
 
 def supports(dtype: Any) -> bool:
@@ -592,7 +598,7 @@ def _assign_impl(X, C, shift, inv, precision, need_min, force_recheck, config):
         coef_a, coef_b, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
         BLOCK_K=cfg["BLOCK_K"], X_ONCE=bool(cfg["X_ONCE"]) and d <= cfg["BLOCK_K"],
         HAS_SHIFT=shift is not None, PREC=_base_precision(precision), NEED_MIN=need_min,
-        EXACT=exact, FORCE=bool(force_recheck), INTERPRET=_interpreting(),
+        EXACT=exact, FORCE=bool(force_recheck), INTERPRET=INTERPRETED,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if exact:
         rbm = 16
