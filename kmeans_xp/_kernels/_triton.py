@@ -296,17 +296,41 @@ def _load_xt(X, rows64, rmask, stride_xm, cols, cmask, SHIFT, inv_scale,
 
 
 @triton.jit
+def _tf32_trunc(x):
+    """x with its 13 low mantissa bits cleared: TF32 by truncation (interpreter emulation)."""
+    bits = x.to(tl.uint32, bitcast=True) & 0xFFFFE000
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _dot_acc(x, c, acc, PREC: tl.constexpr, INTERPRET: tl.constexpr):
-    """acc += x @ c.T at precision PREC (x: (M, K) fp32, c: (N, K) fp32)."""
-    if PREC == "bf16":
-        if INTERPRET:
-            # the interpreter's bf16 dot is broken; bf16 products are exact in fp32, so
-            # rounding the operands to bf16 and multiplying in fp32 is the same arithmetic
+    """acc += x @ c.T at precision PREC (x: (M, K) fp32, c: (N, K) fp32).
+
+    In the interpreter, where ``input_precision`` is ignored (fp32 products) and the bf16
+    dot is broken, the tensor-core formats are emulated: operands truncated to TF32 (the
+    conservative rounding the error bound assumes), tf32x3 as the sum of the three products
+    of the high and low TF32 parts, bf16 operands rounded to bf16 (bf16 products are exact in
+    fp32).  So the interpreter tests see the errors of the GPU's formats.
+    """
+    if INTERPRET:
+        if PREC == "bf16":
             xb = x.to(tl.bfloat16).to(tl.float32)
             cb = c.to(tl.bfloat16).to(tl.float32)
             acc = tl.dot(xb, tl.trans(cb), acc, input_precision="ieee")
+        elif PREC == "tf32":
+            acc = tl.dot(_tf32_trunc(x), tl.trans(_tf32_trunc(c)), acc, input_precision="ieee")
+        elif PREC == "tf32x3":
+            xh = _tf32_trunc(x)
+            ch = _tf32_trunc(c)
+            xl = _tf32_trunc(x - xh)
+            cl = _tf32_trunc(c - ch)
+            acc = tl.dot(xh, tl.trans(cl), acc, input_precision="ieee")
+            acc = tl.dot(xl, tl.trans(ch), acc, input_precision="ieee")
+            acc = tl.dot(xh, tl.trans(ch), acc, input_precision="ieee")
         else:
-            acc = tl.dot(x.to(tl.bfloat16), tl.trans(c.to(tl.bfloat16)), acc)
+            acc = tl.dot(x, tl.trans(c), acc, input_precision="ieee")
+    elif PREC == "bf16":
+        acc = tl.dot(x.to(tl.bfloat16), tl.trans(c.to(tl.bfloat16)), acc)
     else:
         acc = tl.dot(x, tl.trans(c), acc, input_precision=PREC)
     return acc
