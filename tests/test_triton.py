@@ -392,3 +392,40 @@ def test_cuda_cupy_arrays_round_trip():
     assert np.array_equal(cupy.asnumpy(lab_c), lab_t.cpu().numpy())
     out = T.lloyd_pass(Xc, Cc, None, need_inertia=True)
     assert all(isinstance(a, cupy.ndarray) for a in out)
+
+
+# ---- the kernel set in a whole fit ------------------------------------------------------------
+@pytest.mark.parametrize("precision", ["exact", "tf32"])
+def test_kmeans_fit_through_the_triton_set_equals_the_torch_set(monkeypatch, precision):
+    """KMeans with the Triton set (forced onto CPU tensors under the interpreter, or on CUDA)
+    gives the generic torch set's clustering, and bit-identical reruns."""
+    from kmeans_xp import KMeans
+    from kmeans_xp import _base, _kernels
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 6)) * 5
+    X = torch.asarray(centres[rng.integers(0, 5, 400)] + rng.normal(size=(400, 6)) + 30.0,
+                      dtype=torch.float32, device=DEV)
+    ref = KMeans(5, random_state=0, max_iter=20).fit(X)
+
+    used = []
+
+    def triton_select(xp, device, dtype, **kw):
+        kern = T.TritonTorchKernels(xp, device, dtype, precision=kw.get("precision", "exact"),
+                                    deterministic=kw.get("deterministic", True))
+        used.append(kern)
+        return kern
+
+    monkeypatch.setattr(_base, "select", triton_select)
+    fits = [KMeans(5, random_state=0, max_iter=20, precision=precision).fit(X)
+            for _ in range(2)]
+    assert used and all(k.name == "triton" for k in used)
+    for km in fits:
+        assert torch.equal(km.labels_.cpu(), ref.labels_.cpu())
+        assert km.n_iter_ == ref.n_iter_
+        torch.testing.assert_close(km.cluster_centers_, ref.cluster_centers_, rtol=1e-5,
+                                   atol=1e-4)
+        assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+    assert torch.equal(fits[0].cluster_centers_, fits[1].cluster_centers_)  # bit-identical
+    assert fits[0].inertia_ == fits[1].inertia_
+    assert _kernels.select(np, "cpu", np.float32).name != "triton"

@@ -871,3 +871,59 @@ def kpp_update(X: Any, closest: Any, center: Any, *, shift: Any = None,
             BLOCK_M=bm, BLOCK_K=min(64, max(16, _next_pow2(d))),
             HAS_SHIFT=shift is not None, HAS_CLOSEST=closest is not None, num_warps=4)
     return io.back(out)
+
+
+# ----------------------------------------------------------------------------------------
+# The kernel set of the seam: whole passes through the fused kernels above
+# ----------------------------------------------------------------------------------------
+def _torch_set():
+    from ._torch import TorchKernels
+
+    return TorchKernels
+
+
+def _cupy_set():
+    from ._cupy import CupyKernels
+
+    return CupyKernels
+
+
+class _TritonPasses:
+    """Lloyd passes, assignments and inertia through the fused Triton kernels.
+
+    Mixed into the torch (CUDA; CPU under the interpreter) and CuPy sets, whose chunk
+    primitives still serve the rare passes (relocation, ``transform``).  The k-means++ steps
+    stay on the reference's float64 path, so that every backend draws the same centres.
+    """
+
+    name = "triton"
+
+    def _frame(self, data):
+        return {"shift": data.shift, "inv_scale": data.inv_scale}
+
+    def lloyd_pass(self, data, centers, *, need_inertia=False):
+        return lloyd_pass(data.X, centers, data.weights, precision=self.precision,
+                          need_inertia=need_inertia, deterministic=self.deterministic,
+                          **self._frame(data))
+
+    def assign(self, data, centers):
+        return assign(data.X, centers, precision=self.precision, **self._frame(data))
+
+    def labels_inertia(self, data, centers, *, return_inertia=True):
+        # ``mins`` are direct differences to the chosen centre (accurate in float32)
+        labels, mins = self.assign(data, centers)
+        if not return_inertia:
+            return labels, None
+        xp = self.xp
+        acc = data.accumulator_dtype()
+        m = xp.astype(mins, acc)
+        w = data.weights
+        return labels, xp.sum(m if w is None else m * xp.astype(w, acc))
+
+
+class TritonTorchKernels(_TritonPasses, _torch_set()):
+    """Fused Triton passes on torch CUDA tensors (CPU tensors under the interpreter)."""
+
+
+class TritonCupyKernels(_TritonPasses, _cupy_set()):  # pragma: no cover - needs a GPU
+    """Fused Triton passes on CuPy arrays (launched through zero-copy DLPack views)."""
