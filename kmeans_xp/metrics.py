@@ -431,7 +431,12 @@ def calinski_harabasz_score(X: Any, labels: Any) -> float:
     256.0
     """
     data, lab, k, n = _score_data(X, labels, "calinski_harabasz_score")
-    xp = data.xp
+    return _calinski_harabasz(data, lab, k)
+
+
+def _calinski_harabasz(data: ChunkedData, lab: Any, k: int) -> float:
+    """The index of labels ``lab`` (codes 0..k-1) on prepared ``data``: two reads of X."""
+    xp, n = data.xp, data.n
     acc = data.accumulator_dtype()
     sums, counts, means = _cluster_means(data, lab, k)
     mean = xp.sum(sums, axis=0) / float(n)
@@ -506,7 +511,12 @@ def davies_bouldin_score(X: Any, labels: Any) -> float:
     >>> round(davies_bouldin_score(X, [0, 0, 1, 1]), 4)
     0.0884
     """
-    data, lab, k, n = _score_data(X, labels, "davies_bouldin_score")
+    data, lab, k, _ = _score_data(X, labels, "davies_bouldin_score")
+    return _davies_bouldin(data, lab, k)
+
+
+def _davies_bouldin(data: ChunkedData, lab: Any, k: int) -> float:
+    """The index of labels ``lab`` (codes 0..k-1) on prepared ``data``: two reads of X."""
     xp = data.xp
     acc = data.accumulator_dtype()
     _, counts, means = _cluster_means(data, lab, k)
