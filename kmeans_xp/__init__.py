@@ -6,7 +6,7 @@ imports neither torch nor CuPy (nor scipy, pandas, matplotlib or tqdm: ``kmeans_
 imports matplotlib only when one of its functions runs).
 """
 
-from . import metrics
+from . import metrics, plotting
 from ._estimator import KMeans, k_means, kmeans_plusplus
 from ._select import SelectKResult, knee_point, select_k
 from ._validation import ConvergenceWarning, InvalidParameterError, NotFittedError
@@ -21,6 +21,7 @@ __all__ = [
     "kmeans_plusplus",
     "knee_point",
     "metrics",
+    "plotting",
     "select_k",
 ]
 __version__ = "0.1.0"
