@@ -4,9 +4,12 @@ The handbook workflow on iris: the elbow (with the silhouette per k), the cluste
 centres (petal columns, and the PCA projection of the 4 features), and the silhouette diagram.
 """
 
+import sys
 from pathlib import Path
 
 import matplotlib
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kmeans_xp
 
 matplotlib.use("Agg")
 
