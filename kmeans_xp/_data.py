@@ -59,9 +59,12 @@ class ChunkedData:
         self.dtype = dtype
         self.weights = weights
         self.n, self.d = int(X.shape[0]), int(X.shape[1])
+        #: elements of a work block for passes not against all k centres (k-means++ steps,
+        #: L1 blocks): a user's chunk_size caps it at chunk_size rows of X, independent of k,
+        #: so that every k reads X in the same chunks there (and sums in the same order)
         self.budget = default_chunk_budget(xp, self.device)
-        if chunk_size:  # a user's chunk size sets the budget of every pass
-            self.budget = chunk_size * max(n_clusters, self.d, 1)
+        if chunk_size:
+            self.budget = min(self.budget, chunk_size * max(self.d, 1))
         self.rows = chunk_size or chunk_rows(self.n, self.d, n_clusters, self.budget)
         self.rows = min(self.rows, self.n)
         self.check_memory(n_clusters)

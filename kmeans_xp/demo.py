@@ -20,20 +20,45 @@ from typing import Any
 
 import numpy as np
 
-from . import KMeans
+from . import KMeans, select_k
 from ._compat import to_numpy
-from .metrics import adjusted_rand_score, silhouette_score
+from .metrics import adjusted_rand_score
 
 BACKENDS = ("numpy", "torch", "array_api_strict", "cupy")
 
 
-def load_iris() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The 150 iris flowers (Fisher, 1936) shipped with the package: X, species, feature names."""
+def load_iris(as_frame: bool = False) -> Any:
+    """The 150 iris flowers (Fisher, 1936) shipped with the package.
+
+    Parameters
+    ----------
+    as_frame : bool, default=False
+        Return a pandas DataFrame (the 4 measurements and a ``species`` column) instead of
+        ``(X, species, feature_names)``.
+
+    Returns
+    -------
+    X : ndarray (150, 4), species : ndarray (150,) of str, feature_names : list of str
+        Or the DataFrame.
+
+    Examples
+    --------
+    >>> from kmeans_xp.demo import load_iris
+    >>> X, species, names = load_iris()
+    >>> X.shape, names[2]
+    ((150, 4), 'petal_length_cm')
+    """
     with resources.files("kmeans_xp").joinpath("data/iris.csv").open() as f:
         rows = list(csv.reader(f))
     header, body = rows[0], rows[1:]
     X = np.array([[float(v) for v in r[:4]] for r in body])
     species = np.array([r[4] for r in body])
+    if as_frame:
+        import pandas as pd
+
+        df = pd.DataFrame(X, columns=header[:4])
+        df["species"] = species
+        return df
     return X, species, header[:4]
 
 
@@ -44,11 +69,20 @@ def to_backend(X: np.ndarray, backend: str, device: str | None) -> Any:
         mod = importlib.import_module(backend)
     except ImportError:
         package = "array-api-strict" if backend == "array_api_strict" else f"'kmeans_xp[{backend}]'"
-        sys.exit(f"--backend {backend}: {backend} is not installed (pip install {package})")
+        _fail(f"--backend {backend}: {backend} is not installed (pip install {package})")
     if backend == "torch":
         dev = device or ("cuda" if mod.cuda.is_available() else "cpu")
-        return mod.asarray(X, dtype=mod.float32, device=dev)
+        try:
+            return mod.asarray(X, dtype=mod.float32, device=dev)
+        except (RuntimeError, ValueError) as exc:
+            _fail(f"--device {dev}: {str(exc).splitlines()[0]}")
     return mod.asarray(X)
+
+
+def _fail(message: str) -> None:
+    """One line on stderr and exit status 2 (a usage error), no traceback."""
+    print(f"python -m kmeans_xp.demo: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -58,7 +92,7 @@ def _table(rows: list[list[str]]) -> str:
 
 def plot(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str],
          path: str, title: str) -> str | None:
-    """Scatter of the two petal measurements, coloured by cluster, centres as crosses."""
+    """Two scatters (petal and sepal measurements), coloured by cluster, centres marked."""
     try:
         import matplotlib
 
@@ -66,26 +100,25 @@ def plot(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    from .plotting import plot_clusters
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    colors = plt.get_cmap("tab10")
-    for ax, (i, j) in zip(axes, [(2, 3), (0, 1)]):
-        for c in range(centers.shape[0]):
-            members = labels == c
-            ax.scatter(X[members, i], X[members, j], color=colors(c % 10), s=22, alpha=0.75,
-                       label=f"cluster {c} ({int(members.sum())})")
-        ax.scatter(centers[:, i], centers[:, j], c="black", marker="X", s=160,
-                   edgecolor="white", label="centres")
-        ax.set_xlabel(names[i])
-        ax.set_ylabel(names[j])
-    axes[0].legend(loc="upper left", fontsize=8)
+    for ax, cols, legend in zip(axes, [(2, 3), (0, 1)], (True, False)):
+        plot_clusters(X, labels, centers, columns=cols, feature_names=names, ax=ax,
+                      title="", legend=legend)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
+        _fail(f"{message} (see --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m kmeans_xp.demo", description=__doc__.split("\n")[0])
+    ap = _Parser(prog="python -m kmeans_xp.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--backend", choices=BACKENDS, default="numpy")
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     ap.add_argument("--k", type=int, default=3, help="number of clusters (default 3)")
@@ -94,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     X, species, names = load_iris()
+    if not 1 <= args.k <= X.shape[0]:
+        _fail(f"--k {args.k}: the number of clusters must be between 1 and {X.shape[0]} "
+              "(the number of flowers)")
     Xb = to_backend(X, args.backend, args.device)
     km = KMeans(n_clusters=args.k, random_state=args.seed).fit(Xb)
     labels = to_numpy(km.labels_)
@@ -119,12 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Adjusted Rand index with the species: {adjusted_rand_score(species, km.labels_):.4f}"
           " (1 = the species exactly, 0 = chance)\n")
 
+    sweep = select_k(Xb, range(1, 11), random_state=args.seed)
     rows = [["k", "inertia", "silhouette"]]
-    for k in range(2, 9):
-        m = KMeans(n_clusters=k, random_state=args.seed).fit(Xb)
-        rows.append([str(k), f"{m.inertia_:.2f}", f"{silhouette_score(Xb, m.labels_):.4f}"])
+    for k, inertia, sil in zip(sweep.k_values, sweep.inertia, sweep.silhouette):
+        rows.append([str(k), f"{inertia:.2f}", f"{sil:.4f}"])
     print("Choosing k: the elbow (inertia) and the silhouette score")
-    print(_table(rows), "\n")
+    print(_table(rows))
+    print(f"The elbow (Kneedle) is at k = {sweep.best_k}; the silhouette is highest at k = "
+          f"{sweep.k_values[int(np.nanargmax(sweep.silhouette))]}.\n")
 
     if args.plot:
         out = plot(X, labels, centers, names, args.plot,

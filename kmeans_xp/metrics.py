@@ -1,48 +1,155 @@
 """Clustering metrics, chunked and written against the Array API standard.
 
-``silhouette_score`` never builds the n x n distance matrix: it works on blocks of
-(rows x rows) and keeps (rows x k) per-cluster sums.  ``adjusted_rand_score`` builds its
-contingency table from one-hot blocks.  Results are Python floats.
+Every function takes arrays of any namespace the package supports (NumPy, torch on CPU or
+GPU, CuPy, array-api-strict, ...) or array-likes, works on the input's device and returns
+Python floats for scores (arrays in the input's namespace and device for per-sample values).
+
+- :func:`silhouette_score` / :func:`silhouette_samples` never build the n x n distance
+  matrix: they work on (block x block) distance blocks and keep (block x k) per-cluster sums.
+- :func:`calinski_harabasz_score`, :func:`davies_bouldin_score` and :func:`inertia` read X
+  twice, chunk by chunk, and keep only (k x d) sums.
+- :func:`adjusted_rand_score` builds its contingency table from one-hot blocks.
+
+The results equal scikit-learn's (``sklearn.metrics``) within floating-point tolerance;
+the error messages follow scikit-learn's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
 
 from ._kernels._reference import onehot
 from ._data import ChunkedData, accumulate
-from ._compat import array_namespace, backend_name, host_label_codes, is_array
-from ._validation import InvalidParameterError, as_array, check_2d, check_dtype
+from ._compat import (
+    array_namespace,
+    backend_name,
+    device_of,
+    host_label_codes,
+    is_array,
+    to_device,
+    to_numpy,
+)
+from ._validation import (
+    InvalidParameterError,
+    as_array,
+    as_namespace,
+    check_2d,
+    check_dtype,
+    check_random_state,
+    check_sample_weight,
+)
 
-__all__ = ["adjusted_rand_score", "silhouette_score"]
+__all__ = [
+    "adjusted_rand_score",
+    "calinski_harabasz_score",
+    "davies_bouldin_score",
+    "inertia",
+    "silhouette_samples",
+    "silhouette_score",
+]
 
-#: Rows per block in ``silhouette_score`` (a block of distances is rows x rows).
+#: Rows per block in the silhouette (a block of distances is rows x rows).
 SILHOUETTE_ROWS = 2048
+
+#: Elements of the (rows x rows x features) block of a Manhattan distance block.
+MANHATTAN_BLOCK = 1 << 22
+
+#: Metric names accepted by the silhouette and their canonical name (scikit-learn's aliases).
+METRICS = {
+    "euclidean": "euclidean",
+    "l2": "euclidean",
+    "sqeuclidean": "sqeuclidean",
+    "cosine": "cosine",
+    "manhattan": "manhattan",
+    "cityblock": "manhattan",
+    "l1": "manhattan",
+}
+
+
+# -- checks ------------------------------------------------------------------------------
+def _check_metric(metric: Any, owner: str) -> str:
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise InvalidParameterError(
+            f"The 'metric' parameter of {owner} must be a str among {{'euclidean', "
+            f"'sqeuclidean', 'cosine', 'manhattan'}} (or the aliases 'l2', 'l1', "
+            f"'cityblock'). Got {metric!r} instead.")
+    return METRICS[metric]
+
+
+def _check_optional_int(value: Any, name: str, owner: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {owner} must be an int in the range [1, inf) or "
+            f"None. Got {value!r} instead.")
+    return int(value)
+
+
+def _check_X(X: Any, owner: str) -> tuple[Any, Any, Any, int, int, Any]:
+    """X as an array of its namespace: (X, xp, device, n, d, compute dtype)."""
+    X, xp, dev = as_array(X, "X")
+    n, d = check_2d(X, "X", owner)
+    _, compute = check_dtype(X, xp, dev, "X")
+    return X, xp, dev, n, d, compute
 
 
 def _labels_in(labels: Any, name: str, xp: Any, device: Any, n: int | None) -> tuple[Any, int]:
-    """Labels of any values (ints, strings, ...) as integers 0..m-1 on ``device``, and m.
+    """Labels of any values (ints, strings, ...) as int64 codes 0..m-1 on ``device``, and m.
 
-    Integer arrays of ``xp`` stay on the device; anything else is encoded on the host.
+    Integer arrays of ``xp`` stay in it (moved to ``device`` if on another one); anything
+    else is encoded on the host.
     """
     if is_array(labels) and backend_name(array_namespace(labels)) == backend_name(xp) \
             and xp.isdtype(labels.dtype, "integral"):
-        lab = labels
+        lab = to_device(labels, device)
     else:
         lab = xp.asarray(host_label_codes(labels), device=device)
-    if lab.ndim != 1 or (n is not None and int(lab.shape[0]) != n):
+    if lab.ndim != 1:
         raise ValueError(f"{name} must be 1-D with one label per sample; got shape "
-                         f"{tuple(lab.shape)}" + (f", expected ({n},)." if n else "."))
+                         f"{tuple(lab.shape)}.")
+    if n is not None and int(lab.shape[0]) != n:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: [{n}, "
+            f"{int(lab.shape[0])}]: {name} must be 1-D with one label per sample, "
+            f"expected shape ({n},), got {tuple(lab.shape)}.")
+    return _compact(lab, xp)
+
+
+def _compact(lab: Any, xp: Any) -> tuple[Any, int]:
     values, inverse = xp.unique_inverse(lab)
     return xp.astype(inverse, xp.int64), int(values.shape[0])
 
 
+def _check_number_of_labels(k: int, n: int) -> None:
+    if not 2 <= k <= n - 1:
+        raise ValueError(
+            f"Number of labels is {k}. Valid values are 2 to n_samples - 1 (inclusive).")
+
+
+def _scalar(total: Any, n: int) -> float:
+    return float(total) / n  # host sync
+
+
+# -- adjusted Rand index -------------------------------------------------------------------
 def _comb2(v: Any) -> Any:
     return v * (v - 1.0) / 2.0
 
 
 def adjusted_rand_score(labels_true: Any, labels_pred: Any) -> float:
     """Adjusted Rand index of two labelings (1.0: identical up to renaming; ~0: chance).
+
+    Parameters
+    ----------
+    labels_true, labels_pred : array-like of shape (n_samples,)
+        Labels of any values (integers, strings) and any namespace.
+
+    Returns
+    -------
+    float
 
     Examples
     --------
@@ -72,51 +179,427 @@ def adjusted_rand_score(labels_true: Any, labels_pred: Any) -> float:
     return float((sum_comb - expected) / (maximum - expected))
 
 
-def silhouette_score(X: Any, labels: Any, *, chunk_size: int | None = None) -> float:
-    """Mean silhouette coefficient (Euclidean) of all samples, in O(chunk^2) memory.
+# -- silhouette ------------------------------------------------------------------------------
+class _Blocks:
+    """Rows of X as the distance blocks of one metric see them (scaled; centred if allowed)."""
+
+    def __init__(self, X: Any, xp: Any, compute: Any, metric: str, rows: int | None) -> None:
+        self.metric = metric
+        self.xp = xp
+        self.data = ChunkedData(X, xp=xp, dtype=compute, n_clusters=1,
+                                chunk_size=rows or SILHOUETTE_ROWS)
+        if metric == "cosine":  # not translation invariant: scaled (exact) but not centred
+            self.data.check_finite_and_scale("X")
+        else:
+            self.data.prepare("X")
+        if metric in ("euclidean", "sqeuclidean"):
+            self.sq = xp.concat([xp.sum(c * c, axis=1) for _, _, c, _ in self.data.chunks()])
+
+    def chunks(self):
+        """``(start, stop, rows)`` in the form the metric's block product wants."""
+        xp = self.xp
+        for s, e, c, _ in self.data.chunks():
+            if self.metric == "cosine":
+                norm = xp.sqrt(xp.sum(c * c, axis=1))
+                c = c / xp.where(norm > 0, norm, xp.ones_like(norm))[:, None]
+            yield s, e, c
+
+    def distances(self, s: int, e: int, A: Any, s2: int, e2: int, B: Any) -> Any:
+        """The (e - s, e2 - s2) block of distances between rows s:e and s2:e2."""
+        xp, metric = self.xp, self.metric
+        if metric in ("euclidean", "sqeuclidean"):
+            D = self.sq[s:e, None] - 2.0 * xp.matmul(A, xp.matrix_transpose(B)) \
+                + self.sq[None, s2:e2]
+            D = xp.clip(D, min=0.0)
+            if metric == "euclidean":
+                D = xp.sqrt(D)
+        elif metric == "cosine":
+            D = xp.clip(1.0 - xp.matmul(A, xp.matrix_transpose(B)), min=0.0, max=2.0)
+        else:  # manhattan: feature tiles of a (rows, rows, tile) block
+            m, m2, d = int(A.shape[0]), int(B.shape[0]), int(A.shape[1])
+            tile = max(1, MANHATTAN_BLOCK // max(1, m * m2))
+            D = None
+            for f in range(0, d, tile):
+                g = min(f + tile, d)
+                part = xp.sum(xp.abs(A[:, None, f:g] - B[None, :, f:g]), axis=2)
+                D = accumulate(D, part)
+        if s2 < e and s < e2:  # the block holds part of the diagonal: a point is 0 from itself
+            dev = device_of(D)
+            r = xp.arange(s, e, dtype=xp.int64, device=dev)
+            c = xp.arange(s2, e2, dtype=xp.int64, device=dev)
+            D = xp.where(r[:, None] == c[None, :], xp.zeros_like(D), D)
+        return D
+
+
+def _silhouette_blocks(blocks: _Blocks, labelings: Sequence[tuple[Any, int]]) -> list[Any]:
+    """Silhouette of every sample (n,) for each labeling ``(codes, k)``, all from one pass.
+
+    The distance blocks do not depend on the labels: they are computed once and multiplied
+    by each labeling's one-hot matrix, so k sweeps (:func:`kmeans_xp.select_k`) pay for the
+    distances once.
+    """
+    data, xp = blocks.data, blocks.xp
+    dtype, dev = data.dtype, data.device
+    counts = []
+    for lab, k in labelings:
+        c = None
+        for s, e in data.ranges():
+            c = accumulate(c, xp.sum(onehot(lab[s:e], k, dtype, xp), axis=0))
+        counts.append(c)
+    out: list[list[Any]] = [[] for _ in labelings]
+    for s, e, A in blocks.chunks():
+        sums: list[Any] = [None] * len(labelings)  # (rows, k): distances to each cluster
+        for s2, e2, B in blocks.chunks():
+            D = blocks.distances(s, e, A, s2, e2, B)
+            for j, (lab, k) in enumerate(labelings):
+                sums[j] = accumulate(sums[j], xp.matmul(D, onehot(lab[s2:e2], k, dtype, xp)))
+        for j, (lab, k) in enumerate(labelings):
+            own = lab[s:e]
+            ks = xp.arange(k, dtype=xp.int64, device=dev)
+            is_own = own[:, None] == ks[None, :]
+            own_count = xp.take(counts[j], own)
+            a = xp.sum(xp.where(is_own, sums[j], xp.zeros_like(sums[j])), axis=1) / xp.clip(
+                own_count - 1.0, min=1.0)
+            means = sums[j] / counts[j][None, :]
+            b = xp.min(xp.where(is_own, xp.full_like(means, float("inf")), means), axis=1)
+            denom = xp.maximum(a, b)
+            ok = (own_count > 1) & (denom > 0)
+            out[j].append(xp.where(ok, (b - a) / xp.where(ok, denom, xp.ones_like(denom)),
+                                   xp.zeros_like(a)))
+    return [parts[0] if len(parts) == 1 else xp.concat(parts) for parts in out]
+
+
+def silhouette_samples(X: Any, labels: Any, *, metric: str = "euclidean",
+                       chunk_size: int | None = None) -> Any:
+    """Silhouette coefficient of every sample, in O(chunk^2) memory.
 
     For sample i with a(i) its mean distance to the other members of its cluster and b(i)
-    its smallest mean distance to another cluster, s(i) = (b - a) / max(a, b), and 0 for a
-    sample alone in its cluster.  Needs 2 <= number of clusters <= n_samples - 1.
+    its smallest mean distance to the members of another cluster,
+    s(i) = (b - a) / max(a, b); a sample alone in its cluster gets 0.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Any namespace and device (or an array-like).
+    labels : array-like of shape (n_samples,)
+        Cluster labels of any values; 2 <= number of labels <= n_samples - 1.
+    metric : {'euclidean', 'sqeuclidean', 'cosine', 'manhattan'}, default='euclidean'
+        The distance between samples ('l2', 'l1' and 'cityblock' are accepted aliases).
+    chunk_size : int, optional
+        Rows per block (a block of distances is chunk_size x chunk_size; default 2048).
+
+    Returns
+    -------
+    array of shape (n_samples,)
+        In X's namespace and device, in X's floating dtype (the default float for integers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp.metrics import silhouette_samples
+    >>> X = np.array([[0.0], [1.0], [10.0], [11.0]])
+    >>> np.round(silhouette_samples(X, [0, 0, 1, 1]), 3).tolist()
+    [0.905, 0.895, 0.895, 0.905]
     """
-    X, xp, dev = as_array(X, "X")
-    n, d = check_2d(X, "X", "silhouette_score")
-    _, compute = check_dtype(X, xp, dev, "X")
+    owner = "silhouette_samples"
+    metric = _check_metric(metric, owner)
+    chunk_size = _check_optional_int(chunk_size, "chunk_size", owner)
+    X, xp, dev, n, _, compute = _check_X(X, owner)
     lab, k = _labels_in(labels, "labels", xp, dev, n)
-    if not 2 <= k <= n - 1:
-        raise InvalidParameterError(
-            f"Number of labels is {k}. Valid values are 2 to n_samples - 1 (inclusive).")
-    # (rows x rows) distance blocks: 2048 rows is a 2**22-element block
-    data = ChunkedData(X, xp=xp, dtype=compute, n_clusters=max(k, 1),
-                       chunk_size=chunk_size or SILHOUETTE_ROWS)
+    _check_number_of_labels(k, n)
+    return _silhouette_blocks(_Blocks(X, xp, compute, metric, chunk_size), [(lab, k)])[0]
+
+
+def _sample_rows(X: Any, lab: Any, sample_size: int, random_state: Any, xp: Any,
+                 dev: Any) -> tuple[Any, Any, int]:
+    """scikit-learn's draw: ``check_random_state(rs).permutation(n)[:sample_size]``."""
+    n = int(X.shape[0])
+    idx = check_random_state(random_state).permutation(n)[:sample_size]
+    idx = xp.asarray(np.asarray(idx, dtype=np.int64), device=dev)
+    sub, k = _compact(xp.take(lab, idx), xp)
+    return xp.take(X, idx, axis=0), sub, k
+
+
+def silhouette_score(X: Any, labels: Any, *, metric: str = "euclidean",
+                     sample_size: int | None = None, random_state: Any = None,
+                     chunk_size: int | None = None) -> float:
+    """Mean silhouette coefficient of all samples (or of a random sample of them).
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Any namespace and device (or an array-like).
+    labels : array-like of shape (n_samples,)
+        Cluster labels of any values; 2 <= number of labels <= n_samples - 1 (among the
+        drawn rows when ``sample_size`` is given).
+    metric : {'euclidean', 'sqeuclidean', 'cosine', 'manhattan'}, default='euclidean'
+        The distance between samples ('l2', 'l1' and 'cityblock' are accepted aliases).
+    sample_size : int, optional
+        Score a random subset of this many rows, drawn on the host as scikit-learn does
+        (``check_random_state(random_state).permutation(n_samples)[:sample_size]``): the
+        same int ``random_state`` scores the same rows as scikit-learn, on every backend.
+    random_state : int, numpy RandomState or Generator, or None
+        Seeds the row draw (only used with ``sample_size``).
+    chunk_size : int, optional
+        Rows per block (a block of distances is chunk_size x chunk_size; default 2048).
+
+    Returns
+    -------
+    float
+        Between -1 (wrong clusters) and 1 (dense, well separated clusters).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp.metrics import silhouette_score
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [8.0, 8.0], [8.0, 9.0]])
+    >>> round(silhouette_score(X, [0, 0, 1, 1]), 4)
+    0.9116
+    """
+    owner = "silhouette_score"
+    metric = _check_metric(metric, owner)
+    sample_size = _check_optional_int(sample_size, "sample_size", owner)
+    chunk_size = _check_optional_int(chunk_size, "chunk_size", owner)
+    X, xp, dev, n, _, compute = _check_X(X, owner)
+    lab, k = _labels_in(labels, "labels", xp, dev, n)
+    if sample_size is not None:
+        X, lab, k = _sample_rows(X, lab, sample_size, random_state, xp, dev)
+        n = int(X.shape[0])
+    _check_number_of_labels(k, n)
+    blocks = _Blocks(X, xp, compute, metric, chunk_size)
+    s = _silhouette_blocks(blocks, [(lab, k)])[0]
+    return _scalar(xp.sum(xp.astype(s, blocks.data.accumulator_dtype())), n)
+
+
+# -- scores from cluster means -----------------------------------------------------------------
+def _cluster_means(data: ChunkedData, lab: Any, k: int) -> tuple[Any, Any, Any]:
+    """Per-cluster (weighted) sums (k, d) and weights (k,) in the accumulator dtype, and the
+    means (k, d) in the compute dtype; all in working coordinates.  One read of X."""
+    xp = data.xp
+    acc = data.accumulator_dtype()
+    sums = counts = None
+    for s, e, c, w in data.chunks():
+        oh = onehot(lab[s:e], k, data.dtype, xp)
+        if w is not None:
+            oh = oh * w[:, None]
+        sums = accumulate(sums, xp.astype(xp.matmul(xp.matrix_transpose(oh), c), acc))
+        counts = accumulate(counts, xp.astype(xp.sum(oh, axis=0), acc))
+    safe = xp.where(counts > 0, counts, xp.ones_like(counts))
+    means = xp.astype(sums / safe[:, None], data.dtype)
+    return sums, counts, means
+
+
+def _sq_dist_to_assigned(c: Any, centers: Any, lab: Any, xp: Any) -> Any:
+    diff = c - xp.take(centers, lab, axis=0)
+    return xp.sum(diff * diff, axis=1)
+
+
+def _score_data(X: Any, labels: Any, owner: str) -> tuple[ChunkedData, Any, int, int]:
+    X, xp, dev, n, _, compute = _check_X(X, owner)
+    lab, k = _labels_in(labels, "labels", xp, dev, n)
+    _check_number_of_labels(k, n)
+    data = ChunkedData(X, xp=xp, dtype=compute, n_clusters=k)
     data.prepare("X")
-    counts = None
-    for s, e in data.ranges():
-        counts = accumulate(counts, xp.sum(onehot(lab[s:e], k, compute, xp), axis=0))
-    x_sq = xp.concat([xp.sum(Xt * Xt, axis=1) for _, _, Xt, _ in data.chunks()])
-    total = xp.asarray(0.0, dtype=data.accumulator_dtype(), device=dev)
-    ks = xp.arange(k, dtype=xp.int64, device=dev)
-    for s, e, Xr, _ in data.chunks():
-        sums = None  # (rows, k): sum of distances from each row to each cluster
-        rows_idx = xp.arange(s, e, dtype=xp.int64, device=dev)
-        for s2, e2, Xc, _ in data.chunks():
-            D2 = x_sq[s:e, None] - 2.0 * xp.matmul(Xr, xp.matrix_transpose(Xc)) + x_sq[None, s2:e2]
-            D = xp.sqrt(xp.clip(D2, min=0.0))
-            if s2 < e and s < e2:  # the block holds some diagonal: a point is 0 from itself
-                cols_idx = xp.arange(s2, e2, dtype=xp.int64, device=dev)
-                D = xp.where(rows_idx[:, None] == cols_idx[None, :], xp.zeros_like(D), D)
-            part = xp.matmul(D, onehot(lab[s2:e2], k, compute, xp))
-            sums = accumulate(sums, part)
-        own = lab[s:e]
-        is_own = own[:, None] == ks[None, :]
-        own_count = xp.take(counts, own)
-        a = xp.sum(xp.where(is_own, sums, xp.zeros_like(sums)), axis=1) / xp.clip(
-            own_count - 1.0, min=1.0)
-        means = sums / counts[None, :]
-        big = xp.full_like(means, float("inf"))
-        b = xp.min(xp.where(is_own, big, means), axis=1)
-        denom = xp.maximum(a, b)
-        sil = xp.where((own_count > 1) & (denom > 0), (b - a) / xp.where(denom > 0, denom, 1.0),
-                       xp.zeros_like(a))
-        total = total + xp.astype(xp.sum(sil), data.accumulator_dtype())
-    return float(total) / n
+    return data, lab, k, n
+
+
+def calinski_harabasz_score(X: Any, labels: Any) -> float:
+    """Calinski-Harabasz index (variance ratio criterion): higher is better.
+
+    The ratio of the between-cluster dispersion to the within-cluster dispersion, each
+    divided by its degrees of freedom:
+    ``[sum_k n_k ||m_k - m||^2 / (K - 1)] / [sum_i ||x_i - m_{l_i}||^2 / (n - K)]``.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Any namespace and device (or an array-like).
+    labels : array-like of shape (n_samples,)
+        Cluster labels of any values; 2 <= number of labels <= n_samples - 1.
+
+    Returns
+    -------
+    float
+        1.0 when every cluster is a single point repeated (no within-cluster dispersion).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp.metrics import calinski_harabasz_score
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [8.0, 8.0], [8.0, 9.0]])
+    >>> calinski_harabasz_score(X, [0, 0, 1, 1])
+    256.0
+    """
+    data, lab, k, n = _score_data(X, labels, "calinski_harabasz_score")
+    return _calinski_harabasz(data, lab, k)
+
+
+def _calinski_harabasz(data: ChunkedData, lab: Any, k: int) -> float:
+    """The index of labels ``lab`` (codes 0..k-1) on prepared ``data``: two reads of X."""
+    xp, n = data.xp, data.n
+    acc = data.accumulator_dtype()
+    sums, counts, means = _cluster_means(data, lab, k)
+    mean = xp.sum(sums, axis=0) / float(n)
+    diff = sums / counts[:, None] - mean[None, :]
+    extra = xp.sum(counts * xp.sum(diff * diff, axis=1))
+    intra = None
+    for s, e, c, _ in data.chunks():
+        intra = accumulate(intra, xp.astype(xp.sum(_sq_dist_to_assigned(c, means, lab[s:e], xp)),
+                                            acc))
+    extra_f, intra_f = (float(v) for v in np.asarray(_host(xp.stack([extra, intra]))))
+    if intra_f == 0.0:
+        return 1.0
+    return float(extra_f * (n - k) / (intra_f * (k - 1.0)))
+
+
+def _host(a: Any) -> np.ndarray:
+    return to_numpy(a)  # host sync
+
+
+def _integer_labels(labels: Any, xp: Any, dev: Any) -> Any:
+    """Integer labels (row indices of given centres) in ``xp`` on ``dev``, or a TypeError."""
+    if is_array(labels) and backend_name(array_namespace(labels)) == backend_name(xp):
+        lab = to_device(labels, dev)
+        ok = xp.isdtype(lab.dtype, "integral")
+    else:
+        host = np.asarray(to_numpy(labels) if is_array(labels) else labels)
+        ok = host.dtype.kind in "iu"
+        lab = xp.asarray(host.astype(np.int64), device=dev) if ok else host
+    if not ok:
+        raise TypeError("labels must be integers (rows of centers) when centers is given; "
+                        f"got dtype {lab.dtype}.")
+    return lab
+
+
+def _pairwise_direct(C: Any, xp: Any) -> Any:
+    """Euclidean distances (k, k) between the rows of C by direct differences (exact 0 for
+    equal rows), in row blocks of at most 2**22 elements."""
+    k, d = int(C.shape[0]), int(C.shape[1])
+    rows = max(1, (1 << 22) // max(1, k * d))
+    parts = []
+    for s in range(0, k, rows):
+        diff = C[s:min(s + rows, k), None, :] - C[None, :, :]
+        parts.append(xp.sqrt(xp.sum(diff * diff, axis=2)))
+    return parts[0] if len(parts) == 1 else xp.concat(parts)
+
+
+def davies_bouldin_score(X: Any, labels: Any) -> float:
+    """Davies-Bouldin index: lower is better (0 is the lowest).
+
+    The mean over clusters i of ``max_{j != i} (s_i + s_j) / ||c_i - c_j||``, with
+    ``c_i`` the centroid of cluster i and ``s_i`` the mean Euclidean distance of its
+    members to it.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Any namespace and device (or an array-like).
+    labels : array-like of shape (n_samples,)
+        Cluster labels of any values; 2 <= number of labels <= n_samples - 1.
+
+    Returns
+    -------
+    float
+        0.0 when all clusters are single repeated points or all centroids coincide (as
+        scikit-learn).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp.metrics import davies_bouldin_score
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [8.0, 8.0], [8.0, 9.0]])
+    >>> round(davies_bouldin_score(X, [0, 0, 1, 1]), 4)
+    0.0884
+    """
+    data, lab, k, _ = _score_data(X, labels, "davies_bouldin_score")
+    return _davies_bouldin(data, lab, k)
+
+
+def _davies_bouldin(data: ChunkedData, lab: Any, k: int) -> float:
+    """The index of labels ``lab`` (codes 0..k-1) on prepared ``data``: two reads of X."""
+    xp = data.xp
+    acc = data.accumulator_dtype()
+    _, counts, means = _cluster_means(data, lab, k)
+    within = None
+    for s, e, c, _ in data.chunks():
+        dist = xp.sqrt(_sq_dist_to_assigned(c, means, lab[s:e], xp))
+        oh = onehot(lab[s:e], k, data.dtype, xp)
+        within = accumulate(within, xp.astype(xp.matmul(dist[None, :], oh)[0, :], acc))
+    intra = within / counts * data.scale  # data units: the closeness test below is absolute
+    centroid = xp.astype(_pairwise_direct(means, xp), acc) * data.scale
+    flags = _host(xp.stack([xp.all(xp.abs(intra) <= 1e-8), xp.all(xp.abs(centroid) <= 1e-8)]))
+    if bool(flags[0]) or bool(flags[1]):  # scikit-learn's np.allclose(..., 0)
+        return 0.0
+    centroid = xp.where(centroid == 0, xp.full_like(centroid, float("inf")), centroid)
+    scores = xp.max((intra[:, None] + intra[None, :]) / centroid, axis=1)
+    return float(xp.mean(scores))
+
+
+def inertia(X: Any, labels: Any, centers: Any = None, sample_weight: Any = None) -> float:
+    """Within-cluster sum of squares: ``sum_i w_i ||x_i - c_{labels_i}||^2``.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Any namespace and device (or an array-like).
+    labels : array-like of shape (n_samples,)
+        With ``centers``: integers in [0, n_centers), the row of ``centers`` of each
+        sample.  Without: labels of any values.
+    centers : array of shape (n_centers, n_features), optional
+        The centres (any namespace; moved to X's device).  Default: the (weighted) mean of
+        each cluster, which gives the smallest inertia for these labels.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights (default 1).
+
+    Returns
+    -------
+    float
+        For a fitted ``KMeans`` ``km``, ``inertia(X, km.labels_, km.cluster_centers_)``
+        equals ``km.inertia_`` within float tolerance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp.metrics import inertia
+    >>> X = np.array([[0.0, 0.0], [0.0, 2.0], [8.0, 8.0], [8.0, 9.0]])
+    >>> inertia(X, [0, 0, 1, 1])
+    2.5
+    >>> inertia(X, [0, 0, 1, 1], centers=np.array([[0.0, 0.0], [8.0, 8.0]]))
+    5.0
+    """
+    owner = "inertia"
+    X, xp, dev, n, d, compute = _check_X(X, owner)
+    w = check_sample_weight(sample_weight, n, xp, dev, compute)
+    if centers is None:
+        lab, k = _labels_in(labels, "labels", xp, dev, n)
+    else:
+        C = as_namespace(centers, "centers", xp, dev, compute)
+        if C.ndim != 2 or int(C.shape[1]) != d:
+            raise ValueError(f"centers must have shape (n_centers, {d}) to match X's "
+                             f"{d} features; got shape {tuple(C.shape)}.")
+        k = int(C.shape[0])
+        lab = _integer_labels(labels, xp, dev)
+        lab = xp.astype(lab, xp.int64)
+        if lab.ndim != 1 or int(lab.shape[0]) != n:
+            raise ValueError(
+                f"Found input variables with inconsistent numbers of samples: [{n}, "
+                f"{int(lab.shape[0]) if lab.ndim else 0}]: labels must be 1-D with one label "
+                f"per sample, expected shape ({n},), got {tuple(lab.shape)}.")
+        lo_hi = _host(xp.stack([xp.min(lab), xp.max(lab)]))
+        if int(lo_hi[0]) < 0 or int(lo_hi[1]) >= k:
+            raise ValueError(f"labels must lie in [0, {k}) to index the {k} rows of centers; "
+                             f"got values from {int(lo_hi[0])} to {int(lo_hi[1])}.")
+    data = ChunkedData(X, xp=xp, dtype=compute, weights=w, n_clusters=k)
+    data.prepare("X")
+    if centers is None:
+        _, _, C = _cluster_means(data, lab, k)
+    else:
+        C = data.to_working_coords(C)
+    acc = data.accumulator_dtype()
+    total = None
+    for s, e, c, wc in data.chunks():
+        dist = _sq_dist_to_assigned(c, C, lab[s:e], xp)
+        if wc is not None:
+            dist = dist * wc
+        total = accumulate(total, xp.astype(xp.sum(dist), acc))
+    return float(total) * data.scale ** 2
