@@ -303,15 +303,8 @@ def _n_init(value: str) -> Any:
 
 
 def metric_params(metric: str) -> dict:
-    """``{"metric": ...}`` for KMeans, or {} for euclidean; a clean error where unsupported."""
-    if metric == "euclidean":
-        return {}
-    from . import KMeans
-
-    if "metric" not in KMeans().get_params():
-        raise CLIError(f"--metric {metric} is not supported by this version of kmeans_xp "
-                       "(KMeans has no 'metric' parameter yet); use --metric euclidean")
-    return {"metric": metric}
+    """``{"metric": ...}`` for KMeans, or {} for euclidean (the default)."""
+    return {} if metric == "euclidean" else {"metric": metric}
 
 
 def to_backend(X: np.ndarray, backend: str, device: str | None, dtype: str | None) -> Any:

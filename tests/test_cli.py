@@ -142,18 +142,16 @@ def test_torch_backend(iris_csv, tmp_path):
     assert sorted(s["sizes"]) == sorted(np.bincount(ref.labels_).tolist())
 
 
-def test_metric_option(iris_csv, capsys):
-    """Non-euclidean metrics reach KMeans as metric=...; until KMeans has that parameter,
-    a clean exit 2 that says so."""
-    rc = main([str(iris_csv), "--k", "3", "--metric", "cosine", "-q"])
-    if "metric" in KMeans().get_params():
-        assert rc == 0
-    else:
-        assert rc == 2
-        err = capsys.readouterr().err.strip()
-        assert err == ("kmeans-xp: error: --metric cosine is not supported by this version of "
-                       "kmeans_xp (KMeans has no 'metric' parameter yet); use --metric "
-                       "euclidean")
+@pytest.mark.parametrize("metric", ["cosine", "manhattan"])
+def test_metric_option(iris_csv, tmp_path, metric):
+    """--metric reaches KMeans: the clusters and inertia of KMeans(metric=...) on the same data."""
+    summ = tmp_path / "s.json"
+    assert main([str(iris_csv), "--k", "3", "--metric", metric, "--seed", "0",
+                 "--summary", str(summ), "-q"]) == 0
+    s = json.loads(summ.read_text())
+    ref = KMeans(n_clusters=3, random_state=0, metric=metric).fit(X)
+    assert sorted(s["sizes"]) == sorted(np.bincount(ref.labels_).tolist())
+    assert s["inertia"] == pytest.approx(ref.inertia_, rel=1e-9)
 
 
 BAD = [
