@@ -6,12 +6,14 @@ imports neither torch nor CuPy.
 """
 
 from ._kmeans import KMeans, k_means, kmeans_plusplus
+from ._minibatch import MiniBatchKMeans
 from ._validation import ConvergenceWarning, InvalidParameterError, NotFittedError
 
 __all__ = [
     "ConvergenceWarning",
     "InvalidParameterError",
     "KMeans",
+    "MiniBatchKMeans",
     "NotFittedError",
     "k_means",
     "kmeans_plusplus",

@@ -54,10 +54,10 @@ class _Params:
 
 def _check_params(owner: str, n_clusters, init, n_init, max_iter, tol, verbose, algorithm,
                   chunk_size, copy_x=True, precision="exact", deterministic=True,
-                  oversampling_factor=2.0, init_rounds=5) -> _Params:
+                  oversampling_factor=2.0, init_rounds=5, default_n_init=10) -> _Params:
     n_clusters = check_int(n_clusters, "n_clusters", owner)
     kind = check_init_kind(init, owner)
-    n_init = check_n_init(n_init, kind, owner)
+    n_init = check_n_init(n_init, kind, owner, default_n_init)
     max_iter = check_int(max_iter, "max_iter", owner)
     tol = check_tol(tol, owner)
     if not isinstance(verbose, (bool, int, np.integer)) or verbose < 0:
