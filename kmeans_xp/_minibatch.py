@@ -195,6 +195,29 @@ class MiniBatchKMeans(BaseKMeans):
         self.labels_ = labels
         self.inertia_ = float(inertia) * data.scale ** 2
 
+    def _steps(self, data: ChunkedData, state: MiniBatchState, sampler: BatchSampler,
+               stop: EarlyStopping, rng: Any, n_steps: int, tol: float, p: _Params
+               ) -> tuple[int, float]:
+        """The mini-batch steps of ``fit``; returns the last step's index and batch inertia."""
+        xp, dev, kern = data.xp, data.device, data.kernels
+        batch_size = state.batch_size
+        step, res = 0, None
+        for step in range(n_steps):
+            idx = sampler.draw(rng, batch_size)
+            Xb = data.take_rows(xp.asarray(idx, device=dev))
+            sums, wsum, inertia = batch_statistics(kern, Xb, None, state.centers,
+                                                   data.buffers)
+            res = minibatch_update(
+                state, sums, wsum, inertia, xp=xp,
+                rows_of=lambda ids, Xb=Xb: xp.take(Xb, xp.asarray(ids, device=dev), axis=0),
+                n_rows=batch_size, rng=rng,
+                random_reassign=state.random_reassign(p.n_clusters),
+                reassignment_ratio=float(self.reassignment_ratio), need_diff=tol > 0.0,
+                verbose=p.verbose)
+            if stop.converged(step, n_steps, res.squared_diff, res.inertia):
+                break
+        return step, res.inertia
+
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "MiniBatchKMeans":
         """Compute the centres on X by mini-batches.
@@ -250,21 +273,8 @@ class MiniBatchKMeans(BaseKMeans):
                                batch_size)
         stop = EarlyStopping(batch_size, n, tol, self.max_no_improvement, p.verbose)
         n_steps = (p.max_iter * n) // batch_size
-        step = 0
-        for step in range(n_steps):
-            idx = sampler.draw(rng, batch_size)
-            Xb = data.take_rows(xp.asarray(idx, device=dev))
-            sums, wsum, inertia = batch_statistics(kern, Xb, None, state.centers,
-                                                   data.buffers)
-            res = minibatch_update(
-                state, sums, wsum, inertia, xp=xp,
-                rows_of=lambda ids, Xb=Xb: xp.take(Xb, xp.asarray(ids, device=dev), axis=0),
-                n_rows=batch_size, rng=rng,
-                random_reassign=state.random_reassign(p.n_clusters),
-                reassignment_ratio=float(self.reassignment_ratio), need_diff=tol > 0.0,
-                verbose=p.verbose)
-            if stop.converged(step, n_steps, res.squared_diff, res.inertia):
-                break
+        with kern.small_work(2 * batch_size * p.n_clusters * inp.d):
+            step, last = self._steps(data, state, sampler, stop, rng, n_steps, tol, p)
 
         self._set_results(data, state, inp)
         self.n_steps_ = step + 1
@@ -273,7 +283,7 @@ class MiniBatchKMeans(BaseKMeans):
             self._labels_inertia(data, state.centers)
         else:
             total_w = n if w is None else float(xp.sum(w))
-            ewa = stop.ewa_inertia if stop.ewa_inertia is not None else res.inertia / batch_size
+            ewa = stop.ewa_inertia if stop.ewa_inertia is not None else last / batch_size
             self.inertia_ = ewa * total_w * data.scale ** 2
         # what partial_fit continues from
         self._state = state

@@ -15,6 +15,7 @@ the working coordinates of ``data`` (``Xt = X * inv_scale - shift``).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from .._compat import device_of
@@ -71,6 +72,12 @@ class ReferenceKernels:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+    def small_work(self, flops: int) -> Any:
+        """A context for a loop of small operations (mini-batch steps) of about ``flops``
+        each: vendor sets may run them on one thread, where waking a thread pool costs more
+        than the work (scikit-learn limits BLAS to one thread there too)."""
+        return nullcontext()
 
     # -- chunk primitives (vendor sets override) -----------------------------------
     def partial_sq_distances(self, Xt: Any, m2t: Any, c_sq: Any,
