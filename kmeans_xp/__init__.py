@@ -5,17 +5,21 @@ CuPy, array-api-strict and any namespace ``array_api_compat`` knows.  Importing 
 imports neither torch nor CuPy.
 """
 
+from ._batched import BatchedKMeans, batched_k_means, problem_seeds
 from ._kmeans import KMeans, k_means, kmeans_plusplus
 from ._minibatch import MiniBatchKMeans
 from ._validation import ConvergenceWarning, InvalidParameterError, NotFittedError
 
 __all__ = [
+    "BatchedKMeans",
     "ConvergenceWarning",
     "InvalidParameterError",
     "KMeans",
     "MiniBatchKMeans",
     "NotFittedError",
+    "batched_k_means",
     "k_means",
     "kmeans_plusplus",
+    "problem_seeds",
 ]
 __version__ = "0.1.0"

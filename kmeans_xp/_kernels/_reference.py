@@ -254,3 +254,38 @@ class ReferenceKernels:
             d = self._sq_dist_block(Xt, x_sq[s:e], center, c_sq)[:, 0]
             parts.append(d if closest is None else xp.minimum(closest[s:e], d))
         return concat(parts, xp)
+
+    # -- batched primitives: a leading batch axis of independent problems --------------
+    # Xt (g, m, d), centres (g, k, d), labels (g, m), weights (g, m) or None.
+    def batched_partial_sq_distances(self, Xt: Any, centers: Any,
+                                     buffers: dict | None = None) -> Any:
+        """``||c_j||^2 - 2 xt_i . c_j`` (g, m, k) for each problem: one batched product."""
+        xp = self.xp
+        m2t = -2.0 * xp.matrix_transpose(centers)
+        return xp.matmul(Xt, m2t) + xp.sum(centers * centers, axis=2)[:, None, :]
+
+    def batched_argmin(self, D: Any) -> Any:
+        """First index of each row's minimum (g, m)."""
+        return self.xp.argmin(D, axis=2)
+
+    def batched_cluster_sums(self, Xt: Any, labels: Any, w: Any, k: int) -> tuple[Any, Any]:
+        """Weighted sums (g, k, d) and weights (g, k) per label: a batched one-hot product."""
+        xp = self.xp
+        ks = xp.arange(k, dtype=labels.dtype, device=device_of(labels))
+        oh = xp.astype(labels[:, :, None] == ks, Xt.dtype)  # (g, m, k)
+        if w is not None:
+            oh = oh * w[:, :, None]
+        return xp.matmul(xp.matrix_transpose(oh), Xt), xp.sum(oh, axis=1)
+
+    def batched_sq_dist_to_assigned(self, Xt: Any, centers: Any, labels: Any) -> Any:
+        """``||xt_i - c_{labels_i}||^2`` (g, m) by direct differences (a flattened gather)."""
+        xp = self.xp
+        g, m, d = (int(s) for s in Xt.shape)
+        k = int(centers.shape[1])
+        offs = xp.arange(g, dtype=labels.dtype, device=device_of(labels))[:, None] * k
+        flat = xp.reshape(labels + offs, (g * m,))
+        assigned = xp.reshape(xp.take(xp.reshape(centers, (g * k, d)), flat, axis=0),
+                              (g, m, d))
+        diff = Xt - assigned
+        return xp.sum(diff * diff, axis=2)
+
