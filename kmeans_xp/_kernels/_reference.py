@@ -289,3 +289,11 @@ class ReferenceKernels:
         diff = Xt - assigned
         return xp.sum(diff * diff, axis=2)
 
+    def batched_searchsorted(self, sorted_rows: Any, values: Any) -> Any:
+        """``searchsorted(sorted_rows[b], values[b], side='left')`` for each row b (B, m):
+        the number of entries below each value, counted (one (B, n) comparison per value)."""
+        xp = self.xp
+        m = int(values.shape[1])
+        return xp.stack([xp.astype(xp.count_nonzero(sorted_rows < values[:, j:j + 1], axis=1),
+                                   xp.int64) for j in range(m)], axis=1)
+

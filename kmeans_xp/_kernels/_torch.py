@@ -71,6 +71,38 @@ class TorchKernels(ReferenceKernels):
         torch.sub(Xt, buf, out=buf)
         return torch.einsum("ij,ij->i", buf, buf)
 
+    # -- batched primitives ----------------------------------------------------------------
+    def batched_partial_sq_distances(self, Xt, centers, buffers=None):
+        import torch
+
+        c_sq = (centers * centers).sum(dim=2)[:, None, :]
+        return torch.baddbmm(c_sq, Xt, centers.transpose(1, 2), alpha=-2.0)
+
+    def batched_argmin(self, D):
+        return D.min(dim=2).indices
+
+    def batched_cluster_sums(self, Xt, labels, w, k):
+        import torch
+
+        g, m, d = Xt.shape
+        if Xt.device.type != "cpu" and self.deterministic:
+            return super().batched_cluster_sums(Xt, labels, w, k)
+        # a scatter through flattened (problem, cluster) indices: ~k x cheaper than the
+        # one-hot product on the CPU
+        flat = (labels + torch.arange(g, device=labels.device)[:, None] * k).reshape(-1)
+        src = Xt if w is None else Xt * w[:, :, None]
+        sums = torch.zeros((g * k, d), dtype=Xt.dtype, device=Xt.device)
+        sums.index_add_(0, flat, src.reshape(g * m, d))
+        ones = torch.ones(g * m, dtype=Xt.dtype, device=Xt.device) if w is None \
+            else w.reshape(-1)
+        counts = torch.zeros(g * k, dtype=Xt.dtype, device=Xt.device).index_add_(0, flat, ones)
+        return sums.reshape(g, k, d), counts.reshape(g, k)
+
+    def batched_searchsorted(self, sorted_rows, values):
+        import torch
+
+        return torch.searchsorted(sorted_rows.contiguous(), values.contiguous(), side="left")
+
 
 @contextmanager
 def _one_thread():

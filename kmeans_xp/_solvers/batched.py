@@ -131,17 +131,17 @@ class BatchedData:
         :meth:`kmeans_xp._data.ChunkedData.prepare`.  Three host syncs in all."""
         xp = self.xp
         all_ids = np.arange(self.B)
-        ok, amax, sums, sqs = [], [], [], []
+        amax, sums, sqs = [], [], []
         for s, e in self.groups(all_ids):
             c = self.raw(all_ids[s:e, ...])
-            a = xp.abs(c)
-            ok.append(xp.all(xp.isfinite(c), axis=(1, 2)))
-            amax.append(xp.max(a, axis=(1, 2)))
-            c = xp.where(a <= 2.0 ** LOG2_RANGE, c, xp.zeros_like(c))
-            sums.append(xp.sum(c, axis=1))
+            # NaN and inf propagate to the maximum: one reduction checks and sizes
+            amax.append(xp.max(xp.abs(c), axis=(1, 2)))
+            sums.append(xp.sum(c, axis=1))  # discarded below if a problem must be scaled
             sqs.append(xp.sum(c * c, axis=1))
-        flags = to_numpy(xp.stack([xp.astype(xp.concat(ok), self.dtype),
-                                   xp.concat(amax)]))  # host sync
+        amax = xp.concat(amax)
+        flags = to_numpy(xp.stack([xp.astype(xp.isfinite(amax), self.dtype),
+                                   xp.where(xp.isfinite(amax), amax,
+                                            xp.zeros_like(amax))]))  # host sync
         bad = np.nonzero(flags[0] == 0)[0]
         if bad.size:
             raise ValueError(f"Input X contains NaN or infinity (problem {int(bad[0])}).")
@@ -253,8 +253,7 @@ def batched_kmeans_plusplus(data: BatchedData, rngs: list, n_local_trials: int |
         rand = np.stack([r.uniform(size=m) for r in rngs])
         rand = xp.asarray(rand, dtype=acc, device=dev) * pot[:, None]
         cum = xp.cumulative_sum(xp.astype(weighted, acc), axis=1)
-        cand = xp.concat([xp.sum(xp.astype(cum[s:e, :, None] < rand[s:e, None, :], xp.int64),
-                                 axis=1) for s, e in groups])  # searchsorted, per problem
+        cand = data.kernels.batched_searchsorted(cum, rand)  # side='left', per problem
         cand = xp.minimum(cand, n - 1) if last is None else xp.minimum(cand, last[:, None])
         cand_rows = data.take_rows(cand)  # (B, m, d)
         pots = []
