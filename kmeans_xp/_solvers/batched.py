@@ -119,7 +119,7 @@ class BatchedData:
         """Problem ``b`` alone as a ChunkedData in its frame (for the rare relocation path)."""
         xp = self.xp
         ids = np.asarray([b])
-        Xb = self.rows(ids)[0]
+        Xb = self.rows(ids)[0, ...]
         w = None if self.weights is None else self.weights[b, ...]
         data = ChunkedData(Xb, xp=xp, dtype=self.dtype, weights=w, n_clusters=self.k,
                            kernels=self.kernels)
