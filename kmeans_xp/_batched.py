@@ -283,7 +283,7 @@ class BatchedKMeans(BaseKMeans):
         self._check_fitted()
         C = self.cluster_centers_
         xp, dev = array_namespace(C), device_of(C)
-        X, xp_x, dev_x = as_array(X, "X", xp=xp, device=dev)
+        X = as_array(X, "X", xp=xp, device=dev)[0]
         B, k, d = (int(s) for s in C.shape)
         if X.ndim != 3 or int(X.shape[0]) != B or int(X.shape[2]) != d:
             raise ValueError(f"X must have shape ({B}, n_samples, {d}); got "

@@ -15,7 +15,7 @@ centre is still empty, and (with ``tol``) the squared centre shift travel togeth
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,6 @@ class MiniBatchState:
     batch_size: int
     n_since_last_reassign: int = 0
     has_empty: bool = True  # counts start at zero
-    extra: dict = field(default_factory=dict)
 
     def random_reassign(self, n_clusters: int) -> bool:
         """scikit-learn's ``_random_reassign``: every ``10 * n_clusters`` samples, or while a
@@ -145,7 +144,8 @@ def minibatch_update(state: MiniBatchState, sums: Any, wsum: Any, inertia: Any, 
         # reset the counts of reassigned centres to the smallest kept count (scikit-learn)
         inf = xp.asarray(float("inf"), dtype=counts_new.dtype, device=_device(counts_new))
         kept_min = xp.min(xp.where(to_reassign, inf, counts_new))
-        counts_new = xp.where(to_reassign, kept_min, counts_new)
+        # (every centre reassigned, reassignment_ratio > 1: scikit-learn fails; keep counts)
+        counts_new = xp.where(xp.logical_and(to_reassign, kept_min < inf), kept_min, counts_new)
         state.has_empty = bool(host[1]) and n_reassign == 0
         if n_reassign:
             state.has_empty = bool(xp.any(counts_new == 0))  # rare: a second sync
