@@ -256,10 +256,11 @@ def batched_kmeans_plusplus(data: BatchedData, rngs: list, n_local_trials: int |
         cand = data.kernels.batched_searchsorted(cum, rand)  # side='left', per problem
         cand = xp.minimum(cand, n - 1) if last is None else xp.minimum(cand, last[:, None])
         cand_rows = data.take_rows(cand)  # (B, m, d)
-        pots = []
+        pots, dists = [], []
         for s, e in groups:
-            D = xp.minimum(_sq_dist(data, rows(s, e), x_sq[s:e, ...], cand_rows[s:e, ...]),
-                           closest[s:e, :, None])
+            Dc = _sq_dist(data, rows(s, e), x_sq[s:e, ...], cand_rows[s:e, ...])
+            dists.append(Dc)  # kept: the chosen candidate's column updates ``closest``
+            D = xp.minimum(Dc, closest[s:e, :, None])
             if w is not None:
                 D = D * w[s:e, :, None]
             pots.append(xp.astype(xp.sum(D, axis=1), acc))
@@ -269,7 +270,11 @@ def batched_kmeans_plusplus(data: BatchedData, rngs: list, n_local_trials: int |
         flat = best + xp.arange(B, dtype=best.dtype, device=dev) * m
         center = xp.take(xp.reshape(cand_rows, (B * m, data.d)), flat, axis=0)[:, None, :]
         centers.append(center)
-        closest = closest_to(center, closest)
+        pick = xp.astype(best[:, None] == xp.arange(m, dtype=best.dtype, device=dev),
+                         closest.dtype)[:, None, :]  # (B, 1, m)
+        closest = xp.concat([xp.minimum(closest[s:e, ...],
+                                        xp.sum(dists[i] * pick[s:e, ...], axis=2))
+                             for i, (s, e) in enumerate(groups)])
         weighted = closest if w is None else closest * w
     return xp.concat(centers, axis=1)
 
