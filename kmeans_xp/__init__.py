@@ -7,21 +7,27 @@ imports matplotlib only when one of its functions runs).
 """
 
 from . import metrics, plotting
+from ._batched import BatchedKMeans, batched_k_means, problem_seeds
 from ._kmeans import KMeans, k_means, kmeans_plusplus
+from ._minibatch import MiniBatchKMeans
 from ._select import SelectKResult, knee_point, select_k
 from ._validation import ConvergenceWarning, InvalidParameterError, NotFittedError
 
 __all__ = [
+    "BatchedKMeans",
     "ConvergenceWarning",
     "InvalidParameterError",
     "KMeans",
+    "MiniBatchKMeans",
     "NotFittedError",
     "SelectKResult",
+    "batched_k_means",
     "k_means",
     "kmeans_plusplus",
     "knee_point",
     "metrics",
     "plotting",
+    "problem_seeds",
     "select_k",
 ]
 __version__ = "0.1.0"

@@ -38,6 +38,7 @@ class Input:
     n: int
     d: int
     feature_names: Any
+    streamed: bool = False  # X stays on the host; chunks move to ``device`` (StreamedData)
 
 
 def check_input(X: Any, name: str, owner: str, *, xp: Any = None,
@@ -50,12 +51,45 @@ def check_input(X: Any, name: str, owner: str, *, xp: Any = None,
     return Input(X, xp_x, dev_x, storage, compute, n, d, names)
 
 
+def check_host_input(X: Any, name: str, owner: str, device: Any) -> Input:
+    """Checks of a host X (NumPy array, memmap, array-like) to be streamed to ``device``.
+
+    X is not copied: its rows move to the device chunk by chunk at every pass.  An array
+    that already lives in a namespace other than NumPy is checked as usual (no streaming).
+    """
+    from ._compat import is_numpy_namespace, namespace_for_device
+
+    xp_t, dev_t = namespace_for_device(device)
+    names = feature_names_of(X)
+    if not isinstance(X, np.ndarray):
+        X, xp_x, _ = as_array(X, name)
+        if not is_numpy_namespace(xp_x):
+            inp = check_input(X, name, owner)
+            if inp.device != dev_t:
+                raise ValueError(f"{name} lives on {inp.device}, not on device={device!r}: "
+                                 "pass a host (NumPy) array to stream it.")
+            return inp
+    n, d = check_2d(X, name, owner)
+    check_dtype(X, np, "cpu", name)  # raises for complex / object data
+    target = getattr(xp_t, X.dtype.name, None)
+    dtypes = compute_dtype(xp_t, target, dev_t) if target is not None else None
+    if dtypes is None:
+        raise ValueError(f"{name} has dtype {X.dtype}, which {device!r} cannot hold.")
+    return Input(X, xp_t, dev_t, dtypes[0], dtypes[1], n, d, names, streamed=True)
+
+
 def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | None,
               precision: str = "exact", deterministic: bool = True,
               metric: str = "euclidean") -> ChunkedData:
     """The chunked view of ``inp.X`` with the kernel set of this fit (chosen once, here)."""
     kernels = select(inp.xp, inp.device, inp.compute, precision=precision,
                      deterministic=deterministic, metric=metric)
+    if inp.streamed:
+        from ._data import StreamedData
+
+        return StreamedData(inp.X, xp=inp.xp, device=inp.device, dtype=inp.compute,
+                            weights=weights, n_clusters=n_clusters, chunk_size=chunk_size,
+                            kernels=kernels, metric=metric)
     return ChunkedData(inp.X, xp=inp.xp, dtype=inp.compute, weights=weights,
                        n_clusters=n_clusters, chunk_size=chunk_size, kernels=kernels,
                        metric=metric)
@@ -149,6 +183,14 @@ class BaseKMeans:
             return data, Cs
         data.shift = xp.mean(Cs, axis=0)  # centre on the centres: accurate float32 distances
         return data, Cs - data.shift
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit and return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit and return the distances of X to the centres (n_samples, n_clusters)."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
 
     def predict(self, X: Any) -> Any:
         """Index of the closest centre for each sample of X (same namespace and device)."""

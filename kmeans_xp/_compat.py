@@ -191,3 +191,81 @@ def host_label_codes(labels: Any) -> np.ndarray:
     """
     host = np.asarray(to_numpy(labels) if is_array(labels) else labels)
     return np.unique(host, return_inverse=True)[1].reshape(host.shape).astype(np.int64)
+
+
+# -- host -> device streaming (KMeans.fit(..., device=)) ---------------------------------------
+def namespace_for_device(device: Any) -> tuple[Any, Any]:
+    """The namespace whose arrays live on ``device``, and the device as that namespace names it.
+
+    A ``torch.device`` or a string (``"cuda:0"``, ``"cpu"``: torch's names) means torch; a
+    CuPy ``Device`` means CuPy; an array-api-strict ``Device`` means array-api-strict.
+    """
+    import sys
+
+    mod = type(device).__module__
+    if isinstance(device, str) or mod.startswith("torch"):
+        if "torch" not in sys.modules and not isinstance(device, str):  # pragma: no cover
+            raise TypeError(f"unknown device {device!r}")
+        import torch
+        import array_api_compat.torch as xp
+
+        return xp, torch.device(device)
+    if mod.startswith("cupy"):
+        import array_api_compat.cupy as xp
+
+        return xp, device
+    if mod.startswith("array_api_strict"):
+        import array_api_strict as xp
+
+        return xp, device
+    raise TypeError(
+        f"device must be a torch.device (or its name), a cupy Device or an array_api_strict "
+        f"Device; got {device!r} ({type(device).__name__}).")
+
+
+class HostToDevice:
+    """Copies host row blocks (NumPy arrays, memmap slices) to ``device``, one at a time.
+
+    torch CUDA: each block is staged in one of two pinned (page-locked) host buffers and
+    copied with ``non_blocking=True``, so the host stages block i+1 while the GPU copies
+    and processes block i; a buffer is reused only once its previous copy has completed
+    (a CUDA event).  Elsewhere: a plain copy (``asarray``).  Host memory: at most two
+    blocks (plus the source's own pages: a memmap's are the page cache's, not ours).
+    """
+
+    def __init__(self, xp: Any, device: Any) -> None:
+        self.xp, self.device = xp, device
+        self.cuda = is_torch_namespace(xp) and getattr(device, "type", "") == "cuda"
+        self._slots: list = [None, None]
+        self._turn = 0
+
+    def __call__(self, block: np.ndarray) -> Any:
+        if is_torch_namespace(self.xp):
+            import torch
+
+            if not self.cuda:
+                return torch.from_numpy(np.array(block, copy=True))
+            return self._pinned_copy(torch, block)
+        if is_cupy_namespace(self.xp):
+            return self.xp.asarray(block)
+        return self.xp.asarray(np.array(block, copy=True), device=self.device)
+
+    def _pinned_copy(self, torch: Any, block: np.ndarray) -> Any:
+        slot = self._slots[self._turn]
+        m, d = block.shape
+        if slot is None or slot[0].shape[0] < m or slot[0].shape[1] != d \
+                or slot[0].numpy().dtype != block.dtype:
+            buf = torch.from_numpy(np.empty((m, d), dtype=block.dtype)).pin_memory()
+            slot = [buf, None]
+            self._slots[self._turn] = slot
+        buf, done = slot
+        if done is not None:
+            done.synchronize()  # the copy that last read this buffer has finished
+        np.copyto(buf.numpy()[:m], block)
+        out = torch.empty((m, d), dtype=buf.dtype, device=self.device)
+        out.copy_(buf[:m], non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        slot[1] = event
+        self._turn ^= 1
+        return out

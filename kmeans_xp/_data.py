@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator
 
+import numpy as np
+
 from ._compat import (
+    HostToDevice,
     available_memory,
     default_chunk_budget,
     device_of,
@@ -49,6 +52,10 @@ class ChunkedData:
     ``Xt = X / scale - shift``; centres found in working coordinates map back with
     :meth:`to_data_coords`.
     """
+
+    #: True for a source whose rows are moved to the device chunk by chunk (fused kernel
+    #: sets that read ``X`` directly must fall back to the chunk loop)
+    streamed = False
 
     def __init__(self, X: Any, *, xp: Any, dtype: Any, weights: Any = None,
                  n_clusters: int = 1, chunk_size: int | None = None,
@@ -249,3 +256,42 @@ class ChunkedData:
     def accumulator_dtype(self) -> Any:
         """float64 for reductions of n values where the device has it, else the compute dtype."""
         return self.xp.float64 if self.f64 else self.dtype
+
+
+class StreamedData(ChunkedData):
+    """X on the host (a NumPy array or memmap, possibly larger than device memory), moved
+    to ``device`` chunk by chunk at every pass; the kernels and solvers run unchanged.
+
+    Memory budget: on the device, one chunk of X (``rows x d``), a few ``rows x max(k, d)``
+    work blocks and O(n) vectors (labels twice, weights, distances: about 24 bytes per row,
+    :meth:`working_set_bytes`); on the host, at most two chunks of staging (pinned on torch
+    CUDA) besides the source's own pages.  ``chunk_size`` (rows) sets it; by default the
+    chunk holds about 2**26 elements on a GPU (2**20 on the CPU).
+    """
+
+    streamed = True
+
+    def __init__(self, X: Any, *, xp: Any, device: Any, dtype: Any, weights: Any = None,
+                 n_clusters: int = 1, chunk_size: int | None = None,
+                 kernels: Any = None, metric: str = "euclidean") -> None:
+        self.upload = HostToDevice(xp, device)
+        self._target = device
+        super().__init__(X, xp=xp, dtype=dtype, weights=weights, n_clusters=n_clusters,
+                         chunk_size=chunk_size, kernels=kernels, metric=metric)
+        self.device = device
+        self.f64 = is_float64_supported(xp, device)
+        if not chunk_size:
+            self.budget = default_chunk_budget(xp, device)
+            self.rows = min(chunk_rows(self.n, self.d, n_clusters, self.budget), self.n)
+        self.check_memory(n_clusters)
+
+    def _raw(self, start: int, stop: int) -> Any:
+        return self._scaled(self.upload(self.X[start:stop]))
+
+    def rows_at(self, start: int, stop: int) -> Any:
+        return self.to_working_coords(self.upload(self.X[start:stop]))
+
+    def take_rows(self, indices: Any) -> Any:
+        host = np.asarray(to_numpy(indices), dtype=np.int64)
+        return self.to_working_coords(self.upload(np.asarray(self.X[host])))
+

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import BaseKMeans, Input, check_input, make_data
+from ._base import BaseKMeans, Input, check_host_input, check_input, make_data
 from ._compat import is_out_of_memory, to_numpy
 from ._data import ChunkedData
 from ._kernels import PRECISIONS
@@ -59,10 +59,11 @@ class _Params:
 
 def _check_params(owner: str, n_clusters, init, n_init, max_iter, tol, verbose, algorithm,
                   chunk_size, copy_x=True, precision="exact", deterministic=True,
-                  oversampling_factor=2.0, init_rounds=5, metric="euclidean") -> _Params:
+                  oversampling_factor=2.0, init_rounds=5, metric="euclidean",
+                  default_n_init=10) -> _Params:
     n_clusters = check_int(n_clusters, "n_clusters", owner)
     kind = check_init_kind(init, owner)
-    n_init = check_n_init(n_init, kind, owner)
+    n_init = check_n_init(n_init, kind, owner, default_n_init)
     max_iter = check_int(max_iter, "max_iter", owner)
     tol = check_tol(tol, owner)
     if not isinstance(verbose, (bool, int, np.integer)) or verbose < 0:
@@ -112,9 +113,11 @@ def _out_of_memory(exc: BaseException, data: ChunkedData) -> MemoryError:
         f"Backend message: {exc}")
 
 
-def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
+def _fit(X, sample_weight, init, random_state, p: _Params, owner: str,
+         device: Any = None) -> _Fit:
     """Validate everything, then run ``p.n_init`` Lloyd runs and keep the best."""
-    inp = check_input(X, "X", owner)
+    inp = check_input(X, "X", owner) if device is None else \
+        check_host_input(X, "X", owner, device)
     if inp.n < p.n_clusters:
         raise ValueError(f"n_samples={inp.n} should be >= n_clusters={p.n_clusters}.")
     xp = inp.xp
@@ -273,7 +276,8 @@ class KMeans(BaseKMeans):
         self.metric = metric
 
     # -- fitting -------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "KMeans":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,
+            device: Any = None) -> "KMeans":
         """Compute k-means clustering.
 
         Parameters
@@ -282,6 +286,12 @@ class KMeans(BaseKMeans):
         y : ignored
         sample_weight : array of shape (n_samples,), optional
             Non-negative weights (any namespace, moved to X's device if needed).
+        device : torch.device or its name, CuPy or array-api-strict Device, optional
+            Stream a host X (a NumPy array or ``np.memmap``, possibly larger than device
+            memory) to this device: full, exact Lloyd, X read chunk by chunk at every pass
+            (pinned, asynchronous copies on torch CUDA).  Device memory: one chunk and its
+            work blocks plus about 24 bytes per row (labels, weights); ``chunk_size`` sets
+            the chunk.  The fitted attributes live on ``device``.
 
         Returns
         -------
@@ -292,7 +302,7 @@ class KMeans(BaseKMeans):
                           self.tol, self.verbose, self.algorithm, self.chunk_size, self.copy_x,
                           self.precision, self.deterministic, self.oversampling_factor,
                           self.init_rounds, self.metric)
-        res = _fit(X, sample_weight, self.init, self.random_state, p, owner)
+        res = _fit(X, sample_weight, self.init, self.random_state, p, owner, device)
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels
         self.inertia_ = res.inertia

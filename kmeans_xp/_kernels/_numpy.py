@@ -49,6 +49,14 @@ class NumpyKernels(ReferenceKernels):
         counts = np.bincount(labels, weights=w, minlength=k)
         return sums.astype(Xt.dtype, copy=False), counts.astype(Xt.dtype, copy=False)
 
+    def _acc_chunk(self, Xt, data):
+        acc = data.accumulator_dtype()
+        if Xt.dtype == acc:
+            return Xt
+        buf = buffer(data.buffers, "acc", Xt.shape, Xt, lambda shape: np.empty(shape, acc))
+        np.copyto(buf, Xt)
+        return buf
+
     def sq_dist_to_assigned_chunk(self, Xt, centers, labels, buffers=None):
         m, d = Xt.shape
         buf = buffer(buffers, "G", (m, d), Xt, lambda shape: np.empty(shape, dtype=Xt.dtype))

@@ -15,6 +15,7 @@ the working coordinates of ``data`` (``Xt = X * inv_scale - shift``).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from .._compat import device_of
@@ -71,6 +72,12 @@ class ReferenceKernels:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+    def small_work(self, flops: int) -> Any:
+        """A context for a loop of small operations (mini-batch steps) of about ``flops``
+        each: vendor sets may run them on one thread, where waking a thread pool costs more
+        than the work (scikit-learn limits BLAS to one thread there too)."""
+        return nullcontext()
 
     # -- chunk primitives (vendor sets override) -----------------------------------
     def partial_sq_distances(self, Xt: Any, m2t: Any, c_sq: Any,
@@ -213,13 +220,17 @@ class ReferenceKernels:
         acc = data.accumulator_dtype()
         return a if a.dtype == acc else self.xp.astype(a, acc)
 
+    def _acc_chunk(self, Xt: Any, data: ChunkedData) -> Any:
+        """A chunk in the accumulator dtype (vendor sets convert into a reused block)."""
+        return self._acc(Xt, data)
+
     def _x_sq(self, data: ChunkedData, rows: int) -> Any:
         """||xt_i||^2 (n,), accumulator dtype, computed once per fit and kept on ``data``."""
         xp = self.xp
         if "x_sq" not in data.cache:
             parts = []
             for _, _, Xt, _ in data.chunks(rows):
-                Xa = self._acc(Xt, data)
+                Xa = self._acc_chunk(Xt, data)
                 parts.append(xp.sum(Xa * Xa, axis=1))
             data.cache["x_sq"] = concat(parts, xp)
         return data.cache["x_sq"]
@@ -227,7 +238,7 @@ class ReferenceKernels:
     def _sq_dist_block(self, Xt: Any, x_sq: Any, C: Any, c_sq: Any, data: ChunkedData) -> Any:
         """Squared distances (rows, m) in the accumulator dtype, clipped at 0."""
         xp = self.xp
-        D = (x_sq[:, None] - 2.0 * xp.matmul(self._acc(Xt, data), xp.matrix_transpose(C))
+        D = (x_sq[:, None] - 2.0 * xp.matmul(self._acc_chunk(Xt, data), xp.matrix_transpose(C))
              + c_sq[None, :])
         return xp.clip(D, min=0.0)
 
@@ -264,3 +275,46 @@ class ReferenceKernels:
             d = self._sq_dist_block(Xt, x_sq[s:e], center, c_sq, data)[:, 0]
             parts.append(d if closest is None else xp.minimum(closest[s:e], d))
         return concat(parts, xp)
+
+    # -- batched primitives: a leading batch axis of independent problems --------------
+    # Xt (g, m, d), centres (g, k, d), labels (g, m), weights (g, m) or None.
+    def batched_partial_sq_distances(self, Xt: Any, centers: Any,
+                                     buffers: dict | None = None) -> Any:
+        """``||c_j||^2 - 2 xt_i . c_j`` (g, m, k) for each problem: one batched product."""
+        xp = self.xp
+        m2t = -2.0 * xp.matrix_transpose(centers)
+        return xp.matmul(Xt, m2t) + xp.sum(centers * centers, axis=2)[:, None, :]
+
+    def batched_argmin(self, D: Any) -> Any:
+        """First index of each row's minimum (g, m)."""
+        return self.xp.argmin(D, axis=2)
+
+    def batched_cluster_sums(self, Xt: Any, labels: Any, w: Any, k: int) -> tuple[Any, Any]:
+        """Weighted sums (g, k, d) and weights (g, k) per label: a batched one-hot product."""
+        xp = self.xp
+        ks = xp.arange(k, dtype=labels.dtype, device=device_of(labels))
+        oh = xp.astype(labels[:, :, None] == ks, Xt.dtype)  # (g, m, k)
+        if w is not None:
+            oh = oh * w[:, :, None]
+        return xp.matmul(xp.matrix_transpose(oh), Xt), xp.sum(oh, axis=1)
+
+    def batched_sq_dist_to_assigned(self, Xt: Any, centers: Any, labels: Any) -> Any:
+        """``||xt_i - c_{labels_i}||^2`` (g, m) by direct differences (a flattened gather)."""
+        xp = self.xp
+        g, m, d = (int(s) for s in Xt.shape)
+        k = int(centers.shape[1])
+        offs = xp.arange(g, dtype=labels.dtype, device=device_of(labels))[:, None] * k
+        flat = xp.reshape(labels + offs, (g * m,))
+        assigned = xp.reshape(xp.take(xp.reshape(centers, (g * k, d)), flat, axis=0),
+                              (g, m, d))
+        diff = Xt - assigned
+        return xp.sum(diff * diff, axis=2)
+
+    def batched_searchsorted(self, sorted_rows: Any, values: Any) -> Any:
+        """``searchsorted(sorted_rows[b], values[b], side='left')`` for each row b (B, m):
+        the number of entries below each value, counted (one (B, n) comparison per value)."""
+        xp = self.xp
+        m = int(values.shape[1])
+        return xp.stack([xp.astype(xp.count_nonzero(sorted_rows < values[:, j:j + 1], axis=1),
+                                   xp.int64) for j in range(m)], axis=1)
+

@@ -901,15 +901,23 @@ class _TritonPasses:
     def _frame(self, data):
         return {"shift": data.shift, "inv_scale": data.inv_scale}
 
+    # data streamed from the host (``data.streamed``) are not on the device whole: those
+    # passes take the parent set's chunk loop
     def lloyd_pass(self, data, centers, *, need_inertia=False):
+        if data.streamed:
+            return super().lloyd_pass(data, centers, need_inertia=need_inertia)
         return lloyd_pass(data.X, centers, data.weights, precision=self.precision,
                           need_inertia=need_inertia, deterministic=self.deterministic,
                           **self._frame(data))
 
     def assign(self, data, centers):
+        if data.streamed:
+            return super().assign(data, centers)
         return assign(data.X, centers, precision=self.precision, **self._frame(data))
 
     def labels_inertia(self, data, centers, *, return_inertia=True):
+        if data.streamed:
+            return super().labels_inertia(data, centers, return_inertia=return_inertia)
         # ``mins`` are direct differences to the chosen centre (accurate in float32)
         labels, mins = self.assign(data, centers)
         if not return_inertia:

@@ -1,0 +1,299 @@
+"""Batched k-means: ``batched_k_means`` and the estimator :class:`BatchedKMeans`.
+
+Thousands of small independent clusterings (per image, per user, per shard, per attention
+head) in one job: X of shape (B, n, d), one ``KMeans`` per problem, computed together with
+batched products and one host sync per Lloyd iteration for all problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._base import BaseKMeans
+from ._compat import array_namespace, device_of, to_numpy
+from ._kernels import select
+from ._solvers.batched import (
+    BatchedData,
+    batched_kmeans_plusplus,
+    batched_labels_inertia,
+    batched_lloyd,
+    batched_random,
+    batched_same_clustering,
+)
+from ._validation import (
+    InvalidParameterError,
+    as_array,
+    as_namespace,
+    check_chunk_size,
+    check_dtype,
+    check_int,
+    check_n_init,
+    check_random_state,
+    check_tol,
+)
+
+OWNER = "batched_k_means"
+
+
+def problem_seeds(random_state: Any, n_problems: int) -> np.ndarray:
+    """The per-problem seeds: problem b is clustered as ``KMeans(random_state=seeds[b])``.
+
+    ``random_state`` may be a sequence of ``n_problems`` ints (used as they are), or
+    anything ``KMeans`` accepts: then the seeds are
+    ``check_random_state(random_state).randint(2**31 - 1, size=n_problems)`` (a
+    Generator: ``integers(0, 2**31 - 1, size=n_problems)``).
+    """
+    if isinstance(random_state, (list, tuple, np.ndarray)):
+        seeds = np.asarray(random_state)
+        if seeds.shape != (n_problems,) or not np.issubdtype(seeds.dtype, np.integer) \
+                or (seeds < 0).any() or (seeds >= 2**32).any():
+            raise InvalidParameterError(
+                f"A sequence 'random_state' of {OWNER} must hold one int in [0, 2**32 - 1] "
+                f"per problem ({n_problems}); got shape {seeds.shape}, dtype {seeds.dtype}.")
+        return seeds.astype(np.int64)
+    rng = check_random_state(random_state)
+    top = np.iinfo(np.int32).max
+    if isinstance(rng, np.random.RandomState):
+        return rng.randint(top, size=n_problems).astype(np.int64)
+    return rng.integers(0, top, size=n_problems).astype(np.int64)
+
+
+@dataclass
+class BatchedResult:
+    centers: Any
+    labels: Any
+    inertia: Any
+    n_iter: Any
+    seeds: np.ndarray
+
+
+def _check_mask(mask: Any, B: int, n: int, xp: Any, device: Any) -> tuple[Any, np.ndarray]:
+    """A (B, n) bool mask (or per-problem lengths) as a device mask and host row counts."""
+    if mask is None:
+        return None, np.full(B, n, dtype=np.int64)
+    host = np.asarray(to_numpy(mask)) if not isinstance(mask, (list, tuple)) \
+        else np.asarray(mask)
+    if host.ndim == 1:  # lengths: the first lengths[b] rows of problem b
+        if host.shape != (B,) or not np.issubdtype(host.dtype, np.integer) \
+                or (host < 0).any() or (host > n).any():
+            raise ValueError(f"mask given as lengths must be {B} ints in [0, {n}]; got "
+                             f"shape {host.shape}, dtype {host.dtype}.")
+        host = np.arange(n)[None, :] < host[:, None]
+    if host.shape != (B, n) or host.dtype != np.bool_:
+        raise ValueError(f"mask must be a bool array of shape ({B}, {n}) or {B} lengths; "
+                         f"got shape {host.shape}, dtype {host.dtype}.")
+    return xp.asarray(host, device=device), host.sum(axis=1).astype(np.int64)
+
+
+def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol: Any,
+         random_state: Any, sample_weight: Any, mask: Any, chunk_size: Any,
+         owner: str = OWNER) -> BatchedResult:
+    n_clusters = check_int(n_clusters, "n_clusters", owner)
+    if isinstance(init, str):
+        if init not in ("k-means++", "random"):
+            raise InvalidParameterError(
+                f"The 'init' parameter of {owner} must be 'k-means++', 'random' or an array "
+                f"of shape (n_problems, n_clusters, n_features). Got {init!r} instead.")
+        kind = init
+    elif callable(init):
+        raise InvalidParameterError(f"The 'init' parameter of {owner} cannot be a callable.")
+    else:
+        kind = "array"
+    n_init = check_n_init(n_init, kind, owner)
+    if kind == "array" and n_init != 1:
+        import warnings
+
+        warnings.warn(f"Explicit initial center position passed: performing only one init in "
+                      f"{owner} instead of n_init={n_init}.", RuntimeWarning, stacklevel=3)
+        n_init = 1
+    max_iter = check_int(max_iter, "max_iter", owner)
+    tol = check_tol(tol, owner)
+    chunk_size = check_chunk_size(chunk_size, owner)
+
+    X, xp, dev = as_array(X, "X")
+    if X.ndim != 3:
+        raise ValueError(f"X must have shape (n_problems, n_samples, n_features); got "
+                         f"{X.ndim}D array of shape {tuple(X.shape)}.")
+    B, n, d = (int(s) for s in X.shape)
+    if B < 1 or n < 1 or d < 1:
+        raise ValueError(f"X has an empty dimension: shape {tuple(X.shape)}.")
+    storage, compute = check_dtype(X, xp, dev, "X")
+    mask_dev, n_valid = _check_mask(mask, B, n, xp, dev)
+    small = np.nonzero(n_valid < n_clusters)[0]
+    if small.size:
+        b = int(small[0])
+        raise ValueError(f"n_samples={int(n_valid[b])} should be >= n_clusters={n_clusters} "
+                         f"(problem {b}).")
+    seeds = problem_seeds(random_state, B)
+    w = None
+    if sample_weight is not None:
+        w = as_namespace(sample_weight, "sample_weight", xp, dev, compute)
+        if tuple(w.shape) != (B, n):
+            raise ValueError(f"sample_weight.shape == {tuple(w.shape)}, expected ({B}, {n}).")
+        bad = to_numpy(xp.stack([xp.any(xp.logical_not(xp.isfinite(w))), xp.any(w < 0)]))
+        if bad.any():
+            raise ValueError("sample_weight must be finite and non-negative.")
+    if mask_dev is not None:
+        m = xp.astype(mask_dev, compute)
+        w = m if w is None else w * m
+    C_init = None
+    if kind == "array":
+        C_init = as_namespace(init, "init", xp, dev, compute)
+        if tuple(C_init.shape) != (B, n_clusters, d):
+            raise ValueError(f"The shape of the initial centers {tuple(C_init.shape)} does not "
+                             f"match (n_problems, n_clusters, n_features) = "
+                             f"{(B, n_clusters, d)} (parameter 'init').")
+        if not bool(xp.all(xp.isfinite(C_init))):
+            raise ValueError("The initial centers given in 'init' contain NaN or infinity.")
+
+    kernels = select(xp, dev, compute)
+    data = BatchedData(X, xp=xp, dtype=compute, weights=w, mask=mask_dev, n_valid=n_valid,
+                       kernels=kernels, n_clusters=n_clusters, chunk_size=chunk_size)
+    data.prepare()
+    tol_b = tol * data.mean_variance
+    rngs = [np.random.RandomState(int(s)) for s in seeds]
+
+    best = None
+    for _ in range(n_init):
+        if kind == "k-means++":
+            c0 = batched_kmeans_plusplus(data, rngs)
+        elif kind == "random":
+            c0 = batched_random(data, rngs)
+        else:
+            c0 = data.to_working(C_init, np.arange(B))
+        labels, inertia, centers, n_iter = batched_lloyd(data, c0, max_iter=max_iter, tol=tol_b)
+        if best is None:
+            best = [labels, inertia, centers, n_iter]
+            continue
+        better = xp.logical_and(inertia < best[1], xp.logical_not(
+            batched_same_clustering(labels, best[0], n_clusters, data)))
+        best[0] = xp.where(better[:, None], labels, best[0])
+        best[1] = xp.where(better, inertia, best[1])
+        best[2] = xp.where(better[:, None, None], centers, best[2])
+        best[3] = np.where(to_numpy(better), n_iter, best[3])
+    labels, inertia, centers, n_iter = best
+    if data.inv_scale is not None:
+        inertia = inertia * xp.asarray(data.scale ** 2, dtype=inertia.dtype, device=dev)
+    return BatchedResult(data.to_data_coords(centers, storage), labels, inertia,
+                         xp.asarray(n_iter, device=dev), seeds)
+
+
+def batched_k_means(X: Any, n_clusters: int, *, init: Any = "k-means++", n_init: Any = "auto",
+                    max_iter: int = 300, tol: float = 1e-4, random_state: Any = None,
+                    sample_weight: Any = None, mask: Any = None,
+                    chunk_size: int | None = None) -> tuple[Any, Any, Any, Any]:
+    """K-means on each of B independent problems at once, on any namespace and device.
+
+    Problem b gets exactly what ``KMeans(n_clusters, init=..., n_init=..., max_iter=...,
+    tol=..., random_state=int(seeds[b])).fit(X[b][mask[b]])`` would give (up to
+    floating-point near-ties), where ``seeds = problem_seeds(random_state, B)``; the work
+    is batched over problems (batched products and centre sums, one host sync per
+    iteration for all problems; a problem that converged stops changing and costs
+    nothing more).
+
+    Parameters
+    ----------
+    X : array (B, n, d), any Array API namespace
+    n_clusters : int
+    init : {'k-means++', 'random'} or array (B, n_clusters, d)
+    n_init : 'auto' or int
+        'auto' is 1 for k-means++ and arrays, 10 for 'random'.  The best run is kept per
+        problem.
+    max_iter : int, default=300
+    tol : float, default=1e-4
+        Relative to each problem's own mean per-feature variance.
+    random_state : None, int, RandomState, Generator or a sequence of B ints
+        See :func:`problem_seeds`.
+    sample_weight : array (B, n), optional
+    mask : bool array (B, n) or B ints, optional
+        Rows that belong to each problem (or the lengths of each problem's leading rows),
+        for problems of unequal sizes padded to n.  Masked rows may hold anything
+        finite or not; they get the label -1.
+    chunk_size : int or None
+        Problems per group of the batched products (None: from the memory budget,
+        about 2**20 elements per (group x n x max(k, d)) block on the CPU, 2**26 on a GPU).
+
+    Returns
+    -------
+    centers : array (B, n_clusters, d), X's namespace, device and dtype
+    labels : int64 array (B, n)
+    inertia : array (B,) (float64 where the device has it)
+    n_iter : int64 array (B,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp import batched_k_means
+    >>> X = np.random.default_rng(0).normal(size=(3, 50, 2))
+    >>> centers, labels, inertia, n_iter = batched_k_means(X, 4, random_state=0)
+    >>> centers.shape, labels.shape, inertia.shape, n_iter.shape
+    ((3, 4, 2), (3, 50), (3,), (3,))
+    """
+    r = _fit(X, n_clusters, init=init, n_init=n_init, max_iter=max_iter, tol=tol,
+             random_state=random_state, sample_weight=sample_weight, mask=mask,
+             chunk_size=chunk_size)
+    return r.centers, r.labels, r.inertia, r.n_iter
+
+
+class BatchedKMeans(BaseKMeans):
+    """Estimator form of :func:`batched_k_means`: ``fit``/``predict`` on (B, n, d).
+
+    Attributes
+    ----------
+    cluster_centers_ : array (B, n_clusters, d)
+    labels_ : int64 array (B, n), -1 on masked rows
+    inertia_ : array (B,)
+    n_iter_ : int64 array (B,)
+    seeds_ : ndarray (B,): problem b was fitted as ``KMeans(random_state=seeds_[b])``
+    """
+
+    def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", n_init: Any = "auto",
+                 max_iter: int = 300, tol: float = 1e-4, random_state: Any = None,
+                 chunk_size: int | None = None) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.chunk_size = chunk_size
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None,
+            mask: Any = None) -> "BatchedKMeans":
+        """Fit one k-means per problem of X (B, n, d); see :func:`batched_k_means`."""
+        r = _fit(X, self.n_clusters, init=self.init, n_init=self.n_init,
+                 max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
+                 sample_weight=sample_weight, mask=mask, chunk_size=self.chunk_size,
+                 owner=type(self).__name__)
+        self.cluster_centers_, self.labels_, self.inertia_, self.n_iter_ = (
+            r.centers, r.labels, r.inertia, r.n_iter)
+        self.seeds_ = r.seeds
+        self.n_features_in_ = int(r.centers.shape[2])
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None,
+                    mask: Any = None) -> Any:
+        return self.fit(X, sample_weight=sample_weight, mask=mask).labels_
+
+    def predict(self, X: Any, mask: Any = None) -> Any:
+        """Nearest centre of each row of each problem (B, n); -1 on masked rows."""
+        self._check_fitted()
+        C = self.cluster_centers_
+        xp, dev = array_namespace(C), device_of(C)
+        X = as_array(X, "X", xp=xp, device=dev)[0]
+        B, k, d = (int(s) for s in C.shape)
+        if X.ndim != 3 or int(X.shape[0]) != B or int(X.shape[2]) != d:
+            raise ValueError(f"X must have shape ({B}, n_samples, {d}); got "
+                             f"{tuple(X.shape)}.")
+        compute = check_dtype(X, xp, dev, "X")[1]
+        compute = C.dtype if C.dtype in (xp.float32, xp.float64) else compute
+        mask_dev, n_valid = _check_mask(mask, B, int(X.shape[1]), xp, dev)
+        data = BatchedData(X, xp=xp, dtype=compute, weights=None, mask=mask_dev,
+                           n_valid=n_valid, kernels=select(xp, dev, compute), n_clusters=k,
+                           chunk_size=self.chunk_size)
+        Cw = xp.astype(C, compute) if C.dtype != compute else C
+        data.shift = xp.mean(Cw, axis=1)  # centre on the centres: accurate float32 distances
+        return batched_labels_inertia(data, Cw - data.shift[:, None, :])[0]

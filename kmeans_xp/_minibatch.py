@@ -1,0 +1,361 @@
+"""The estimator :class:`MiniBatchKMeans`: scikit-learn's mini-batch k-means on any namespace.
+
+It shares :class:`~kmeans_xp._base.BaseKMeans` (parameters protocol, ``predict``,
+``transform``, ``score``), the parameter checks, the initialisations and the kernel set of
+:class:`~kmeans_xp.KMeans`; the steps are :mod:`kmeans_xp._solvers.minibatch`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ._base import BaseKMeans, check_input, make_data
+from ._compat import to_numpy
+from ._data import ChunkedData
+from ._kmeans import _check_params, _Params
+from ._solvers.init import check_user_centers, initial_centers
+from ._solvers.minibatch import (
+    BatchSampler,
+    EarlyStopping,
+    MiniBatchState,
+    batch_statistics,
+    minibatch_update,
+)
+from ._validation import (
+    InvalidParameterError,
+    check_int,
+    check_random_state,
+    check_real,
+    check_same_namespace,
+    check_sample_weight,
+)
+
+OWNER = "MiniBatchKMeans"
+
+
+def _randint(rng: Any, n: int, size: int) -> np.ndarray:
+    """``rng.randint(0, n, size)`` (scikit-learn's draw) for a RandomState or a Generator."""
+    if isinstance(rng, np.random.RandomState):
+        return rng.randint(0, n, size)
+    return rng.integers(0, n, size)
+
+
+def _subset(data: ChunkedData, idx: np.ndarray) -> ChunkedData:
+    """Rows ``idx`` (host) of ``data`` as a small ChunkedData in the same frame."""
+    xp = data.xp
+    idx_dev = xp.asarray(idx, device=data.device)
+    X = xp.take(data.X, idx_dev, axis=0)
+    w = None if data.weights is None else xp.take(data.weights, idx_dev)
+    sub = ChunkedData(X, xp=xp, dtype=data.dtype, weights=w, n_clusters=1,
+                      kernels=data.kernels)
+    sub.scale, sub.shift, sub.mean_variance = data.scale, data.shift, data.mean_variance
+    return sub
+
+
+class MiniBatchKMeans(BaseKMeans):
+    """Mini-Batch K-Means clustering on any Array API namespace.
+
+    The parameters, attributes and semantics of :class:`sklearn.cluster.MiniBatchKMeans`
+    (per-centre learning rate, reassignment of small clusters, early stopping on an
+    exponentially weighted average of the batch inertia); the data stays on its device.
+    The mini-batch rows are drawn from the host generator exactly as scikit-learn draws
+    them, so an int ``random_state`` picks the same rows on every backend (and as
+    scikit-learn).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    init : {'k-means++', 'k-means||', 'random'}, callable or array (n_clusters, n_features)
+        As for :class:`~kmeans_xp.KMeans`, run on ``init_size`` random rows.
+    max_iter : int, default=100
+        Maximum number of passes over the data (in mini-batch steps:
+        ``max_iter * n_samples // batch_size``).
+    batch_size : int, default=1024
+        Rows per mini-batch.
+    verbose : int, default=0
+    compute_labels : bool, default=True
+        Compute ``labels_`` and ``inertia_`` with a full pass once the centres are found
+        (in ``partial_fit``: on the chunk given).
+    random_state : int, RandomState, Generator or None
+    tol : float, default=0.0
+        Stop when the squared change of the centres in a step is at most ``tol`` times
+        the mean per-feature variance of X (0 disables it).
+    max_no_improvement : int or None, default=10
+        Stop after this many steps without improvement of the smoothed batch inertia.
+    init_size : int or None, default=None
+        Rows used by the initialisation (default ``3 * batch_size``, at least
+        ``3 * n_clusters``).
+    n_init : 'auto' or int, default='auto'
+        Initialisations tried (each on its own ``init_size`` rows, judged on a common
+        validation sample); 'auto' is 1 for k-means++ and arrays, 3 otherwise.
+    reassignment_ratio : float, default=0.01
+        Centres whose accumulated weight is below this fraction of the largest are moved
+        to random rows of the batch.
+    chunk_size : int or None, default=None
+        Rows per chunk of the full passes (``compute_labels``, ``predict``, ...).
+
+    Attributes
+    ----------
+    cluster_centers_, labels_, inertia_, n_iter_, n_steps_, n_features_in_,
+    feature_names_in_ : as in scikit-learn, in X's namespace, device and dtype
+        (``inertia_`` and the counts are Python / device scalars as documented there).
+
+    Notes
+    -----
+    ``partial_fit`` fixes the coordinate frame (the centring shift and power-of-two scale
+    that keep float32 distances accurate) on its first chunk and keeps it for every later
+    chunk, so a stream of chunks is clustered in one frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp import MiniBatchKMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [4, 2], [4, 0], [4, 4],
+    ...               [4, 5], [0, 1], [2, 2], [3, 2], [5, 5], [1, -1]], dtype=float)
+    >>> km = MiniBatchKMeans(n_clusters=2, random_state=0, batch_size=6, n_init=3)
+    >>> km = km.partial_fit(X[0:6]).partial_fit(X[6:12])
+    >>> km.cluster_centers_.shape
+    (2, 2)
+    """
+
+    def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", max_iter: int = 100,
+                 batch_size: int = 1024, verbose: int = 0, compute_labels: bool = True,
+                 random_state: Any = None, tol: float = 0.0, max_no_improvement: Any = 10,
+                 init_size: Any = None, n_init: Any = "auto", reassignment_ratio: float = 0.01,
+                 chunk_size: int | None = None) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.compute_labels = compute_labels
+        self.random_state = random_state
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.init_size = init_size
+        self.n_init = n_init
+        self.reassignment_ratio = reassignment_ratio
+        self.chunk_size = chunk_size
+
+    # -- checks ------------------------------------------------------------------------
+    def _check_params(self) -> _Params:
+        p = _check_params(OWNER, self.n_clusters, self.init, self.n_init, self.max_iter,
+                          self.tol, self.verbose, "lloyd", self.chunk_size,
+                          default_n_init=3)
+        check_int(self.batch_size, "batch_size", OWNER)
+        if not isinstance(self.compute_labels, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"The 'compute_labels' parameter of {OWNER} must be an instance of 'bool' or "
+                f"an instance of 'numpy.bool'. Got {self.compute_labels!r} instead.")
+        if self.max_no_improvement is not None:
+            check_int(self.max_no_improvement, "max_no_improvement", OWNER, minimum=0)
+        if self.init_size is not None:
+            check_int(self.init_size, "init_size", OWNER)
+        check_real(self.reassignment_ratio, "reassignment_ratio", OWNER)
+        return p
+
+    def _sizes(self, n: int) -> tuple[int, int]:
+        """``batch_size`` and ``init_size`` for n rows (scikit-learn's rules)."""
+        batch_size = min(self.batch_size, n)
+        init_size = self.init_size
+        if init_size is None:
+            init_size = 3 * batch_size
+            if init_size < self.n_clusters:
+                init_size = 3 * self.n_clusters
+        elif init_size < self.n_clusters:
+            warnings.warn(
+                f"init_size={init_size} should be larger than n_clusters={self.n_clusters}. "
+                "Setting it to min(3*n_clusters, n_samples)", RuntimeWarning, stacklevel=3)
+            init_size = 3 * self.n_clusters
+        return batch_size, min(init_size, n)
+
+    def _init_centroids(self, data: ChunkedData, init: Any, p: _Params, rng: Any,
+                        init_size: int) -> Any:
+        """Initial centres (working coordinates) from ``init_size`` random rows of ``data``."""
+        sub = data
+        if init_size < data.n:
+            sub = _subset(data, _randint(rng, data.n, init_size))
+        host_w = None if sub.weights is None or p.init_kind != "random" \
+            else to_numpy(sub.weights)
+        return initial_centers(sub, init, p.init_kind, p.n_clusters, rng, host_w,
+                               p.init_options)
+
+    def _set_results(self, data: ChunkedData, state: MiniBatchState, inp: Any) -> None:
+        self.cluster_centers_ = data.to_data_coords(state.centers, inp.storage)
+        self.n_features_in_ = inp.d
+        self._n_features_out = int(state.centers.shape[0])
+        if inp.feature_names is not None:
+            self.feature_names_in_ = inp.feature_names
+
+    def _labels_inertia(self, data: ChunkedData, centers: Any) -> None:
+        labels, inertia = data.kernels.labels_inertia(data, centers)
+        self.labels_ = labels
+        self.inertia_ = float(inertia) * data.scale ** 2
+
+    def _steps(self, data: ChunkedData, state: MiniBatchState, sampler: BatchSampler,
+               stop: EarlyStopping, rng: Any, n_steps: int, tol: float, p: _Params
+               ) -> tuple[int, float]:
+        """The mini-batch steps of ``fit``; returns the last step's index and batch inertia."""
+        xp, dev, kern = data.xp, data.device, data.kernels
+        batch_size = state.batch_size
+        step, res = 0, None
+        for step in range(n_steps):
+            idx = sampler.draw(rng, batch_size)
+            Xb = data.take_rows(xp.asarray(idx, device=dev))
+            sums, wsum, inertia = batch_statistics(kern, Xb, None, state.centers,
+                                                   data.buffers)
+            res = minibatch_update(
+                state, sums, wsum, inertia, xp=xp,
+                rows_of=lambda ids, Xb=Xb: xp.take(Xb, xp.asarray(ids, device=dev), axis=0),
+                n_rows=batch_size, rng=rng,
+                random_reassign=state.random_reassign(p.n_clusters),
+                reassignment_ratio=float(self.reassignment_ratio), need_diff=tol > 0.0,
+                verbose=p.verbose)
+            if stop.converged(step, n_steps, res.squared_diff, res.inertia):
+                break
+        return step, res.inertia
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "MiniBatchKMeans":
+        """Compute the centres on X by mini-batches.
+
+        Parameters
+        ----------
+        X : array (n_samples, n_features), any Array API namespace or array-like
+        y : ignored
+        sample_weight : array (n_samples,), optional
+            Mini-batches are drawn with probability proportional to the weights (and then
+            weighted equally), as scikit-learn does.
+
+        Returns
+        -------
+        self
+        """
+        p = self._check_params()
+        inp = check_input(X, "X", OWNER)
+        for stale in ("_state", "_frame", "_fit_where", "feature_names_in_", "labels_"):
+            self.__dict__.pop(stale, None)
+        if inp.n < p.n_clusters:
+            raise ValueError(f"n_samples={inp.n} should be >= n_clusters={p.n_clusters}.")
+        xp, dev = inp.xp, inp.device
+        rng = check_random_state(self.random_state)
+        w = check_sample_weight(sample_weight, inp.n, xp, dev, inp.compute)
+        init = self.init
+        if p.init_kind == "array":
+            init = check_user_centers(init, p.n_clusters, xp, dev, inp.compute, inp.d)
+        data = make_data(inp, weights=w, n_clusters=p.n_clusters, chunk_size=p.chunk_size)
+        data.prepare("X")
+        n = inp.n
+        batch_size, init_size = self._sizes(n)
+        tol = p.tol * data.mean_variance if p.tol > 0 else 0.0
+        kern = data.kernels
+
+        # initialisations, judged on a common validation sample (scikit-learn's order of draws)
+        valid = _subset(data, _randint(rng, n, init_size))
+        best, best_inertia = None, None
+        for i in range(p.n_init):
+            if p.verbose:
+                print(f"Init {i + 1}/{p.n_init} with method {p.init_kind}")
+            c0 = self._init_centroids(data, init, p, rng, init_size)
+            inertia = float(kern.labels_inertia(valid, c0)[1])  # host sync, once per init
+            if p.verbose:
+                print(f"Inertia for init {i + 1}/{p.n_init}: {inertia * data.scale ** 2}")
+            if best_inertia is None or inertia < best_inertia:
+                best, best_inertia = c0, inertia
+
+        host_w = None if w is None else to_numpy(w)
+        sampler = BatchSampler(host_w, n, to_numpy(xp.zeros(1, dtype=inp.compute,
+                                                             device=dev)).dtype)
+        state = MiniBatchState(best, xp.zeros(p.n_clusters, dtype=inp.compute, device=dev),
+                               batch_size)
+        stop = EarlyStopping(batch_size, n, tol, self.max_no_improvement, p.verbose)
+        n_steps = (p.max_iter * n) // batch_size
+        with kern.small_work(2 * batch_size * p.n_clusters * inp.d):
+            step, last = self._steps(data, state, sampler, stop, rng, n_steps, tol, p)
+
+        self._set_results(data, state, inp)
+        self.n_steps_ = step + 1
+        self.n_iter_ = int(np.ceil(((step + 1) * batch_size) / n))
+        if self.compute_labels:
+            self._labels_inertia(data, state.centers)
+        else:
+            total_w = n if w is None else float(xp.sum(w))
+            ewa = stop.ewa_inertia if stop.ewa_inertia is not None else last / batch_size
+            self.inertia_ = ewa * total_w * data.scale ** 2
+        # what partial_fit continues from
+        self._state = state
+        self._frame = (data.scale, data.shift, data.mean_variance)
+        self._fit_where = (xp, dev, inp.compute)
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None
+                    ) -> "MiniBatchKMeans":
+        """Update the centres with one mini-batch (or one chunk of a stream).
+
+        The first call checks the parameters, fixes the coordinate frame on this chunk and
+        initialises the centres on it; later calls reuse that frame.
+
+        Parameters
+        ----------
+        X : array (n_samples, n_features)
+        y : ignored
+        sample_weight : array (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        started = hasattr(self, "_state") and hasattr(self, "cluster_centers_")
+        if started:
+            xp_fit, dev_fit, compute = self._fit_where
+            inp = check_input(X, "X", OWNER, xp=xp_fit, device=dev_fit)
+            check_same_namespace(inp.X, inp.xp, inp.device, xp_fit, dev_fit, "X")
+            if inp.d != self.n_features_in_:
+                raise ValueError(
+                    f"X has {inp.d} features, but {OWNER} is expecting {self.n_features_in_} "
+                    "features as input.")
+            inp.compute = compute
+            p = None
+        else:
+            p = self._check_params()
+            inp = check_input(X, "X", OWNER)
+        xp, dev = inp.xp, inp.device
+        if not hasattr(self, "_random_state"):
+            self._random_state = check_random_state(self.random_state)
+        rng = self._random_state
+        w = check_sample_weight(sample_weight, inp.n, xp, dev, inp.compute)
+        k = int(self.n_clusters)
+        data = make_data(inp, weights=w, n_clusters=k, chunk_size=self.chunk_size)
+        if not started:
+            if inp.n < k:
+                raise ValueError(f"n_samples={inp.n} should be >= n_clusters={k}.")
+            init = self.init
+            if p.init_kind == "array":
+                init = check_user_centers(init, k, xp, dev, inp.compute, inp.d)
+            data.prepare("X")  # the frame of the whole stream
+            batch_size, init_size = self._sizes(inp.n)
+            c0 = self._init_centroids(data, init, p, rng, init_size)
+            self._state = MiniBatchState(c0, xp.zeros(k, dtype=inp.compute, device=dev),
+                                         batch_size)
+            self._frame = (data.scale, data.shift, data.mean_variance)
+            self._fit_where = (xp, dev, inp.compute)
+        else:
+            data.check_finite_and_scale("X")
+            data.scale, data.shift, data.mean_variance = self._frame
+        state = self._state
+        labels, sums, wsum, inertia = data.kernels.lloyd_pass(data, state.centers,
+                                                              need_inertia=True)
+        minibatch_update(
+            state, sums, wsum, inertia, xp=xp,
+            rows_of=lambda ids: data.take_rows(xp.asarray(ids, device=dev)),
+            n_rows=inp.n, rng=rng, random_reassign=state.random_reassign(k),
+            reassignment_ratio=float(self.reassignment_ratio), need_diff=False,
+            verbose=int(self.verbose))
+        self._set_results(data, state, inp)
+        if self.compute_labels:
+            self._labels_inertia(data, state.centers)
+        self.n_steps_ = getattr(self, "n_steps_", 0) + 1
+        return self

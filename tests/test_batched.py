@@ -1,0 +1,129 @@
+"""batched_k_means / BatchedKMeans against B separate KMeans fits, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kmeans_xp import BatchedKMeans, KMeans, batched_k_means, problem_seeds
+
+
+def _problems(B=5, n=240, d=4, k=4, seed=0, offset=0.0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    C = rng.normal(scale=5.0, size=(B, k, d))
+    X = np.stack([C[b][rng.integers(0, k, n)] + rng.normal(size=(n, d)) for b in range(B)])
+    return (X + offset).astype(dtype)
+
+
+def _np(backend, a):
+    return backend.to_numpy(a)
+
+
+def _check_equal(backend, X, res, fits, rows=None, dtype_name="float64"):
+    centers, labels, inertia, n_iter = (_np(backend, a) for a in res)
+    tol = 1e-9 if dtype_name == "float64" else 2e-4
+    for b, km in enumerate(fits):
+        lab_b = labels[b] if rows is None else labels[b][rows[b]]
+        np.testing.assert_array_equal(lab_b, _np(backend, km.labels_))
+        np.testing.assert_allclose(centers[b], _np(backend, km.cluster_centers_),
+                                   rtol=tol, atol=tol)
+        assert int(n_iter[b]) == km.n_iter_
+        assert float(inertia[b]) == pytest.approx(km.inertia_, rel=tol)
+
+
+@pytest.mark.parametrize("offset", [0.0, 50.0])  # 50: every problem is centred
+def test_batched_equals_separate_fits_from_the_same_centres(backend, dtype_name, offset):
+    X = _problems(offset=offset, dtype=dtype_name)
+    rng = np.random.default_rng(1)
+    C0 = X[np.arange(5)[:, None], rng.choice(240, size=(5, 4), replace=False)]
+    res = batched_k_means(backend.asarray(X), 4, init=backend.asarray(C0))
+    dt = backend.dtype(dtype_name)
+    backend.assert_native(res[0], dt)
+    backend.assert_native(res[1])
+    fits = [KMeans(4, init=backend.asarray(C0[b])).fit(backend.asarray(X[b])) for b in range(5)]
+    _check_equal(backend, X, res, fits, dtype_name=dtype_name)
+
+
+def test_batched_kmeans_plusplus_uses_the_documented_per_problem_seed(backend):
+    X = _problems(seed=3)
+    seeds = problem_seeds(7, 5)
+    np.testing.assert_array_equal(seeds, np.random.RandomState(7).randint(2**31 - 1, size=5))
+    res = batched_k_means(backend.asarray(X), 4, random_state=7)
+    fits = [KMeans(4, random_state=int(seeds[b])).fit(backend.asarray(X[b])) for b in range(5)]
+    _check_equal(backend, X, res, fits)
+
+
+def test_masked_problems_equal_fits_on_the_unpadded_data(backend):
+    X = _problems(seed=4)
+    rng = np.random.default_rng(5)
+    mask = np.arange(240)[None, :] < np.array([240, 150, 37, 90, 200])[:, None]
+    mask[4] = rng.random(240) < 0.6  # not a prefix
+    Xp = X.copy()
+    Xp[~mask] = np.nan  # padding may hold anything
+    w = rng.uniform(0.5, 2.0, size=X.shape[:2])
+    seeds = [11, 12, 13, 14, 15]
+    for kw in ({}, {"sample_weight": w}, {"init": "random", "n_init": 2}):
+        bkw = dict(kw)
+        if "sample_weight" in kw:
+            bkw["sample_weight"] = backend.asarray(w)
+        res = batched_k_means(backend.asarray(Xp), 4, random_state=seeds,
+                              mask=backend.asarray(mask), **bkw)
+        fits = []
+        for b in range(5):
+            sw = backend.asarray(w[b][mask[b]]) if "sample_weight" in kw else None
+            fkw = {q: v for q, v in kw.items() if q != "sample_weight"}
+            fits.append(KMeans(4, random_state=seeds[b], **fkw).fit(
+                backend.asarray(X[b][mask[b]]), sample_weight=sw))
+        _check_equal(backend, X, res, fits, rows=mask)
+        labels = _np(backend, res[1])
+        assert (labels[~mask] == -1).all()
+
+
+def test_lengths_are_a_prefix_mask_and_empty_clusters_are_relocated(backend):
+    X = _problems(seed=6)
+    lengths = np.array([240, 100, 60, 200, 120])
+    mask = np.arange(240)[None, :] < lengths[:, None]
+    # a centre far from every point: its cluster is empty at the first iteration
+    C0 = np.concatenate([X[:, :3], np.full((5, 1, 4), 1e3)], axis=1)
+    a = batched_k_means(backend.asarray(X), 4, init=backend.asarray(C0), mask=lengths)
+    b = batched_k_means(backend.asarray(X), 4, init=backend.asarray(C0),
+                        mask=backend.asarray(mask))
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(_np(backend, u), _np(backend, v))
+    fits = [KMeans(4, init=backend.asarray(C0[i])).fit(backend.asarray(X[i][mask[i]]))
+            for i in range(5)]
+    _check_equal(backend, X, a, fits, rows=mask)
+
+
+def test_estimator_fit_predict(backend):
+    X = _problems(seed=8)
+    est = BatchedKMeans(4, random_state=0).fit(backend.asarray(X))
+    backend.assert_native(est.cluster_centers_)
+    assert tuple(est.cluster_centers_.shape) == (5, 4, 4)
+    np.testing.assert_array_equal(_np(backend, est.predict(backend.asarray(X))),
+                                  _np(backend, est.labels_))
+    # predict is the nearest centre, by an independent NumPy computation
+    Xn = X[:, :50]
+    C = _np(backend, est.cluster_centers_)
+    expect = ((Xn[:, :, None, :] - C[:, None, :, :]) ** 2).sum(-1).argmin(-1)
+    np.testing.assert_array_equal(_np(backend, est.predict(backend.asarray(Xn))), expect)
+
+
+def test_bad_input_names_the_parameter():
+    X = _problems()
+    with pytest.raises(ValueError, match="n_problems"):
+        batched_k_means(X[0], 4)
+    with pytest.raises(ValueError, match="mask"):
+        batched_k_means(X, 4, mask=np.ones((5, 3), dtype=bool))
+    with pytest.raises(ValueError, match="n_clusters=4"):
+        batched_k_means(X, 4, mask=np.array([240, 3, 240, 240, 240]))
+    with pytest.raises(ValueError, match="init"):
+        batched_k_means(X, 4, init=np.zeros((5, 3, 4)))
+    with pytest.raises(ValueError, match="random_state"):
+        batched_k_means(X, 4, random_state=[1, 2])
+    with pytest.raises(ValueError, match="n_clusters"):
+        batched_k_means(X, 0)
+    Xn = X.copy()
+    Xn[2, 5, 1] = np.nan
+    with pytest.raises(ValueError, match="problem 2"):
+        batched_k_means(Xn, 4)
