@@ -231,7 +231,7 @@ class ReferenceKernels:
             parts = []
             for _, _, Xt, _ in data.chunks(rows):
                 Xa = self._acc_chunk(Xt, data)
-                parts.append(xp.sum(Xa * Xa, axis=1))
+                parts.append(xp.vecdot(Xa, Xa, axis=-1))
             data.cache["x_sq"] = concat(parts, xp)
         return data.cache["x_sq"]
 
