@@ -9,10 +9,11 @@ frame applied per block (never a copy of X).
 Two implementations, the same results up to rounding:
 
 ``"numba"`` (default when numba is installed: ``pip install kmeans_xp[cpu]``)
-    one compiled pass (:mod:`._cpu_numba`): one worker per core, each over a contiguous
-    range of rows in blocks of :data:`BLOCK_ROWS`; per block the frame, the distances
-    (a direct loop, or a single-threaded BLAS GEMM for large ``d * k``), the first
-    argmin and the centre sums in float64 per worker, reduced in worker order.
+    one compiled pass (:mod:`._cpu_numba`): the rows cut into :func:`n_chunks` ranges
+    shared between numba's threads, each walked in blocks of :data:`BLOCK_ROWS`; per
+    block the frame, the distances ``||c||^2 - 2 x.c`` (a single-threaded BLAS GEMM, or a
+    direct loop for tiny ``d * k``), the first argmin (across rows, vectorised) and the
+    centre sums in float64 per chunk, reduced in chunk order.
 ``"threads"`` (the pure-NumPy path, used when numba is missing)
     the same structure with Python threads and NumPy operations per block (larger blocks
     to amortise the interpreter), BLAS limited to one thread per worker with threadpoolctl
@@ -38,13 +39,16 @@ import numpy as np
 BLOCK_ROWS = 256
 #: Rows per block of the Python-threads path (interpreter overhead needs larger blocks).
 THREAD_BLOCK_ROWS = 4096
-#: The compiled kernels use a BLAS GEMM per block when d * k is at least this (else a
-#: direct loop); measured crossover on 2 cores (see the report in bench/).
-GEMM_MIN_DK = 4096
+#: The compiled kernels use a BLAS GEMM per block when d * k is at least this, else a
+#: direct loop.  Measured on 2 cores (best of 12, same process): the GEMM is faster from
+#: (d, k) = (16, 16) up (91 vs 112 ms at n = 1M) and ties at (8, 8); the direct loop
+#: (not register-blocked) also serves when scipy or threadpoolctl is missing.
+GEMM_MIN_DK = 64
 #: The threads path sums centres with a one-hot GEMM up to this k, bincount above.
 ONEHOT_MAX_K = 64
-#: The compiled kernels cut the rows into at most this many chunks, taken dynamically by
-#: the threads, each with its own float64 partial sums (k, d) ...
+#: The compiled kernels cut the rows into at most this many chunks (split statically
+#: between the threads: numba's dynamic scheduling measured 2x slower here), each with its
+#: own float64 partial sums (k, d) ...
 MAX_CHUNKS = 32
 #: ... and at least this many, while the partial sums fit in this many bytes.
 MIN_CHUNKS = 8
@@ -84,6 +88,10 @@ def _kernels() -> Any:
             if _NUMBA is None:
                 try:
                     from . import _cpu_numba
+                    try:  # the BLAS numba calls for np.dot: loaded before threadpoolctl looks
+                        import scipy.linalg.cython_blas  # noqa: F401
+                    except ImportError:
+                        pass
                 except ImportError as exc:
                     _NUMBA_ERROR = str(exc)
                     raise ImportError(
@@ -198,30 +206,23 @@ def n_chunks(n: int, k: int, d: int) -> int:
     return max(1, min(c, -(-n // BLOCK_ROWS)))
 
 
-class _Dynamic:
-    """numba's prange handing out one chunk at a time (dynamic scheduling)."""
-
-    def __enter__(self):
-        import numba
-
-        self._old = numba.set_parallel_chunksize(1)
-        return self
-
-    def __exit__(self, *exc):
-        import numba
-
-        numba.set_parallel_chunksize(self._old)
-        return False
-
-
 def _use_gemm(d: int, k: int) -> bool:
-    return d * k >= GEMM_MIN_DK
+    """BLAS per block when d * k is large, and when numba has a BLAS (scipy) whose threads
+    threadpoolctl can limit (two workers each calling a 2-thread BLAS ran 10-40x slower)."""
+    return d * k >= GEMM_MIN_DK and _blas_ok()
+
+
+def _blas_ok() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("scipy", "threadpoolctl"))
 
 
 class _OneBlasThread:
     """BLAS limited to one thread inside the workers (threadpoolctl), when it is installed."""
 
     _controller: Any = None
+    _key: bool = False
 
     def __enter__(self):
         try:
@@ -229,8 +230,11 @@ class _OneBlasThread:
         except ImportError:  # pragma: no cover - threadpoolctl missing
             self._ctx = None
             return self
-        if _OneBlasThread._controller is None:
-            _OneBlasThread._controller = ThreadpoolController()
+        # threadpoolctl sees the libraries loaded when it is built: build it again once the
+        # compiled kernels (and scipy's BLAS, which numba calls) are loaded
+        key = _NUMBA is not None
+        if _OneBlasThread._controller is None or _OneBlasThread._key != key:
+            _OneBlasThread._controller, _OneBlasThread._key = ThreadpoolController(), key
         self._ctx = _OneBlasThread._controller.limit(limits=1, user_api="blas")
         return self
 
@@ -290,7 +294,7 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float,
     Cm2 = -2 * C
     c_sq = np.einsum("ij,ij->i", C, C)
     use_gemm = _use_gemm(d, k)
-    with _OneBlasThread() if use_gemm else _NoOp(), _Dynamic():
+    with _OneBlasThread() if use_gemm else _NoOp():
         inertia = kern.lloyd_pass(Xk, lut, sh, s, w, C, Cm2, c_sq, use_gemm, bool(need_inertia),
                                   n_chunks(n, k, d), BLOCK_ROWS, labels, sums, counts)
     return labels, sums, counts, (float(inertia) if need_inertia else None)
@@ -320,7 +324,7 @@ def assign(X: Any, centers: Any, shift: Any, inv_scale: float, *, impl: str | No
     Cm2 = -2 * C
     c_sq = np.einsum("ij,ij->i", C, C)
     use_gemm = _use_gemm(d, C.shape[0])
-    with _OneBlasThread() if use_gemm else _NoOp(), _Dynamic():
+    with _OneBlasThread() if use_gemm else _NoOp():
         kern.assign(Xk, lut, sh, s, C, Cm2, c_sq, use_gemm, n_chunks(n, C.shape[0], d),
                     BLOCK_ROWS, labels, mins)
     return labels, mins
@@ -342,9 +346,7 @@ def sq_dist_to_assigned(X: Any, centers: Any, labels: Any, shift: Any, inv_scale
     if _resolve(impl) == "threads":
         return _threads_map(Xk, lut, sh, s, lambda xb, a, b: _np_sq_diff(xb, C[lab[a:b]]), dt)
     out = np.empty(n, dt)
-    with _Dynamic():
-        _kernels().sq_dist_to_assigned(Xk, lut, sh, s, C, lab, n_chunks(n, 1, d), BLOCK_ROWS,
-                                       out)
+    _kernels().sq_dist_to_assigned(Xk, lut, sh, s, C, lab, n_chunks(n, 1, d), BLOCK_ROWS, out)
     return out
 
 
@@ -373,9 +375,7 @@ def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, shift: Any, in
     if _resolve(impl) == "threads":
         return _threads_kpp_potentials(Xk, lut, sh, s, w, cl, Cc)
     pots = np.empty(Cc.shape[0], np.float64)
-    with _Dynamic():
-        _kernels().kpp_potentials(Xk, lut, sh, s, w, cl, Cc, n_chunks(n, 1, d), BLOCK_ROWS,
-                                  pots)
+    _kernels().kpp_potentials(Xk, lut, sh, s, w, cl, Cc, n_chunks(n, 1, d), BLOCK_ROWS, pots)
     return pots
 
 
@@ -395,8 +395,7 @@ def kpp_update(X: Any, closest: Any, center: Any, shift: Any, inv_scale: float, 
         return _threads_map(
             Xk, lut, sh, s, lambda xb, a, b: np.minimum(cl[a:b], _np_sq_diff(xb, c)), dt)
     out = np.empty(n, dt)
-    with _Dynamic():
-        _kernels().kpp_update(Xk, lut, sh, s, cl, c, n_chunks(n, 1, d), BLOCK_ROWS, out)
+    _kernels().kpp_update(Xk, lut, sh, s, cl, c, n_chunks(n, 1, d), BLOCK_ROWS, out)
     return out
 
 

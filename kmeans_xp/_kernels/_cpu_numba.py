@@ -1,10 +1,8 @@
 """numba kernels behind :mod:`kmeans_xp._kernels._cpu` (imported only from there, lazily).
 
 Every kernel works on row *chunks*: the rows are cut into ``n_chunks`` contiguous ranges
-that the worker threads take dynamically (``prange`` with a chunk size of 1, set by the
-caller: a thread that the OS preempts holds up one chunk, not half the pass), each walked
-in blocks of ``block`` rows.  A block is read
-once from X in its storage dtype, converted and put in the working frame
+shared out between the worker threads (``prange``), each walked in blocks of ``block``
+rows.  A block is read once from X in its storage dtype, converted and put in the frame
 (``x * inv_scale - shift``) into a small per-chunk buffer, and everything the pass needs
 from it (distances, argmin, centre sums, inertia) is done while it sits in L1/L2.
 Per-chunk partial results (float64) are reduced in chunk order at the end, so a pass is
