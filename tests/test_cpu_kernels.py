@@ -367,3 +367,18 @@ def test_without_numba_the_numpy_path_is_the_default_and_correct():
     )
     res = _run(code)
     assert res.returncode == 0, res.stderr
+
+
+def test_concurrent_calls_from_python_threads(impl):
+    """Two threads calling the kernels at once get the same answers as one at a time
+    (numba's workqueue threading layer takes one caller at a time: the kernels lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, C, w = make(3000, 9, 12, np.float32, seed=41, weights=True)
+    expect = _cpu.lloyd_pass(X, C, w, None, 1.0, impl=impl)
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: _cpu.lloyd_pass(X, C, w, None, 1.0, impl=impl),
+                             range(8)))
+    for labels, sums, counts, _ in outs:
+        np.testing.assert_array_equal(labels, expect[0])
+        assert sums.tobytes() == expect[1].tobytes()

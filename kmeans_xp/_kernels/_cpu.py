@@ -58,6 +58,8 @@ _NUMBA: Any = None
 _NUMBA_ERROR: str | None = None
 _LUTS: dict = {}
 _LOCK = threading.Lock()
+#: Held while a compiled kernel runs: numba's workqueue layer takes one caller at a time.
+_CALL_LOCK = threading.Lock()
 
 
 # ----------------------------------------------------------------------------------------
@@ -87,6 +89,7 @@ def _kernels() -> Any:
         with _LOCK:
             if _NUMBA is None:
                 try:
+                    _choose_threading_layer()
                     from . import _cpu_numba
                     try:  # the BLAS numba calls for np.dot: loaded before threadpoolctl looks
                         import scipy.linalg.cython_blas  # noqa: F401
@@ -99,6 +102,27 @@ def _kernels() -> Any:
                     ) from exc
                 _NUMBA = _cpu_numba
     return _NUMBA
+
+
+def _choose_threading_layer() -> None:
+    """numba's 'workqueue' threading layer, unless the user chose one or numba's threads
+    already run.
+
+    numba's default picks OpenMP ('omp') where it can; its threads spin between parallel
+    regions, and on a machine whose cores are shared with other processes a pass then
+    waited for descheduled spinners: 44-60 ms instead of 0.5-0.6 ms per pass at
+    (20000, 16, 16) on 2 busy cores (omp with OMP_WAIT_POLICY=PASSIVE: 0.5 ms; workqueue:
+    0.6 ms).  workqueue must not be entered from two threads at once: the kernels hold
+    :data:`_CALL_LOCK` while they run.
+    """
+    import numba
+
+    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+        return
+    try:
+        numba.threading_layer()  # raises while no parallel region has run yet
+    except ValueError:
+        numba.config.THREADING_LAYER = "workqueue"
 
 
 def n_workers(impl: str | None = None) -> int:
@@ -294,7 +318,7 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float,
     Cm2 = -2 * C
     c_sq = np.einsum("ij,ij->i", C, C)
     use_gemm = _use_gemm(d, k)
-    with _OneBlasThread() if use_gemm else _NoOp():
+    with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
         inertia = kern.lloyd_pass(Xk, lut, sh, s, w, C, Cm2, c_sq, use_gemm, bool(need_inertia),
                                   n_chunks(n, k, d), BLOCK_ROWS, labels, sums, counts)
     return labels, sums, counts, (float(inertia) if need_inertia else None)
@@ -324,7 +348,7 @@ def assign(X: Any, centers: Any, shift: Any, inv_scale: float, *, impl: str | No
     Cm2 = -2 * C
     c_sq = np.einsum("ij,ij->i", C, C)
     use_gemm = _use_gemm(d, C.shape[0])
-    with _OneBlasThread() if use_gemm else _NoOp():
+    with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
         kern.assign(Xk, lut, sh, s, C, Cm2, c_sq, use_gemm, n_chunks(n, C.shape[0], d),
                     BLOCK_ROWS, labels, mins)
     return labels, mins
@@ -346,7 +370,9 @@ def sq_dist_to_assigned(X: Any, centers: Any, labels: Any, shift: Any, inv_scale
     if _resolve(impl) == "threads":
         return _threads_map(Xk, lut, sh, s, lambda xb, a, b: _np_sq_diff(xb, C[lab[a:b]]), dt)
     out = np.empty(n, dt)
-    _kernels().sq_dist_to_assigned(Xk, lut, sh, s, C, lab, n_chunks(n, 1, d), BLOCK_ROWS, out)
+    kern = _kernels()
+    with _CALL_LOCK:
+        kern.sq_dist_to_assigned(Xk, lut, sh, s, C, lab, n_chunks(n, 1, d), BLOCK_ROWS, out)
     return out
 
 
@@ -375,7 +401,9 @@ def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, shift: Any, in
     if _resolve(impl) == "threads":
         return _threads_kpp_potentials(Xk, lut, sh, s, w, cl, Cc)
     pots = np.empty(Cc.shape[0], np.float64)
-    _kernels().kpp_potentials(Xk, lut, sh, s, w, cl, Cc, n_chunks(n, 1, d), BLOCK_ROWS, pots)
+    kern = _kernels()
+    with _CALL_LOCK:
+        kern.kpp_potentials(Xk, lut, sh, s, w, cl, Cc, n_chunks(n, 1, d), BLOCK_ROWS, pots)
     return pots
 
 
@@ -395,7 +423,9 @@ def kpp_update(X: Any, closest: Any, center: Any, shift: Any, inv_scale: float, 
         return _threads_map(
             Xk, lut, sh, s, lambda xb, a, b: np.minimum(cl[a:b], _np_sq_diff(xb, c)), dt)
     out = np.empty(n, dt)
-    _kernels().kpp_update(Xk, lut, sh, s, cl, c, n_chunks(n, 1, d), BLOCK_ROWS, out)
+    kern = _kernels()
+    with _CALL_LOCK:
+        kern.kpp_update(Xk, lut, sh, s, cl, c, n_chunks(n, 1, d), BLOCK_ROWS, out)
     return out
 
 
