@@ -212,6 +212,11 @@ def as_array(
     with ``__array__``) goes through NumPy and then, when ``xp``/``device`` are given,
     into that namespace on that device.
     """
+    if getattr(X, "is_meta", False) is True:  # a torch 'meta' tensor: shape, no data
+        raise ValueError(
+            f"{name} is a tensor on torch's 'meta' device, which has a shape but no data to "
+            f"cluster; pass {name} on a real device (e.g. 'cpu' or 'cuda')."
+        )
     if is_array(X) and not (isinstance(X, np.ndarray) and X.dtype == object):
         X = plain_array(X)
         return X, array_namespace(X), device_of(X)

@@ -150,13 +150,70 @@ def test_strict_convergence_and_tol_stop_label_consistency():
     X = _blobs(n=2000, k=5, seed=9)
     strict = KMeans(5, random_state=0, tol=0).fit(X)
     np.testing.assert_array_equal(strict.predict(X), strict.labels_)
-    loose = KMeans(5, random_state=0, tol=1e-1).fit(X)
-    # after a tol stop labels are recomputed against the returned centres
-    np.testing.assert_array_equal(loose.predict(X), loose.labels_)
-    assert loose.n_iter_ <= strict.n_iter_
     capped = KMeans(5, random_state=0, max_iter=1).fit(X)
     assert capped.n_iter_ == 1
     np.testing.assert_array_equal(capped.predict(X), capped.labels_)
+
+
+def _last_convergence_line(out: str) -> str:
+    lines = [ln for ln in out.splitlines() if ln.startswith("Converged at iteration")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+def test_tol_stop_really_stops_by_tol_then_relabels(backend, capsys):
+    """A run stopped by ``tol`` (not by unchanged labels): the labels are recomputed
+    against the returned centres, so ``predict(X) == labels_``."""
+    X = np.random.default_rng(4).normal(size=(3000, 2))  # one blob: centres creep
+    Xb = backend.asarray(X)
+    km = KMeans(8, random_state=0, tol=1e-2, verbose=1).fit(Xb)
+    line = _last_convergence_line(capsys.readouterr().out)
+    assert "within tolerance" in line, line  # the test is about a tol stop
+    i = int(line.split()[3].rstrip(":"))
+    assert km.n_iter_ == i + 1 >= 3
+    labels = backend.to_numpy(km.labels_)
+    np.testing.assert_array_equal(backend.to_numpy(km.predict(Xb)), labels)
+    # not vacuous: the labelling of the pass that stopped (against the centres before the
+    # last update, those of a run capped at i iterations) differs from the final one
+    before = KMeans(8, random_state=0, tol=0, max_iter=i).fit(Xb)
+    assert (backend.to_numpy(before.predict(Xb)) != labels).any()
+    # and the stop came early: a strict run goes further from the same start
+    assert KMeans(8, random_state=0, tol=0).fit(Xb).n_iter_ > km.n_iter_
+
+
+def test_strict_convergence_is_detected(backend, capsys):
+    """Unchanged labels must stop the run as strict convergence, at scikit-learn's iteration.
+
+    ``tol < 0`` (where only strict convergence could stop a run) is rejected by
+    scikit-learn's parameter validation and by ours, so the closest setting is ``tol=0``.
+    There a run whose label comparison never fires still stops at the same iteration,
+    through a zero centre shift, but reports "within tolerance": the message is what tells
+    the two apart, so it is checked, with the iteration, against scikit-learn's own.
+    """
+    X = _blobs(n=1500, k=5, seed=12)
+    init = X[[0, 300, 600, 900, 1200]]
+    km = KMeans(5, init=backend.asarray(init), tol=0, verbose=1).fit(backend.asarray(X))
+    line = _last_convergence_line(capsys.readouterr().out)
+    assert line.endswith("strict convergence."), line
+    i = int(line.split()[3].rstrip(":"))
+    assert km.n_iter_ == i + 1 >= 2
+    sklearn = pytest.importorskip("sklearn.cluster")
+    ref = sklearn.KMeans(5, init=init, n_init=1, tol=0, verbose=1).fit(X)
+    ref_line = _last_convergence_line(capsys.readouterr().out)
+    assert ref_line == line and ref.n_iter_ == km.n_iter_
+
+
+def test_torch_meta_tensor_is_a_clear_value_error():
+    torch = pytest.importorskip("torch")
+    meta = torch.empty((20, 3), device="meta")
+    with pytest.raises(ValueError, match=r"X is a tensor on torch's 'meta' device"):
+        KMeans(2).fit(meta)
+    km = KMeans(2, random_state=0).fit(_blobs(n=20, d=3, k=2))
+    for method in (km.predict, km.transform, km.score):
+        with pytest.raises(ValueError, match="'meta' device"):
+            method(meta)
+    with pytest.raises(ValueError, match="'meta' device"):
+        kmeans_plusplus(meta, 2)
 
 
 def test_degenerate_input_warns_and_stays_finite(backend):
@@ -182,14 +239,23 @@ def test_single_cluster_and_k_equals_n(backend):
 
 
 def test_inputs_are_never_modified(backend):
-    X = _blobs()
+    """fit, predict, transform and score leave X, weights and init untouched, on data far
+    from the origin (so the working frame centres every chunk)."""
+    X = _blobs() + 1000.0
+    assert (X.mean(0) ** 2).sum() > X.var(0).sum()  # the centring branch is taken
     w = np.linspace(0.5, 1.5, X.shape[0])
     init = X[:4].copy()
+    X_ref, w_ref, init_ref = X.copy(), w.copy(), init.copy()
     Xb, wb, ib = backend.asarray(X), backend.asarray(w), backend.asarray(init)
-    KMeans(4, init=ib).fit(Xb, sample_weight=wb)
-    np.testing.assert_array_equal(backend.to_numpy(Xb), X)
-    np.testing.assert_array_equal(backend.to_numpy(wb), w)
-    np.testing.assert_array_equal(backend.to_numpy(ib), init)
+    km = KMeans(4, init=ib).fit(Xb, sample_weight=wb)
+    km.predict(Xb)
+    km.transform(Xb)
+    km.score(Xb, sample_weight=wb)
+    KMeans(4, random_state=0).fit(Xb, sample_weight=wb)  # k-means++ too
+    # against copies: with NumPy, Xb *is* X (a comparison with X could not fail)
+    np.testing.assert_array_equal(backend.to_numpy(Xb), X_ref)
+    np.testing.assert_array_equal(backend.to_numpy(wb), w_ref)
+    np.testing.assert_array_equal(backend.to_numpy(ib), init_ref)
 
 
 def test_read_only_fortran_and_strided_numpy_arrays():

@@ -46,6 +46,8 @@ torch              addmm, min(dim=1), index_add_ (``_torch``)                   
 cupy               in-place products, scatter_add when allowed (``_cupy``)        CuPy
 triton             fused assignment on tensor cores, deterministic sums          torch CUDA,
                    (``_triton``; optional: ``pip install triton``)               CuPy
+cpu                fused pass per cache block: GEMM + argmin + sums, threads     NumPy,
+                   (``_cpu``; optional: ``pip install numba threadpoolctl``)      torch CPU
 manhattan          L1 distances for ``metric='manhattan'`` (``_manhattan``)      any namespace
 =================  ============================================================  ==============
 
@@ -86,6 +88,17 @@ def _triton_set(xp: Any, device: Any, dtype: Any, *, interpreted: bool = False) 
     if not _triton.supports(dtype) or _triton.INTERPRETED != on_interpreter:
         return None
     return _triton.TritonCupyKernels if is_cupy_namespace(xp) else _triton.TritonTorchKernels
+
+
+def _cpu_set(xp: Any, device: Any) -> type | None:
+    """The fused CPU set (numba) for NumPy arrays and torch CPU tensors, or None."""
+    cpu = is_numpy_namespace(xp) or (is_torch_namespace(xp)
+                                     and getattr(device, "type", "") == "cpu")
+    if not cpu or importlib.util.find_spec("numba") is None:
+        return None
+    from . import _cpu
+
+    return _cpu.FusedNumpyKernels if is_numpy_namespace(xp) else _cpu.FusedTorchKernels
 
 
 def _vendor_set(xp: Any) -> type:
@@ -135,7 +148,8 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     elif prefer == "reference":
         cls = ReferenceKernels
     else:
-        cls = (prefer is None and _triton_set(xp, device, dtype)) or _vendor_set(xp)
+        fused = prefer is None and (_triton_set(xp, device, dtype) or _cpu_set(xp, device))
+        cls = fused or _vendor_set(xp)
     return cls(xp, device, dtype, precision=precision, deterministic=deterministic)
 
 
@@ -148,7 +162,7 @@ def available_sets(xp: Any, device: Any, dtype: Any, **options: Any) -> dict:
     vendor = _vendor_set(xp)
     if vendor is not ReferenceKernels:
         sets[vendor.name] = vendor(xp, device, dtype, **options)
-    fused = _triton_set(xp, device, dtype, interpreted=True)
-    if fused is not None:
-        sets[fused.name] = fused(xp, device, dtype, **options)
+    for fused in (_triton_set(xp, device, dtype, interpreted=True), _cpu_set(xp, device)):
+        if fused is not None:
+            sets[fused.name] = fused(xp, device, dtype, **options)
     return sets

@@ -22,6 +22,14 @@ from .._compat import device_of
 from .._data import ChunkedData, accumulate, chunk_rows
 
 
+def fusable(data: ChunkedData) -> bool:
+    """Whether a fused kernel set may read ``data.X`` itself, applying the frame (shift,
+    scale) on its own: not for data streamed from the host, nor for 'cosine', whose frame
+    also scales each row to unit length.  Otherwise the fused sets take their parent's
+    chunk loop."""
+    return not data.streamed and data.metric == "euclidean"
+
+
 def onehot(labels: Any, n_clusters: int, dtype: Any, xp: Any) -> Any:
     """(m, n_clusters) indicator matrix of ``labels`` in ``dtype``."""
     ks = xp.arange(n_clusters, dtype=labels.dtype, device=device_of(labels))

@@ -876,6 +876,9 @@ def kpp_update(X: Any, closest: Any, center: Any, *, shift: Any = None,
 # ----------------------------------------------------------------------------------------
 # The kernel set of the seam: whole passes through the fused kernels above
 # ----------------------------------------------------------------------------------------
+from ._reference import fusable  # noqa: E402
+
+
 def _torch_set():
     from ._torch import TorchKernels
 
@@ -901,22 +904,22 @@ class _TritonPasses:
     def _frame(self, data):
         return {"shift": data.shift, "inv_scale": data.inv_scale}
 
-    # data streamed from the host (``data.streamed``) are not on the device whole: those
-    # passes take the parent set's chunk loop
+    # data streamed from the host, or with a frame the kernels do not apply (cosine's unit
+    # rows): those passes take the parent set's chunk loop (``fusable``)
     def lloyd_pass(self, data, centers, *, need_inertia=False):
-        if data.streamed:
+        if not fusable(data):
             return super().lloyd_pass(data, centers, need_inertia=need_inertia)
         return lloyd_pass(data.X, centers, data.weights, precision=self.precision,
                           need_inertia=need_inertia, deterministic=self.deterministic,
                           **self._frame(data))
 
     def assign(self, data, centers):
-        if data.streamed:
+        if not fusable(data):
             return super().assign(data, centers)
         return assign(data.X, centers, precision=self.precision, **self._frame(data))
 
     def labels_inertia(self, data, centers, *, return_inertia=True):
-        if data.streamed:
+        if not fusable(data):
             return super().labels_inertia(data, centers, return_inertia=return_inertia)
         # ``mins`` are direct differences to the chosen centre (accurate in float32)
         labels, mins = self.assign(data, centers)

@@ -1,0 +1,702 @@
+"""The fused CPU pass: per block of rows, distances, argmin and centre sums in cache.
+
+The kernels take NumPy arrays (torch CPU tensors come as zero-copy NumPy views: see
+:func:`numpy_view`) and follow the contract of :mod:`kmeans_xp._kernels`: X (n, d) in its
+storage dtype (float32, float64, float16; ``uint16`` is read as bfloat16 bits), centres
+(k, d) in the compute dtype and in working coordinates ``Xt = X * inv_scale - shift``, the
+frame applied per block (never a copy of X).
+
+Two implementations, the same results up to rounding:
+
+``"numba"`` (default when numba is installed: ``pip install kmeans_xp[cpu]``)
+    one compiled pass (:mod:`._cpu_numba`): the rows cut into :func:`n_chunks` ranges
+    shared between numba's threads, each walked in blocks of :data:`BLOCK_ROWS`; per
+    block the frame, the distances ``||c||^2 - 2 x.c`` (a single-threaded BLAS GEMM, or a
+    direct loop for tiny ``d * k``), the first argmin (across rows, vectorised) and the
+    centre sums in float64 per chunk, reduced in chunk order.
+``"threads"`` (the pure-NumPy path, used when numba is missing)
+    the same structure with Python threads and NumPy operations per block (larger blocks
+    to amortise the interpreter), BLAS limited to one thread per worker with threadpoolctl
+    when it is installed.
+
+Both are deterministic: the same inputs give bit-identical outputs from run to run; the
+compiled path whatever the number of threads (:func:`n_chunks`), the threads path for a
+given number of workers (:func:`n_workers`).
+
+numba is imported only inside these functions, never at ``import kmeans_xp``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+#: Rows per block of the compiled kernels (measured flat between 128 and 512).
+BLOCK_ROWS = 256
+#: Rows per block of the Python-threads path (interpreter overhead needs larger blocks).
+THREAD_BLOCK_ROWS = 4096
+#: The compiled kernels use a BLAS GEMM per block when d * k is at least this, else a
+#: direct loop.  Measured on 2 cores (best of 12, same process): the GEMM is faster from
+#: (d, k) = (16, 16) up (91 vs 112 ms at n = 1M) and ties at (8, 8); the direct loop
+#: (not register-blocked) also serves when scipy or threadpoolctl is missing.
+GEMM_MIN_DK = 64
+#: The threads path sums centres with a one-hot GEMM up to this k, bincount above.
+ONEHOT_MAX_K = 64
+#: The compiled kernels cut the rows into at most this many chunks (split statically
+#: between the threads: numba's dynamic scheduling measured 2x slower here), each with its
+#: own float64 partial sums (k, d) ...
+MAX_CHUNKS = 32
+#: ... and at least this many, while the partial sums fit in this many bytes.
+MIN_CHUNKS = 8
+PARTIALS_BYTES = 4 << 20
+
+_NUMBA: Any = None
+_NUMBA_ERROR: str | None = None
+_LUTS: dict = {}
+_LOCK = threading.Lock()
+#: Held while a compiled kernel runs: numba's workqueue layer takes one caller at a time.
+_CALL_LOCK = threading.Lock()
+
+
+# ----------------------------------------------------------------------------------------
+# plumbing
+# ----------------------------------------------------------------------------------------
+def available() -> bool:
+    """Whether the compiled kernels can run (numba importable).
+
+    Importing numba is left to the first call of a kernel; this only looks it up.
+    """
+    if _NUMBA is not None:
+        return True
+    if _NUMBA_ERROR is not None:
+        return False
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _kernels() -> Any:
+    """The compiled-kernel module (numba imported, cached code loaded), or raise."""
+    global _NUMBA, _NUMBA_ERROR
+    if _NUMBA is None:
+        with _LOCK:
+            if _NUMBA is None:
+                try:
+                    _choose_threading_layer()
+                    from . import _cpu_numba
+                    try:  # the BLAS numba calls for np.dot: loaded before threadpoolctl looks
+                        import scipy.linalg.cython_blas  # noqa: F401
+                    except ImportError:
+                        pass
+                except ImportError as exc:
+                    _NUMBA_ERROR = str(exc)
+                    raise ImportError(
+                        "the compiled CPU kernels need numba (pip install kmeans_xp[cpu])"
+                    ) from exc
+                _NUMBA = _cpu_numba
+    return _NUMBA
+
+
+def _choose_threading_layer() -> None:
+    """numba's 'workqueue' threading layer, unless the user chose one or numba's threads
+    already run.
+
+    numba's default picks OpenMP ('omp') where it can; its threads spin between parallel
+    regions, and on a machine whose cores are shared with other processes a pass then
+    waited for descheduled spinners: 44-60 ms instead of 0.5-0.6 ms per pass at
+    (20000, 16, 16) on 2 busy cores (omp with OMP_WAIT_POLICY=PASSIVE: 0.5 ms; workqueue:
+    0.6 ms).  workqueue must not be entered from two threads at once: the kernels hold
+    :data:`_CALL_LOCK` while they run.
+    """
+    import numba
+
+    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+        return
+    try:
+        numba.threading_layer()  # raises while no parallel region has run yet
+    except ValueError:
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+def n_workers(impl: str | None = None) -> int:
+    """Workers (= row ranges, = partial sums) a pass uses: numba's thread count, or the
+    CPUs this process may use capped by ``OMP_NUM_THREADS`` for the threads path."""
+    if _resolve(impl) == "numba":
+        import numba
+
+        return int(numba.get_num_threads())
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cpus, int(env))) if env.isdigit() and int(env) > 0 else max(1, cpus)
+
+
+def _resolve(impl: str | None) -> str:
+    if impl is None:
+        if not available():
+            return "threads"
+        try:
+            _kernels()
+        except ImportError:  # installed but broken: the NumPy path still works
+            return "threads"
+        return "numba"
+    if impl not in ("numba", "threads"):
+        raise ValueError(f"impl must be None, 'numba' or 'threads'; got {impl!r}")
+    return impl
+
+
+def numpy_view(a: Any) -> np.ndarray:
+    """A zero-copy NumPy view of a NumPy array or a torch CPU tensor.
+
+    bfloat16 tensors become their ``uint16`` bits (which the kernels read as bfloat16);
+    a tensor that requires grad is detached (no copy).  torch is not imported here.
+    """
+    if isinstance(a, np.ndarray):
+        return a
+    if type(a).__module__.split(".")[0] == "torch":
+        t = a.detach()
+        if t.device.type != "cpu":
+            raise ValueError(f"the CPU kernels need a CPU tensor; got one on {t.device}")
+        if str(t.dtype) == "torch.bfloat16":
+            import torch
+
+            return t.view(torch.int16).numpy().view(np.uint16)
+        return t.numpy()
+    return np.asarray(a)
+
+
+def _lut(kind: str) -> np.ndarray:
+    """float32 value of every 16-bit pattern (exact): 'f16' or 'bf16'."""
+    lut = _LUTS.get(kind)
+    if lut is None:
+        bits = np.arange(65536, dtype=np.uint32)
+        if kind == "f16":
+            lut = bits.astype(np.uint16).view(np.float16).astype(np.float32)
+        else:
+            lut = (bits << 16).view(np.float32)
+        _LUTS[kind] = lut = np.ascontiguousarray(lut)
+    return lut
+
+
+def _storage(X: Any) -> tuple[np.ndarray, np.ndarray | None, type]:
+    """(X as the kernels read it, lookup table or None, compute dtype)."""
+    X = numpy_view(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n, d); got shape {X.shape}")
+    if X.dtype == np.float32 or X.dtype == np.float64:
+        return X, None, X.dtype.type
+    if X.dtype == np.float16:
+        return X.view(np.uint16), _lut("f16"), np.float32
+    if X.dtype == np.uint16:
+        return X, _lut("bf16"), np.float32
+    raise TypeError(f"X must be float32, float64, float16 or bfloat16 bits (uint16); "
+                    f"got {X.dtype}")
+
+
+def _vec(a: Any, dt: type, n: int, name: str) -> np.ndarray | None:
+    if a is None:
+        return None
+    a = np.ascontiguousarray(numpy_view(a), dtype=dt)
+    if a.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},); got {a.shape}")
+    return a
+
+
+def _mat(a: Any, dt: type, d: int, name: str) -> np.ndarray:
+    a = np.ascontiguousarray(numpy_view(a), dtype=dt)
+    if a.ndim != 2 or a.shape[1] != d:
+        raise ValueError(f"{name} must have shape (k, {d}); got {a.shape}")
+    return a
+
+
+def n_chunks(n: int, k: int, d: int) -> int:
+    """Row chunks of a compiled pass: a function of (n, k, d) only, never of the thread
+    count, so that the fixed-order reduction over chunks gives the same bits everywhere.
+
+    Between :data:`MIN_CHUNKS` and :data:`MAX_CHUNKS`, as many as keep the per-chunk
+    float64 partial sums within :data:`PARTIALS_BYTES`; never more than the blocks of rows.
+    """
+    fit = PARTIALS_BYTES // max(8 * k * d, 1)
+    c = max(MIN_CHUNKS, min(MAX_CHUNKS, fit))
+    return max(1, min(c, -(-n // BLOCK_ROWS)))
+
+
+def _use_gemm(d: int, k: int) -> bool:
+    """BLAS per block when d * k is large, and when numba has a BLAS (scipy) whose threads
+    threadpoolctl can limit (two workers each calling a 2-thread BLAS ran 10-40x slower)."""
+    return d * k >= GEMM_MIN_DK and _blas_ok()
+
+
+def _blas_ok() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("scipy", "threadpoolctl"))
+
+
+class _OneBlasThread:
+    """BLAS limited to one thread inside the workers (threadpoolctl), when it is installed."""
+
+    _controller: Any = None
+    _key: bool = False
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl missing
+            self._ctx = None
+            return self
+        # threadpoolctl sees the libraries loaded when it is built: build it again once the
+        # compiled kernels (and scipy's BLAS, which numba calls) are loaded
+        key = _NUMBA is not None
+        if _OneBlasThread._controller is None or _OneBlasThread._key != key:
+            _OneBlasThread._controller, _OneBlasThread._key = ThreadpoolController(), key
+        self._ctx = _OneBlasThread._controller.limit(limits=1, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        if self._ctx is not None:
+            self._ctx.restore_original_limits()
+        return False
+
+
+# ----------------------------------------------------------------------------------------
+# public kernels
+# ----------------------------------------------------------------------------------------
+def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float, *,
+               need_inertia: bool = False, impl: str | None = None):
+    """One Lloyd pass: labels, weighted centre sums and weights, inertia if asked.
+
+    Parameters
+    ----------
+    X : ndarray (n, d)
+        Storage dtype float32, float64, float16, or uint16 (bfloat16 bits).
+    centers : ndarray (k, d)
+        Compute dtype (float64 for float64 X, else float32), working coordinates.
+    weights : ndarray (n,) or None
+        Sample weights (None: unit weights).
+    shift : ndarray (d,) or None
+        The frame's centring shift (compute dtype).
+    inv_scale : float
+        The frame's scale (an exact power of two).
+    need_inertia : bool
+        Also return ``sum_i w_i ||xt_i - c_{l_i}||^2`` (direct differences).
+    impl : {None, 'numba', 'threads'}
+        None: numba when installed, else the NumPy threads path.
+
+    Returns
+    -------
+    labels : ndarray (n,) int64
+        First nearest centre of each row.
+    sums : ndarray (k, d)
+        ``sum_{i: l_i = j} w_i xt_i``, compute dtype (accumulated in float64).
+    counts : ndarray (k,)
+        ``sum_{i: l_i = j} w_i``, compute dtype.
+    inertia : float or None
+    """
+    Xk, lut, dt = _storage(X)
+    n, d = Xk.shape
+    C = _mat(centers, dt, d, "centers")
+    k = C.shape[0]
+    w = _vec(weights, dt, n, "weights")
+    sh = _vec(shift, dt, d, "shift")
+    s = dt(inv_scale)
+    if _resolve(impl) == "threads":
+        return _threads_lloyd(Xk, lut, sh, s, w, C, need_inertia)
+    kern = _kernels()
+    labels = np.empty(n, np.int64)
+    sums = np.empty((k, d), dt)
+    counts = np.empty(k, dt)
+    Cm2 = -2 * C
+    c_sq = np.einsum("ij,ij->i", C, C)
+    use_gemm = _use_gemm(d, k)
+    with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
+        inertia = kern.lloyd_pass(Xk, lut, sh, s, w, C, Cm2, c_sq, use_gemm, bool(need_inertia),
+                                  n_chunks(n, k, d), BLOCK_ROWS, labels, sums, counts)
+    return labels, sums, counts, (float(inertia) if need_inertia else None)
+
+
+def assign(X: Any, centers: Any, shift: Any, inv_scale: float, *, impl: str | None = None):
+    """Nearest centre of every row and the squared distance to it.
+
+    Returns
+    -------
+    labels : ndarray (n,) int64
+        First nearest centre (lowest index on exact ties).
+    mins : ndarray (n,)
+        ``||xt_i - c_{l_i}||^2`` by direct differences (accurate), clipped >= 0, compute
+        dtype.
+    """
+    Xk, lut, dt = _storage(X)
+    n, d = Xk.shape
+    C = _mat(centers, dt, d, "centers")
+    sh = _vec(shift, dt, d, "shift")
+    s = dt(inv_scale)
+    if _resolve(impl) == "threads":
+        return _threads_assign(Xk, lut, sh, s, C)
+    kern = _kernels()
+    labels = np.empty(n, np.int64)
+    mins = np.empty(n, dt)
+    Cm2 = -2 * C
+    c_sq = np.einsum("ij,ij->i", C, C)
+    use_gemm = _use_gemm(d, C.shape[0])
+    with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
+        kern.assign(Xk, lut, sh, s, C, Cm2, c_sq, use_gemm, n_chunks(n, C.shape[0], d),
+                    BLOCK_ROWS, labels, mins)
+    return labels, mins
+
+
+def sq_dist_to_assigned(X: Any, centers: Any, labels: Any, shift: Any, inv_scale: float, *,
+                        impl: str | None = None) -> np.ndarray:
+    """``||xt_i - c_{labels_i}||^2`` (n,) by direct differences, compute dtype."""
+    Xk, lut, dt = _storage(X)
+    n, d = Xk.shape
+    C = _mat(centers, dt, d, "centers")
+    lab = np.ascontiguousarray(numpy_view(labels), dtype=np.int64)
+    if lab.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},); got {lab.shape}")
+    if n and (lab.min() < 0 or lab.max() >= C.shape[0]):
+        raise ValueError("labels must lie in [0, k)")
+    sh = _vec(shift, dt, d, "shift")
+    s = dt(inv_scale)
+    if _resolve(impl) == "threads":
+        return _threads_map(Xk, lut, sh, s, lambda xb, a, b: _np_sq_diff(xb, C[lab[a:b]]), dt)
+    out = np.empty(n, dt)
+    kern = _kernels()
+    with _CALL_LOCK:
+        kern.sq_dist_to_assigned(Xk, lut, sh, s, C, lab, n_chunks(n, 1, d), BLOCK_ROWS, out)
+    return out
+
+
+def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, shift: Any, inv_scale: float,
+                   *, impl: str | None = None) -> np.ndarray:
+    """Potential of each k-means++ candidate: ``sum_i w_i min(closest_i, ||xt_i - cand_c||^2)``.
+
+    Parameters
+    ----------
+    closest : ndarray (n,)
+        Current squared distance of each row to its nearest chosen centre.
+    cand : ndarray (m, d)
+        Candidate centres (working coordinates, compute dtype).
+
+    Returns
+    -------
+    pots : ndarray (m,) float64, summed in a fixed order.
+
+    The rows are brought into the frame in the compute dtype (as the reference kernels do),
+    and their differences to the candidates taken in float64, so that every backend's
+    k-means++ draws the same centres.
+    """
+    Xk, lut, dt = _storage(X)
+    n, d = Xk.shape
+    Cc = _mat(cand, np.float64, d, "cand")
+    cl = _vec(closest, np.float64, n, "closest")
+    w = _vec(weights, dt, n, "weights")
+    sh = _vec(shift, dt, d, "shift")
+    s = dt(inv_scale)
+    if _resolve(impl) == "threads":
+        return _threads_kpp_potentials(Xk, lut, sh, s, w, cl, Cc)
+    pots = np.empty(Cc.shape[0], np.float64)
+    kern = _kernels()
+    with _CALL_LOCK:
+        kern.kpp_potentials(Xk, lut, sh, s, w, cl, Cc, n_chunks(n, 1, d), BLOCK_ROWS, pots,
+                            np.empty(0, dt))
+    return pots
+
+
+def kpp_update(X: Any, closest: Any, center: Any, shift: Any, inv_scale: float, *,
+               impl: str | None = None) -> np.ndarray:
+    """New closest distances: ``min(closest_i, ||xt_i - center||^2)`` (n,), float64 (see
+    :func:`kpp_potentials`).
+
+    ``center`` is (1, d) or (d,).
+    """
+    Xk, lut, dt = _storage(X)
+    n, d = Xk.shape
+    c = _mat(np.reshape(numpy_view(center), (1, -1)), np.float64, d, "center")
+    cl = _vec(closest, np.float64, n, "closest")
+    sh = _vec(shift, dt, d, "shift")
+    s = dt(inv_scale)
+    if _resolve(impl) == "threads":
+        return _threads_map(
+            Xk, lut, sh, s, lambda xb, a, b: np.minimum(cl[a:b], _np_sq_diff(xb, c)),
+            np.float64)
+    out = np.empty(n, np.float64)
+    kern = _kernels()
+    with _CALL_LOCK:
+        kern.kpp_update(Xk, lut, sh, s, cl, c, n_chunks(n, 1, d), BLOCK_ROWS, out,
+                        np.empty(0, dt))
+    return out
+
+
+class _NoOp:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ----------------------------------------------------------------------------------------
+# the pure-NumPy path: Python threads, NumPy per block, single-threaded BLAS per worker
+# ----------------------------------------------------------------------------------------
+def _np_block(Xk, lut, sh, s, a, b):
+    """Rows a:b in the compute dtype and the frame (one block-sized temporary)."""
+    x = Xk[a:b]
+    x = lut[x] if lut is not None else np.array(x, copy=True)
+    if s != 1:
+        x *= s
+    if sh is not None:
+        x -= sh
+    return x
+
+
+def _np_sq_diff(xb, C):
+    diff = xb - C
+    return np.maximum(np.einsum("ij,ij->i", diff, diff), 0)
+
+
+def _ranges(n: int, workers: int):
+    return [((n * t) // workers, (n * (t + 1)) // workers) for t in range(workers)]
+
+
+def _run_workers(n: int, fn):
+    """fn(lo, hi) on each worker's row range, on threads; results in worker order."""
+    workers = n_workers("threads")
+    ranges = _ranges(n, workers)
+    if workers == 1:
+        return [fn(*ranges[0])]
+    with _OneBlasThread(), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda r: fn(*r), ranges))
+
+
+def _threads_map(Xk, lut, sh, s, per_block, dt):
+    n = Xk.shape[0]
+    out = np.empty(n, dt)
+
+    def work(lo, hi):
+        for a in range(lo, hi, THREAD_BLOCK_ROWS):
+            b = min(a + THREAD_BLOCK_ROWS, hi)
+            out[a:b] = per_block(_np_block(Xk, lut, sh, s, a, b), a, b)
+
+    _run_workers(n, work)
+    return out
+
+
+def _np_labels(xb, ct, c_sq, D):
+    m = xb.shape[0]
+    Dm = D[:m]
+    np.matmul(xb, ct, out=Dm)
+    Dm += c_sq
+    return np.argmin(Dm, axis=1)
+
+
+def _threads_lloyd(Xk, lut, sh, s, w, C, need_inertia):
+    n, d = Xk.shape
+    k = C.shape[0]
+    dt = C.dtype
+    ct = np.ascontiguousarray(-2 * C.T)
+    c_sq = np.einsum("ij,ij->i", C, C)
+    labels = np.empty(n, np.int64)
+
+    def work(lo, hi):
+        S = np.zeros((k, d))
+        cnt = np.zeros(k)
+        tot = 0.0
+        D = np.empty((min(THREAD_BLOCK_ROWS, max(hi - lo, 1)), k), dt)
+        for a in range(lo, hi, THREAD_BLOCK_ROWS):
+            b = min(a + THREAD_BLOCK_ROWS, hi)
+            xb = _np_block(Xk, lut, sh, s, a, b)
+            lab = _np_labels(xb, ct, c_sq, D)
+            labels[a:b] = lab
+            wb = None if w is None else w[a:b]
+            if k <= ONEHOT_MAX_K:
+                oh = np.zeros((k, b - a), dt)
+                oh[lab, np.arange(b - a)] = 1 if wb is None else wb
+                S += oh @ xb
+                cnt += oh.sum(axis=1)
+            else:
+                src = xb if wb is None else xb * wb[:, None]
+                flat = (lab[:, None] * d + np.arange(d)).ravel()
+                S += np.bincount(flat, weights=src.ravel(), minlength=k * d).reshape(k, d)
+                cnt += np.bincount(lab, weights=wb, minlength=k)
+            if need_inertia:
+                dist = _np_sq_diff(xb, C[lab])
+                tot += float(dist.sum(dtype=np.float64) if wb is None
+                             else (dist * wb).sum(dtype=np.float64))
+        return S, cnt, tot
+
+    parts = _run_workers(n, work)
+    S, cnt, tot = parts[0]
+    for S2, c2, t2 in parts[1:]:  # worker order: deterministic
+        S = S + S2
+        cnt = cnt + c2
+        tot += t2
+    return labels, S.astype(dt), cnt.astype(dt), (tot if need_inertia else None)
+
+
+def _threads_assign(Xk, lut, sh, s, C):
+    n = Xk.shape[0]
+    dt = C.dtype
+    ct = np.ascontiguousarray(-2 * C.T)
+    c_sq = np.einsum("ij,ij->i", C, C)
+    labels = np.empty(n, np.int64)
+    mins = np.empty(n, dt)
+
+    def work(lo, hi):
+        D = np.empty((min(THREAD_BLOCK_ROWS, max(hi - lo, 1)), C.shape[0]), dt)
+        for a in range(lo, hi, THREAD_BLOCK_ROWS):
+            b = min(a + THREAD_BLOCK_ROWS, hi)
+            xb = _np_block(Xk, lut, sh, s, a, b)
+            lab = _np_labels(xb, ct, c_sq, D)
+            labels[a:b] = lab
+            mins[a:b] = _np_sq_diff(xb, C[lab])
+
+    _run_workers(n, work)
+    return labels, mins
+
+
+def _threads_kpp_potentials(Xk, lut, sh, s, w, cl, Cc):
+    n = Xk.shape[0]
+
+    def work(lo, hi):
+        P = np.zeros(Cc.shape[0])
+        for a in range(lo, hi, THREAD_BLOCK_ROWS):
+            b = min(a + THREAD_BLOCK_ROWS, hi)
+            xb = _np_block(Xk, lut, sh, s, a, b)
+            for c in range(Cc.shape[0]):
+                v = np.minimum(cl[a:b], _np_sq_diff(xb, Cc[c]))
+                P[c] += float(v.sum(dtype=np.float64) if w is None
+                              else np.dot(w[a:b].astype(np.float64), v))
+        return P
+
+    parts = _run_workers(n, work)
+    P = parts[0]
+    for p in parts[1:]:
+        P = P + p
+    return P
+
+
+# ----------------------------------------------------------------------------------------
+# The kernel set of the seam: whole passes through the compiled kernels above
+# ----------------------------------------------------------------------------------------
+from ._reference import fusable  # noqa: E402
+
+_FUSED_STORAGE = ("float32", "float64", "float16", "bfloat16")
+
+
+class _FusedCPUPasses:
+    """Every pass over X through the fused compiled kernels, on NumPy arrays and (through
+    zero-copy views) torch CPU tensors.  Data the kernels cannot read as they are (streamed
+    from the host, cosine's unit rows, integer storage) take the parent set's chunk loop.
+    """
+
+    name = "cpu"
+
+    def _ok(self, data) -> bool:
+        return fusable(data) and str(data.X.dtype).split(".")[-1] in _FUSED_STORAGE
+
+    def _args(self, data):
+        view = numpy_view
+        return (view(data.X), None if data.weights is None else view(data.weights),
+                None if data.shift is None else view(data.shift), data.inv_scale)
+
+    def _wrap(self, a):
+        return a if self._numpy else self._torch.from_numpy(a)
+
+    def _total(self, values, weights, data):
+        v = values.astype(np.float64, copy=False)
+        t = float(v.sum() if weights is None else v @ weights.astype(np.float64, copy=False))
+        return self.xp.asarray(t, dtype=data.accumulator_dtype(), device=self.device)
+
+    def lloyd_pass(self, data, centers, *, need_inertia=False):
+        if not self._ok(data):
+            return super().lloyd_pass(data, centers, need_inertia=need_inertia)
+        X, w, shift, inv = self._args(data)
+        labels, sums, counts, inertia = lloyd_pass(X, numpy_view(centers), w, shift, inv,
+                                                   need_inertia=need_inertia)
+        if inertia is not None:
+            inertia = self.xp.asarray(inertia, dtype=data.accumulator_dtype(),
+                                      device=self.device)
+        return self._wrap(labels), self._wrap(sums), self._wrap(counts), inertia
+
+    def assign(self, data, centers):
+        if not self._ok(data):
+            return super().assign(data, centers)
+        X, _, shift, inv = self._args(data)
+        labels, mins = assign(X, numpy_view(centers), shift, inv)
+        return self._wrap(labels), self._wrap(mins)
+
+    def labels_inertia(self, data, centers, *, return_inertia=True):
+        if not self._ok(data):
+            return super().labels_inertia(data, centers, return_inertia=return_inertia)
+        X, w, shift, inv = self._args(data)
+        labels, mins = assign(X, numpy_view(centers), shift, inv)
+        total = self._total(mins, w, data) if return_inertia else None
+        return self._wrap(labels), total
+
+    def sq_dist_to_assigned(self, data, centers, labels):
+        if not self._ok(data):
+            return super().sq_dist_to_assigned(data, centers, labels)
+        X, _, shift, inv = self._args(data)
+        return self._wrap(sq_dist_to_assigned(X, numpy_view(centers), numpy_view(labels),
+                                              shift, inv))
+
+    def inertia_for_labels(self, data, centers, labels):
+        if not self._ok(data):
+            return super().inertia_for_labels(data, centers, labels)
+        X, w, shift, inv = self._args(data)
+        d = sq_dist_to_assigned(X, numpy_view(centers), numpy_view(labels), shift, inv)
+        return self._total(d, w, data)
+
+    def kpp_potentials(self, data, closest, cand):
+        if not self._ok(data):
+            return super().kpp_potentials(data, closest, cand)
+        X, w, shift, inv = self._args(data)
+        return self._wrap(kpp_potentials(X, numpy_view(closest), numpy_view(cand), w, shift,
+                                         inv))
+
+    def kpp_update(self, data, closest, center):
+        if not self._ok(data):
+            return super().kpp_update(data, closest, center)
+        X, _, shift, inv = self._args(data)
+        cl = (np.full(data.n, np.inf) if closest is None else numpy_view(closest))
+        return self._wrap(kpp_update(X, cl, numpy_view(center), shift, inv))
+
+
+def _numpy_set():
+    from ._numpy import NumpyKernels
+
+    return NumpyKernels
+
+
+def _torch_set():
+    from ._torch import TorchKernels
+
+    return TorchKernels
+
+
+class FusedNumpyKernels(_FusedCPUPasses, _numpy_set()):
+    """The fused CPU pass on NumPy arrays."""
+
+    _numpy = True
+
+
+class FusedTorchKernels(_FusedCPUPasses, _torch_set()):
+    """The fused CPU pass on torch CPU tensors (zero-copy NumPy views in and out)."""
+
+    _numpy = False
+
+    @property
+    def _torch(self):
+        import torch
+
+        return torch
