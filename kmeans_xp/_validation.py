@@ -97,6 +97,10 @@ class DataTypeError(TypeError, ValueError):
     """The data has a dtype that cannot be clustered (complex, strings, objects)."""
 
 
+class DataNamespaceError(ValueError, TypeError):
+    """The data lives in another namespace or on another device than the fitted model."""
+
+
 class NotFittedError(*_bases("NotFittedError", ValueError, AttributeError),
                      metaclass=_PeerMeta):
     """The estimator is used before ``fit``.
@@ -251,8 +255,88 @@ def check_random_state(seed: Any) -> np.random.RandomState | np.random.Generator
     )
 
 
+def is_sparse(a: Any) -> bool:
+    """A SciPy / CuPy sparse matrix or array, or a sparse torch tensor (never imports them)."""
+    module = type(a).__module__ or ""
+    if module.startswith(("scipy.sparse", "cupyx.scipy.sparse")):
+        return True
+    layout = getattr(a, "layout", None)
+    return layout is not None and "sparse" in str(layout)
+
+
+def _sparse_error(name: str) -> TypeError:
+    return DataTypeError(
+        f"Sparse data was passed for {name}, but dense data is required: kmeans_xp does not "
+        "support sparse input yet. Use '.toarray()' (SciPy) or '.to_dense()' (torch) to "
+        "convert it to a dense array.")
+
+
+def _first_non_number(values: np.ndarray) -> tuple[int, Any, str] | None:
+    """(position, value, why) of the first value that is not a number, or None."""
+    for i, v in enumerate(values.ravel()):
+        try:
+            float(v)
+        except (TypeError, ValueError) as exc:
+            return i, v, str(exc)
+    return None
+
+
+def _describe(v: Any) -> str:
+    if type(v).__name__ == "NAType":
+        return "a missing value (pd.NA)"
+    if v is None:
+        return "a missing value (None)"
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _frame_column(col: Any, label: Any, name: str) -> np.ndarray:
+    """One DataFrame column as a NumPy vector, or an error naming the column and the cause."""
+    import pandas as pd  # the column is a pandas object, so pandas is imported already
+
+    dt = col.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "biuf":
+        return col.to_numpy()
+    if pd.api.types.is_bool_dtype(dt) or pd.api.types.is_numeric_dtype(dt):
+        missing = col.isna()
+        if bool(missing.any()):  # nullable / pyarrow dtypes: pd.NA has no float value
+            rows = list(col.index[missing.to_numpy()][:3])
+            raise ValueError(
+                f"{name} column {label!r} (dtype {dt}) holds missing values (pd.NA) in "
+                f"{int(missing.sum())} row(s), first at index {rows}: k-means needs a number "
+                "in every cell. Drop those rows or impute the values first.")
+        target = getattr(dt, "numpy_dtype", np.dtype(np.float64))
+        return col.to_numpy(dtype=target)
+    values = col.to_numpy(dtype=object)
+    bad = _first_non_number(values)
+    if bad is not None:
+        i, v, why = bad
+        raise DataTypeError(
+            f"{name} column {label!r} has dtype {dt} and holds values that are not numbers: "
+            f"{_describe(v)} at index {col.index[i]!r} ({why}). k-means needs numeric "
+            "columns: encode, convert or drop this column first.")
+    return values.astype(np.float64)
+
+
+def _frame_to_numpy(df: Any, name: str) -> np.ndarray:
+    """A pandas DataFrame as one NumPy array; errors name the column at fault."""
+    dtypes = list(df.dtypes)
+    if all(isinstance(dt, np.dtype) and dt.kind in "biuf" for dt in dtypes):
+        return df.to_numpy()  # the common case: NumPy's common dtype, one copy
+    cols = [_frame_column(df.iloc[:, j], label, name) for j, label in enumerate(df.columns)]
+    if not cols:
+        return np.empty((len(df), 0))
+    dtype = np.result_type(*cols)
+    return np.stack([c.astype(dtype, copy=False) for c in cols], axis=1)
+
+
 def _host_array(a: Any, name: str) -> np.ndarray:
     """Lists, tuples, pandas objects and other array-likes as a NumPy array."""
+    if is_sparse(a):
+        raise _sparse_error(name)
+    if hasattr(a, "iloc") and hasattr(a, "columns") and hasattr(a, "dtypes"):
+        return _frame_to_numpy(a, name)
+    if type(a).__module__.startswith("polars") and hasattr(a, "to_numpy"):
+        a = a.to_numpy()  # polars DataFrame / Series: NumPy of the common dtype
     try:
         out = np.asarray(a)
     except (ValueError, TypeError) as exc:
@@ -260,23 +344,82 @@ def _host_array(a: Any, name: str) -> np.ndarray:
     if out.dtype == object:
         try:
             out = out.astype(np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as exc:
+            bad = _first_non_number(out)
+            where = ""
+            if bad is not None and out.ndim >= 1:
+                where = (f" First at {name}[{', '.join(map(str, np.unravel_index(bad[0], out.shape)))}]"
+                         f": {_describe(bad[1])}.")
             raise DataTypeError(
-                f"{name} has dtype object with values that are not numbers; "
+                f"{name} has dtype object with values that are not numbers ({exc}).{where} "
                 "k-means needs numeric data."
             ) from None
     return out
 
 
 def feature_names_of(X: Any) -> np.ndarray | None:
-    """Column names of a DataFrame when they are all strings (scikit-learn's rule)."""
+    """Column names of a DataFrame when they are all strings (scikit-learn's rule).
+
+    Non-string names (pandas' default integer columns) mean "no feature names"; a mix of
+    string and non-string names is a ``TypeError``, as in scikit-learn.
+    """
     cols = getattr(X, "columns", None)
-    if cols is None or not hasattr(X, "iloc"):
+    if cols is None or not (hasattr(X, "iloc") or type(X).__module__.startswith("polars")):
         return None
     names = list(cols)
-    if names and all(isinstance(c, str) for c in names):
+    if not names:
+        return None
+    kinds = sorted({type(c).__name__ for c in names})
+    is_str = [isinstance(c, str) for c in names]
+    if all(is_str):
         return np.asarray(names, dtype=object)
+    if any(is_str):
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {kinds} as feature name / column name types. If you want "
+            "feature names to be stored and validated, you must convert them all to "
+            "strings, by using X.columns = X.columns.astype(str) for example. Otherwise "
+            "you can remove feature / column names from your input data, or convert them "
+            "all to a non-string data type.")
     return None
+
+
+def check_feature_names(X_names: Any, fitted_names: Any, owner: str) -> None:
+    """scikit-learn's feature-name rules between ``fit`` and a later call, its messages too.
+
+    Warns (``UserWarning``) when only one side has names; raises ``ValueError`` naming the
+    unseen and missing columns, or the order problem, when both have names that differ.
+    """
+    if X_names is None and fitted_names is None:
+        return
+    if X_names is not None and fitted_names is None:
+        warnings.warn(f"X has feature names, but {owner} was fitted without feature names",
+                      UserWarning, stacklevel=4)
+        return
+    if X_names is None:
+        warnings.warn(f"X does not have valid feature names, but {owner} was fitted with "
+                      "feature names", UserWarning, stacklevel=4)
+        return
+    if len(X_names) == len(fitted_names) and all(
+            a == b for a, b in zip(X_names, fitted_names)):
+        return
+    seen, now = list(fitted_names), list(X_names)
+    unseen = [c for c in now if c not in set(seen)]
+    missing = [c for c in seen if c not in set(now)]
+    message = "The feature names should match those that were passed during fit.\n"
+
+    def listed(title: str, names: list) -> str:
+        shown = "".join(f"- {c}\n" for c in names[:5])
+        more = "- ...\n" if len(names) > 5 else ""
+        return f"{title}\n{shown}{more}"
+
+    if unseen:
+        message += listed("Feature names unseen at fit time:", unseen)
+    if missing:
+        message += listed("Feature names seen at fit time, yet now missing:", missing)
+    if not unseen and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message)
 
 
 def as_array(
@@ -292,6 +435,8 @@ def as_array(
     with ``__array__``) goes through NumPy and then, when ``xp``/``device`` are given,
     into that namespace on that device.
     """
+    if is_sparse(X):
+        raise _sparse_error(name)
     if is_array(X) and not (isinstance(X, np.ndarray) and X.dtype == object):
         X = plain_array(X)
         return X, array_namespace(X), device_of(X)
@@ -306,21 +451,38 @@ def check_dtype(X: Any, xp: Any, device: Any, name: str) -> tuple[Any, Any]:
     """Storage and compute dtypes of ``X``, or a :class:`DataTypeError`."""
     dtypes = compute_dtype(xp, X.dtype, device)
     if dtypes is None:
-        kind = "complex" if "complex" in str(X.dtype) else f"dtype {X.dtype}"
+        if "complex" in str(X.dtype):
+            raise DataTypeError(
+                f"{name} has complex data, which k-means cannot cluster: Complex data not "
+                "supported. Pass real numbers (float, integer or bool), e.g. the real and "
+                "imaginary parts as separate features.")
         raise DataTypeError(
-            f"{name} has {kind} data, which k-means cannot cluster: pass real numbers "
-            "(float, integer or bool)."
+            f"{name} has dtype {X.dtype} data, which k-means cannot cluster: pass real "
+            "numbers (float, integer or bool)."
         )
     return dtypes
 
 
 def check_2d(X: Any, name: str, owner: str, min_samples: int = 1) -> tuple[int, int]:
-    if X.ndim != 2:
+    """``(n_samples, n_features)`` of a 2-D ``X``, or a ``ValueError`` that says what to do."""
+    shape = tuple(int(s) for s in X.shape)
+    if X.ndim == 0:
         raise ValueError(
-            f"Expected 2D array, got {X.ndim}D array instead: {name} must have shape "
-            f"(n_samples, n_features), got {tuple(X.shape)}. Reshape your data with "
-            f"{name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) for a "
-            "single sample."
+            f"Expected 2D array, got scalar array instead: {name} must have shape "
+            f"(n_samples, n_features), got a single value {name}={X!r}.")
+    if X.ndim == 1:
+        raise ValueError(
+            f"Expected 2D array, got 1D array instead: {name} must have shape "
+            f"(n_samples, n_features), got {shape}. Reshape your data with "
+            f"{name}.reshape(-1, 1) if it has a single feature or {name}.reshape(1, -1) if "
+            "it contains a single sample."
+        )
+    if X.ndim > 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead: found array with dim "
+            f"{X.ndim}, {owner} expected <= 2. {name} must have shape (n_samples, "
+            f"n_features), got {shape}. If each sample is the {shape[1:]} block, flatten it "
+            f"with {name}.reshape({name}.shape[0], -1)."
         )
     n, d = int(X.shape[0]), int(X.shape[1])
     if n < min_samples:
@@ -337,14 +499,25 @@ def check_2d(X: Any, name: str, owner: str, min_samples: int = 1) -> tuple[int, 
 
 
 def check_same_namespace(X: Any, xp: Any, device: Any, xp_fit: Any, device_fit: Any,
-                         name: str) -> None:
-    """Data given to a fitted model must live where the model lives (no silent transfer)."""
-    if backend_name(xp) != backend_name(xp_fit) or device != device_fit:
-        raise InvalidParameterError(
-            f"{name} is a {backend_name(xp)} array on device {device!r}, but the model was "
-            f"fitted on {backend_name(xp_fit)} arrays on device {device_fit!r}. Move {name} "
-            "there first (no implicit transfer is made)."
-        )
+                         name: str, owner: str = "KMeans", method: str = "predict") -> None:
+    """Data given to a fitted model must live where the model lives (no silent transfer).
+
+    A ``ValueError`` about the data (scikit-learn's ``check_same_namespace`` wording), not a
+    parameter error: the model's arrays are not moved behind the user's back.
+    """
+    if backend_name(xp) == backend_name(xp_fit) and device == device_fit:
+        return
+    if backend_name(xp) != backend_name(xp_fit):
+        what = (f"Array namespaces used during fit ({backend_name(xp_fit)}) and {method} "
+                f"({backend_name(xp)}) differ.")
+    else:
+        what = f"Devices used during fit ({device_fit}) and {method} ({device}) differ."
+    raise DataNamespaceError(
+        f"Inputs passed to {owner}.{method}() must use the same namespace and the same "
+        f"device as those passed to fit(). {what} {name} is a {backend_name(xp)} array on "
+        f"device {device!r}, but the model was fitted on {backend_name(xp_fit)} arrays on "
+        f"device {device_fit!r}. Move {name} there first (no implicit transfer is made)."
+    )
 
 
 def as_namespace(a: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
