@@ -28,19 +28,19 @@ from ._compat import (
 
 # -- exceptions and warnings, joined to scikit-learn's without importing it ------------------
 # kmeans_xp never imports scikit-learn (importing ``sklearn.exceptions`` runs sklearn/__init__,
-# which imports scikit-learn's base, utils and SciPy: about 1 s, 30x ``import kmeans_xp``).
+# which imports scikit-learn's base, utils and SciPy: 1.0-2.4 s on the 2-core dev machine,
+# 20-45x ``import kmeans_xp`` measured in the same processes).
 # Instead:
 # - when scikit-learn is already imported as kmeans_xp is, the classes below derive from its
 #   classes of the same role directly;
 # - otherwise they stand alone, and whatever kmeans_xp raises once scikit-learn has been
 #   imported (by anyone) is an instance of a "twin" class deriving from both ours and
 #   scikit-learn's (``_PeerMeta.__call__``), so ``except`` clauses of either library catch it.
-#   Warnings pass the class itself to the filters, so warning sites use
-#   ``sklearn_compatible(ConvergenceWarning)`` (see :func:`warn`).
+#   Warnings pass the class itself to the filters, so warning sites pass
+#   ``sklearn_compatible(ConvergenceWarning)`` to ``warnings.warn``.
 _SKLEARN_PEERS = {
     "NotFittedError": ("sklearn.exceptions", "NotFittedError"),
     "ConvergenceWarning": ("sklearn.exceptions", "ConvergenceWarning"),
-    "DataConversionWarning": ("sklearn.exceptions", "DataConversionWarning"),
     "InvalidParameterError": ("sklearn.utils._param_validation", "InvalidParameterError"),
 }
 _TWINS: dict = {}
@@ -72,8 +72,15 @@ def sklearn_compatible(cls: type) -> type:
     if twin is None:
         twin = _TWINS[cls] = type(cls)(cls.__name__, (cls, peer), {
             "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-            "__doc__": cls.__doc__})
+            "__doc__": cls.__doc__,
+            # pickled as ``cls`` (the twin is not a module attribute): joblib workers
+            # send exceptions back to the parent by pickle
+            "__reduce__": lambda self: (_remake, (cls, self.args), self.__dict__ or None)})
     return twin
+
+
+def _remake(cls: type, args: tuple) -> BaseException:
+    return cls(*args)  # the twin again where scikit-learn is imported
 
 
 class _PeerMeta(type):
@@ -116,16 +123,6 @@ class ConvergenceWarning(*_bases("ConvergenceWarning", UserWarning), metaclass=_
     Where scikit-learn is imported, the warnings kmeans_xp emits are also scikit-learn's
     ``ConvergenceWarning`` (its filters and ``pytest.warns`` see them).
     """
-
-
-class DataConversionWarning(*_bases("DataConversionWarning", UserWarning),
-                            metaclass=_PeerMeta):
-    """The data was converted in a way the user may not expect."""
-
-
-def warn(message: str, category: type, stacklevel: int = 2) -> None:
-    """``warnings.warn`` with ``category`` joined to scikit-learn's class where imported."""
-    warnings.warn(message, sklearn_compatible(category), stacklevel=stacklevel + 1)
 
 
 def _is_int(v: Any) -> bool:
@@ -403,9 +400,8 @@ def check_feature_names(X_names: Any, fitted_names: Any, owner: str) -> None:
     if len(X_names) == len(fitted_names) and all(
             a == b for a, b in zip(X_names, fitted_names)):
         return
-    seen, now = list(fitted_names), list(X_names)
-    unseen = [c for c in now if c not in set(seen)]
-    missing = [c for c in seen if c not in set(now)]
+    seen, now = set(fitted_names), set(X_names)
+    unseen, missing = sorted(now - seen), sorted(seen - now)
     message = "The feature names should match those that were passed during fit.\n"
 
     def listed(title: str, names: list) -> str:
