@@ -53,12 +53,14 @@ def check_input(X: Any, name: str, owner: str, *, xp: Any = None,
 
 
 def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | None,
-              precision: str = "exact", deterministic: bool = True) -> ChunkedData:
+              precision: str = "exact", deterministic: bool = True,
+              metric: str = "euclidean") -> ChunkedData:
     """The chunked view of ``inp.X`` with the kernel set of this fit (chosen once, here)."""
     kernels = select(inp.xp, inp.device, inp.compute, precision=precision,
-                     deterministic=deterministic)
+                     deterministic=deterministic, metric=metric)
     return ChunkedData(inp.X, xp=inp.xp, dtype=inp.compute, weights=weights,
-                       n_clusters=n_clusters, chunk_size=chunk_size, kernels=kernels)
+                       n_clusters=n_clusters, chunk_size=chunk_size, kernels=kernels,
+                       metric=metric)
 
 
 class BaseKMeans:
@@ -112,9 +114,10 @@ class BaseKMeans:
 
     # -- using a fitted model --------------------------------------------------------
     def _kernel_options(self) -> dict:
-        """Options of the kernel set (``precision``, ``deterministic``) of this estimator."""
+        """Options of the kernel set (``precision``, ``deterministic``, ``metric``)."""
         return {"precision": getattr(self, "precision", "exact"),
-                "deterministic": getattr(self, "deterministic", True)}
+                "deterministic": getattr(self, "deterministic", True),
+                "metric": getattr(self, "metric", "euclidean")}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
@@ -143,7 +146,9 @@ class BaseKMeans:
         data = make_data(inp, weights=w, n_clusters=int(C.shape[0]),
                          chunk_size=self.chunk_size, **self._kernel_options())
         data.check_finite_and_scale("X")
-        Cs = data.to_working_coords(C)  # scaled, not yet shifted
+        Cs = data.to_working_coords(C)  # scaled, not yet shifted (unit rows for cosine)
+        if data.metric == "cosine":  # unit rows are never centred
+            return data, Cs
         data.shift = xp.mean(Cs, axis=0)  # centre on the centres: accurate float32 distances
         return data, Cs - data.shift
 
@@ -153,11 +158,16 @@ class BaseKMeans:
         return data.kernels.labels_inertia(data, C, return_inertia=False)[0]
 
     def transform(self, X: Any) -> Any:
-        """Euclidean distances (n_samples, n_clusters) of X to every centre."""
+        """Distances (n_samples, n_clusters) of X to every centre, in the fit's metric:
+        Euclidean, cosine distance (1 - cos) or Manhattan."""
         data, C = self._data_for(X, method="transform")
-        D = data.xp.sqrt(data.kernels.sq_distances(data, C))
-        if data.scale != 1.0:
-            D = D * data.scale
+        D = data.kernels.sq_distances(data, C)
+        factor, squared = data.distance_factor()
+        if squared:
+            D = data.xp.sqrt(D)
+            factor = factor ** 0.5
+        if factor != 1.0:
+            D = D * factor
         if D.dtype != self.cluster_centers_.dtype:
             D = data.xp.astype(D, self.cluster_centers_.dtype)
         return self._wrap_output(D, X, "transform")
@@ -166,7 +176,7 @@ class BaseKMeans:
         """Opposite of the (weighted) inertia of X for the fitted centres."""
         data, C = self._data_for(X, sample_weight, method="score")
         inertia = data.kernels.labels_inertia(data, C)[1]
-        return -float(inertia) * data.scale ** 2
+        return -float(inertia) * data.distance_factor()[0]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """``kmeans0``, ``kmeans1``, ... : names of the ``transform`` columns.

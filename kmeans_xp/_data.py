@@ -30,6 +30,13 @@ def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) ->
     return int(max(1, min(n_samples, budget // width)))
 
 
+def unit_rows(c: Any, xp: Any) -> Any:
+    """Rows of ``c`` scaled to unit Euclidean length; rows of zeros stay zero (as
+    scikit-learn's ``normalize``, so that their cosine distance to every centre is 1)."""
+    norm = xp.sqrt(xp.sum(c * c, axis=1))
+    return c / xp.where(norm > 0, norm, xp.ones_like(norm))[:, None]
+
+
 def accumulate(total: Any, part: Any) -> Any:
     """``total + part``, with ``None`` as the empty total: the running sums over chunks."""
     return part if total is None else total + part
@@ -45,7 +52,7 @@ class ChunkedData:
 
     def __init__(self, X: Any, *, xp: Any, dtype: Any, weights: Any = None,
                  n_clusters: int = 1, chunk_size: int | None = None,
-                 kernels: Any = None) -> None:
+                 kernels: Any = None, metric: str = "euclidean") -> None:
         self.X = X
         self.xp = xp
         self.device = device_of(X)
@@ -65,6 +72,9 @@ class ChunkedData:
         self.cache: dict = {}  # per-fit results a kernel set keeps (e.g. row norms)
         #: the kernel set of this fit (``kmeans_xp._kernels.select``), chosen by the caller
         self.kernels = kernels
+        #: 'euclidean', 'cosine' (rows normalised to unit length in the working coordinates,
+        #: never centred) or 'manhattan' (L1 distances, computed by the kernel set)
+        self.metric = metric
         self.f64 = is_float64_supported(xp, self.device)
 
     def working_set_bytes(self, n_clusters: int) -> int:
@@ -94,6 +104,8 @@ class ChunkedData:
     def to_working_coords(self, C: Any) -> Any:
         """Data-coordinate rows (chunk, centres) in working coordinates."""
         c = self._scaled(C)
+        if self.metric == "cosine":
+            return unit_rows(c, self.xp)
         return c if self.shift is None else c - self.shift
 
     def _raw(self, start: int, stop: int) -> Any:
@@ -128,6 +140,8 @@ class ChunkedData:
 
     def to_data_coords(self, C: Any, dtype: Any) -> Any:
         xp = self.xp
+        if self.metric == "cosine":  # unit vectors: the same in both coordinates
+            return C if C.dtype == dtype else xp.astype(C, dtype)
         if self.shift is not None:
             C = C + self.shift
         if self.scale != 1.0:
@@ -183,6 +197,16 @@ class ChunkedData:
         Otherwise the variance is recomputed on centred chunks (a second pass).
         """
         xp = self.xp
+        if self.metric == "cosine":  # unit rows, never centred: the variance of those rows
+            self._moments, self.shift = None, None
+            sums = sqs = None
+            for _, _, c, _ in self.chunks():
+                sums = accumulate(sums, xp.sum(c, axis=0))
+                sqs = accumulate(sqs, xp.sum(c * c, axis=0))
+            mean = sums / self.n
+            total = xp.sum(xp.clip(sqs / self.n - mean * mean, min=0.0))
+            self.mean_variance = float(total) / self.d  # host sync
+            return
         moments = getattr(self, "_moments", None)
         if moments is None:
             sums = sqs = None
@@ -205,6 +229,19 @@ class ChunkedData:
         for _, _, c, _ in self.chunks():
             sq = accumulate(sq, xp.sum(c * c, axis=0))
         self.mean_variance = float(xp.mean(sq / self.n))  # host sync
+
+    def distance_factor(self) -> tuple[float, bool]:
+        """``(factor, squared)``: a distance the kernels compute in working coordinates (squared
+        Euclidean, or L1 for 'manhattan') times ``factor`` is the distance in data units;
+        ``squared`` says whether a Euclidean distance is the square root of it.
+
+        'cosine': half the squared distance of unit vectors is the cosine distance 1 - cos.
+        """
+        if self.metric == "cosine":
+            return 0.5, False
+        if self.metric == "manhattan":
+            return self.scale, False
+        return self.scale ** 2, True
 
     def accumulator_dtype(self) -> Any:
         """float64 for reductions of n values where the device has it, else the compute dtype."""

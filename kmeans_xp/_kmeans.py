@@ -17,6 +17,9 @@ from ._base import BaseKMeans, Input, check_input, make_data
 from ._compat import is_out_of_memory, to_numpy
 from ._data import ChunkedData
 from ._kernels import PRECISIONS
+
+#: Distances a fit can use (``metric``).
+METRICS = ("euclidean", "cosine", "manhattan")
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
 from ._solvers.lloyd import kmeans_single_lloyd, same_clustering
 from ._validation import (
@@ -48,14 +51,16 @@ class _Params:
     precision: str = "exact"
     deterministic: bool = True
     init_options: dict | None = None
+    metric: str = "euclidean"
 
     def kernel_options(self) -> dict:
-        return {"precision": self.precision, "deterministic": self.deterministic}
+        return {"precision": self.precision, "deterministic": self.deterministic,
+                "metric": self.metric}
 
 
 def _check_params(owner: str, n_clusters, init, n_init, max_iter, tol, verbose, algorithm,
                   chunk_size, copy_x=True, precision="exact", deterministic=True,
-                  oversampling_factor=2.0, init_rounds=5) -> _Params:
+                  oversampling_factor=2.0, init_rounds=5, metric="euclidean") -> _Params:
     n_clusters = check_int(n_clusters, "n_clusters", owner)
     kind = check_init_kind(init, owner)
     n_init = check_n_init(n_init, kind, owner)
@@ -74,6 +79,7 @@ def _check_params(owner: str, n_clusters, init, n_init, max_iter, tol, verbose, 
                       "'lloyd' instead.", RuntimeWarning, stacklevel=4)
     chunk_size = check_chunk_size(chunk_size, owner)
     precision = check_choice(precision, "precision", PRECISIONS, owner)
+    metric = check_choice(metric, "metric", METRICS, owner)
     if not isinstance(deterministic, (bool, np.bool_)):
         raise InvalidParameterError(
             f"The 'deterministic' parameter of {owner} must be a bool. "
@@ -91,7 +97,7 @@ def _check_params(owner: str, n_clusters, init, n_init, max_iter, tol, verbose, 
             f"instead of n_init={n_init}.", RuntimeWarning, stacklevel=4)
         n_init = 1
     return _Params(n_clusters, kind, n_init, max_iter, tol, int(verbose), chunk_size,
-                   precision, bool(deterministic), init_options)
+                   precision, bool(deterministic), init_options, metric)
 
 
 @dataclass
@@ -146,7 +152,7 @@ def _run(data: ChunkedData, inp: Input, init: Any, rng: Any, p: _Params) -> _Fit
             print("Initialization complete")
         labels, inertia, centers, n_iter = kmeans_single_lloyd(
             data, c0, max_iter=p.max_iter, tol=tol, verbose=p.verbose)
-        inertia = float(inertia) * data.scale ** 2  # host sync, once per run
+        inertia = float(inertia) * data.distance_factor()[0]  # host sync, once per run
         if best is None or (inertia < best[1]
                             and not same_clustering(labels, best[0], p.n_clusters, data)):
             best = (labels, inertia, centers, n_iter)
@@ -210,6 +216,15 @@ class KMeans(BaseKMeans):
     deterministic : bool, default=True
         Bit-identical results from run to run (fixed-order sums).  False lets GPU kernels
         sum with atomics: faster, reproducible only up to rounding.
+    metric : {'euclidean', 'cosine', 'manhattan'}, default='euclidean'
+        'euclidean' is k-means.  'cosine' is spherical k-means (the usual choice for
+        embeddings): rows and centres are scaled to unit length, a centre is the mean of
+        its unit rows scaled back to unit length, ``inertia_`` is the weighted sum of cosine
+        distances ``1 - cos`` and ``transform`` returns cosine distances; rows of zeros are
+        at distance 1 from every centre.  'manhattan' is k-medians: L1 assignment, each
+        centre the coordinate-wise weighted median of its cluster (the lower median for an
+        even count), k-means++ seeding weighted by L1 distance, ``inertia_`` the weighted
+        sum of L1 distances and ``transform`` L1 distances.
     oversampling_factor : float, default=2.0
         For ``init='k-means||'``: about ``oversampling_factor * n_clusters`` candidates are
         drawn per round.
@@ -244,7 +259,7 @@ class KMeans(BaseKMeans):
                  random_state: Any = None, copy_x: bool = True, algorithm: str = "lloyd",
                  chunk_size: int | None = None, precision: str = "exact",
                  deterministic: bool = True, oversampling_factor: float = 2.0,
-                 init_rounds: int = 5) -> None:
+                 init_rounds: int = 5, metric: str = "euclidean") -> None:
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -259,6 +274,7 @@ class KMeans(BaseKMeans):
         self.deterministic = deterministic
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
+        self.metric = metric
 
     # -- fitting -------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "KMeans":
@@ -279,7 +295,7 @@ class KMeans(BaseKMeans):
         p = _check_params(owner, self.n_clusters, self.init, self.n_init, self.max_iter,
                           self.tol, self.verbose, self.algorithm, self.chunk_size, self.copy_x,
                           self.precision, self.deterministic, self.oversampling_factor,
-                          self.init_rounds)
+                          self.init_rounds, self.metric)
         res = _fit(X, sample_weight, self.init, self.random_state, p, owner)
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels
@@ -307,7 +323,8 @@ def k_means(X: Any, n_clusters: int, *, sample_weight: Any = None, init: Any = "
             random_state: Any = None, copy_x: bool = True, algorithm: str = "lloyd",
             return_n_iter: bool = False, chunk_size: int | None = None,
             precision: str = "exact", deterministic: bool = True,
-            oversampling_factor: float = 2.0, init_rounds: int = 5):
+            oversampling_factor: float = 2.0, init_rounds: int = 5,
+            metric: str = "euclidean"):
     """Perform k-means clustering (function form of :class:`KMeans`).
 
     Returns
@@ -321,7 +338,7 @@ def k_means(X: Any, n_clusters: int, *, sample_weight: Any = None, init: Any = "
                  verbose=verbose, tol=tol, random_state=random_state, copy_x=copy_x,
                  algorithm=algorithm, chunk_size=chunk_size, precision=precision,
                  deterministic=deterministic, oversampling_factor=oversampling_factor,
-                 init_rounds=init_rounds).fit(X, sample_weight=sample_weight)
+                 init_rounds=init_rounds, metric=metric).fit(X, sample_weight=sample_weight)
     out = (est.cluster_centers_, est.labels_, est.inertia_)
     return out + (est.n_iter_,) if return_n_iter else out
 

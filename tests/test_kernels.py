@@ -194,3 +194,24 @@ def test_select_rejects_an_unknown_preference(monkeypatch):
     monkeypatch.setenv("KMEANS_XP_KERNELS", "fastest")
     with pytest.raises(ValueError, match="KMEANS_XP_KERNELS"):
         _kernels.select(np, "cpu", np.float64)
+
+
+def test_the_fused_gpu_set_is_among_those_tested_where_it_can_run(backend):
+    """Triton's set joins the comparisons above on CUDA, and on torch CPU under Triton's
+    interpreter (how CI proves it): this keeps that coverage from vanishing silently."""
+    import importlib.util
+    import os
+
+    xp = array_namespace(backend.asarray(np.zeros(1)))
+    sets = _kernels.available_sets(xp, backend.device, backend.dtype("float32"))
+    interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    has_triton = importlib.util.find_spec("triton") is not None
+    gpu = backend.name in ("torch_cuda", "cupy")
+    if has_triton and (gpu or (backend.name == "torch" and interpreting)):
+        assert "triton" in sets
+        assert "triton" not in _kernels.available_sets(xp, backend.device,
+                                                       backend.dtype("float64"))
+    else:
+        assert "triton" not in sets
+    if backend.name == "torch":  # never the interpreter for a user's CPU tensors
+        assert _kernels.select(xp, backend.device, xp.float32).name != "triton"

@@ -44,6 +44,9 @@ reference          pure standard, chunk loop in Python (``_reference``)         
 numpy              BLAS into reused blocks, one-hot GEMM / bincount (``_numpy``)  NumPy
 torch              addmm, min(dim=1), index_add_ (``_torch``)                     torch CPU/CUDA
 cupy               in-place products, scatter_add when allowed (``_cupy``)        CuPy
+triton             fused assignment on tensor cores, deterministic sums          torch CUDA,
+                   (``_triton``; optional: ``pip install triton``)               CuPy
+manhattan          L1 distances for ``metric='manhattan'`` (``_manhattan``)      any namespace
 =================  ============================================================  ==============
 
 ``KMEANS_XP_KERNELS=generic`` (environment) turns the optional accelerators off, so the
@@ -52,6 +55,7 @@ vendor sets run; ``KMEANS_XP_KERNELS=reference`` runs the pure-standard set ever
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
@@ -62,6 +66,26 @@ __all__ = ["ReferenceKernels", "PRECISIONS", "available_sets", "select"]
 
 #: Precision modes of the distance computation (only tensor-core kernels tell them apart).
 PRECISIONS = ("exact", "tf32", "bf16")
+
+
+def _triton_set(xp: Any, device: Any, dtype: Any, *, interpreted: bool = False) -> type | None:
+    """The Triton set for this data, or None (not installed, not a GPU, float64 data).
+
+    Only CUDA torch tensors and CuPy arrays get it by default; with ``interpreted`` (tests),
+    CPU torch tensors too when Triton's interpreter is on.
+    """
+    on_gpu = is_cupy_namespace(xp) or (is_torch_namespace(xp)
+                                       and getattr(device, "type", "") == "cuda")
+    on_interpreter = (interpreted and is_torch_namespace(xp)
+                      and getattr(device, "type", "") == "cpu"
+                      and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"))
+    if not (on_gpu or on_interpreter) or importlib.util.find_spec("triton") is None:
+        return None
+    from . import _triton
+
+    if not _triton.supports(dtype) or _triton.INTERPRETED != on_interpreter:
+        return None
+    return _triton.TritonCupyKernels if is_cupy_namespace(xp) else _triton.TritonTorchKernels
 
 
 def _vendor_set(xp: Any) -> type:
@@ -81,7 +105,8 @@ def _vendor_set(xp: Any) -> type:
 
 
 def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
-           deterministic: bool = True, prefer: str | None = None) -> ReferenceKernels:
+           deterministic: bool = True, prefer: str | None = None,
+           metric: str = "euclidean") -> ReferenceKernels:
     """The kernel set for data of namespace ``xp`` on ``device`` computed in ``dtype``.
 
     Called once per fit (and once per ``predict``/``transform``/``score`` call).
@@ -95,12 +120,22 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     prefer : {None, 'reference', 'generic'}
         'reference' forces the pure-standard set; 'generic' skips the optional
         accelerators (Triton, numba).  Default: ``$KMEANS_XP_KERNELS`` or the fastest.
+    metric : {'euclidean', 'cosine', 'manhattan'}
+        'cosine' runs the Euclidean kernels on unit rows (the data's frame normalises them);
+        'manhattan' has its own L1 set.
     """
     prefer = prefer or os.environ.get("KMEANS_XP_KERNELS") or None
     if prefer not in (None, "reference", "generic"):
         raise ValueError(f"Unknown kernel preference {prefer!r} (KMEANS_XP_KERNELS): "
                          "expected 'reference' or 'generic'.")
-    cls = ReferenceKernels if prefer == "reference" else _vendor_set(xp)
+    if metric == "manhattan":
+        from ._manhattan import ManhattanKernels
+
+        cls = ManhattanKernels
+    elif prefer == "reference":
+        cls = ReferenceKernels
+    else:
+        cls = (prefer is None and _triton_set(xp, device, dtype)) or _vendor_set(xp)
     return cls(xp, device, dtype, precision=precision, deterministic=deterministic)
 
 
@@ -113,4 +148,7 @@ def available_sets(xp: Any, device: Any, dtype: Any, **options: Any) -> dict:
     vendor = _vendor_set(xp)
     if vendor is not ReferenceKernels:
         sets[vendor.name] = vendor(xp, device, dtype, **options)
+    fused = _triton_set(xp, device, dtype, interpreted=True)
+    if fused is not None:
+        sets[fused.name] = fused(xp, device, dtype, **options)
     return sets

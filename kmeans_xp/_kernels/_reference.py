@@ -204,17 +204,31 @@ class ReferenceKernels:
         """Rows per chunk for a pass against ``m`` candidates: the budget over max(m, d)."""
         return chunk_rows(data.n, data.d, m, data.budget)
 
+    # The k-means++ distances are computed in the accumulator dtype (float64 where the device
+    # has it), from the working-coordinate rows: every backend then draws the same centres
+    # from the same uniforms (in float32, BLAS-dependent rounding moved a draw across a
+    # boundary within ~10 steps at n = 100k).  These passes are memory-bound (m ~ 2 + ln k
+    # columns), so the wider arithmetic costs little.
+    def _acc(self, a: Any, data: ChunkedData) -> Any:
+        acc = data.accumulator_dtype()
+        return a if a.dtype == acc else self.xp.astype(a, acc)
+
     def _x_sq(self, data: ChunkedData, rows: int) -> Any:
-        """||xt_i||^2 (n,), computed once per fit and kept on ``data``."""
+        """||xt_i||^2 (n,), accumulator dtype, computed once per fit and kept on ``data``."""
         xp = self.xp
         if "x_sq" not in data.cache:
-            data.cache["x_sq"] = concat([xp.sum(Xt * Xt, axis=1)
-                                         for _, _, Xt, _ in data.chunks(rows)], xp)
+            parts = []
+            for _, _, Xt, _ in data.chunks(rows):
+                Xa = self._acc(Xt, data)
+                parts.append(xp.sum(Xa * Xa, axis=1))
+            data.cache["x_sq"] = concat(parts, xp)
         return data.cache["x_sq"]
 
-    def _sq_dist_block(self, Xt: Any, x_sq: Any, C: Any, c_sq: Any) -> Any:
+    def _sq_dist_block(self, Xt: Any, x_sq: Any, C: Any, c_sq: Any, data: ChunkedData) -> Any:
+        """Squared distances (rows, m) in the accumulator dtype, clipped at 0."""
         xp = self.xp
-        D = x_sq[:, None] - 2.0 * xp.matmul(Xt, xp.matrix_transpose(C)) + c_sq[None, :]
+        D = (x_sq[:, None] - 2.0 * xp.matmul(self._acc(Xt, data), xp.matrix_transpose(C))
+             + c_sq[None, :])
         return xp.clip(D, min=0.0)
 
     def kpp_potentials(self, data: ChunkedData, closest: Any, cand: Any) -> Any:
@@ -226,24 +240,27 @@ class ReferenceKernels:
         m = int(cand.shape[0])
         rows = self._kpp_rows(data, m)
         x_sq = self._x_sq(data, rows)
+        cand = self._acc(cand, data)
         c_sq = xp.sum(cand * cand, axis=1)
         acc = data.accumulator_dtype()
         pots = None
         for s, e, Xt, w in data.chunks(rows):
-            D = xp.minimum(self._sq_dist_block(Xt, x_sq[s:e], cand, c_sq), closest[s:e, None])
-            p = xp.sum(D, axis=0) if w is None else xp.matmul(w, D)
+            D = xp.minimum(self._sq_dist_block(Xt, x_sq[s:e], cand, c_sq, data),
+                           closest[s:e, None])
+            p = xp.sum(D, axis=0) if w is None else xp.matmul(self._acc(w, data), D)
             pots = accumulate(pots, xp.astype(p, acc))
         return pots
 
     def kpp_update(self, data: ChunkedData, closest: Any, center: Any) -> Any:
         """Squared distance (n,) of each row to ``center`` (1, d), or its minimum with
-        ``closest`` when given."""
+        ``closest`` when given; accumulator dtype."""
         xp = self.xp
         rows = self._kpp_rows(data, 1)
         x_sq = self._x_sq(data, rows)
+        center = self._acc(center, data)
         c_sq = xp.sum(center * center, axis=1)
         parts = []
         for s, e, Xt, _ in data.chunks(rows):
-            d = self._sq_dist_block(Xt, x_sq[s:e], center, c_sq)[:, 0]
+            d = self._sq_dist_block(Xt, x_sq[s:e], center, c_sq, data)[:, 0]
             parts.append(d if closest is None else xp.minimum(closest[s:e], d))
         return concat(parts, xp)

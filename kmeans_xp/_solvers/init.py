@@ -56,8 +56,9 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
     kern = data.kernels
     center = data.take_rows(first)
     centers, indices = [center], [first]
-    closest = kern.kpp_update(data, None, center)
-    weighted = closest if w is None else closest * w
+    closest = kern.kpp_update(data, None, center)  # accumulator dtype (float64 if any)
+    w_acc = None if w is None else xp.astype(w, acc)
+    weighted = closest if w is None else closest * w_acc
     current_pot = xp.astype(xp.sum(weighted), acc)
 
     for _ in range(1, n_clusters):
@@ -71,7 +72,7 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
         best_id = xp.astype(xp.take(cand, best), xp.int64)
         center = xp.take(cand_rows, best, axis=0)
         closest = kern.kpp_update(data, closest, center)
-        weighted = closest if w is None else closest * w
+        weighted = closest if w is None else closest * w_acc
         centers.append(center)
         indices.append(best_id)
     return xp.concat(centers), xp.concat(indices)
@@ -102,8 +103,9 @@ def kmeans_parallel_working(data: ChunkedData, n_clusters: int, rng: Any, *,
     ell = oversampling_factor * n_clusters
     cand = [data.take_rows(_first_index(data, rng))]
     closest = kern.kpp_update(data, None, cand[0])
+    w_acc = None if w is None else xp.astype(w, acc)
     for _ in range(n_rounds):
-        weighted = xp.astype(closest if w is None else closest * w, acc)
+        weighted = xp.astype(closest if w is None else closest * w_acc, acc)
         phi = xp.sum(weighted)
         picked = []
         for s, e in data.ranges():

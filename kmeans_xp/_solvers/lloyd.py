@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._data import ChunkedData, accumulate
+from .._data import ChunkedData, accumulate, unit_rows
 from .._kernels._reference import onehot
 
 
@@ -21,13 +21,60 @@ def new_centers(sums: Any, counts: Any, old: Any, xp: Any) -> Any:
     return xp.where(has[:, None], sums / safe[:, None], old)
 
 
+def weighted_medians(data: ChunkedData, labels: Any, counts: Any, old: Any) -> Any:
+    """Coordinate-wise weighted median of each cluster (k, d); an empty cluster keeps ``old``.
+
+    The median of a cluster in feature f is the smallest value whose cumulative weight,
+    in sorted order, reaches half the cluster's weight (the lower median for an even
+    number of equal weights).  Features are taken in blocks of columns: each block is
+    sorted by (label, value) with two stable sorts, and the medians are found with one
+    ``searchsorted`` on the running weight.  Memory: an (n x block) array, block =
+    budget // n columns (at least one).
+    """
+    xp = data.xp
+    n, d, k = data.n, data.d, int(old.shape[0])
+    acc = data.accumulator_dtype()
+    w = (xp.ones((n,), dtype=acc, device=data.device) if data.weights is None
+         else xp.astype(data.weights, acc))
+    counts = xp.astype(counts, acc)
+    before = xp.cumulative_sum(counts) - counts  # weight of the clusters ahead of each
+    target = before + 0.5 * counts
+    block = max(1, min(d, data.budget // max(1, n)))
+    cols = []
+    for f0 in range(0, d, block):
+        f1 = min(d, f0 + block)
+        V = xp.concat([Xt[:, f0:f1] for _, _, Xt, _ in data.chunks()])  # (n, f1 - f0)
+        for j in range(f1 - f0):
+            v = V[:, j]
+            order = xp.argsort(v, stable=True)
+            order = xp.take(order, xp.argsort(xp.take(labels, order), stable=True))
+            cum = xp.cumulative_sum(xp.take(w, order))
+            # the first position whose running weight reaches the cluster's half weight
+            pos = xp.clip(xp.searchsorted(cum, target, side="left"), max=n - 1)
+            cols.append(xp.take(xp.take(v, order), pos))
+    med = xp.stack(cols, axis=1)
+    return xp.where((counts > 0)[:, None], med, old)
+
+
+def update_centers(data: ChunkedData, labels: Any, sums: Any, counts: Any, old: Any) -> Any:
+    """The centre update of the fit's metric: means (Euclidean), means scaled back to unit
+    length (cosine: spherical k-means) or weighted medians (Manhattan: k-medians)."""
+    xp = data.xp
+    if data.metric == "manhattan":
+        return weighted_medians(data, labels, counts, old)
+    C = new_centers(sums, counts, old, xp)
+    return unit_rows(C, xp) if data.metric == "cosine" else C
+
+
 def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: Any,
                             counts: Any) -> tuple[Any, Any]:
     """Give each empty cluster the point farthest from its centre (scikit-learn's rule).
 
     Works on the sums, before averaging: the point's weighted coordinates leave its
     cluster's sum and become the empty cluster's sum.  A rare path: it reads X once more
-    and sorts n distances.
+    and sorts n distances.  Returns the new sums and counts, and the labels: unchanged
+    (as scikit-learn's), except for 'manhattan', whose medians are taken over labels, so
+    the moved points carry their new cluster's label.
     """
     xp = data.xp
     k = int(centers.shape[0])
@@ -54,7 +101,11 @@ def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: 
     sums = xp.where(is_empty[:, None], xp.matmul(xp.matrix_transpose(to_new), moved), sums)
     counts = xp.where(is_empty, xp.matmul(xp.matrix_transpose(to_new), moved_w[:, None])[:, 0],
                       counts)
-    return sums, counts
+    if data.metric == "manhattan":
+        rows = xp.arange(data.n, dtype=far.dtype, device=data.device)
+        for j in range(n_empty):  # n_empty small passes of O(n), on a rare path
+            labels = xp.where(rows == far[j], xp.astype(empty[j], labels.dtype), labels)
+    return sums, counts, labels
 
 
 def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: float,
@@ -73,19 +124,20 @@ def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: 
     labels_old = None
     strict = False
     scale2 = data.scale ** 2
+    factor = data.distance_factor()[0]
     for i in range(max_iter):
         labels, sums, counts, inertia = kern.lloyd_pass(data, centers,
                                                         need_inertia=bool(verbose))
         if verbose:
-            print(f"Iteration {i}, inertia {float(inertia) * scale2}.")
-        updated = new_centers(sums, counts, centers, xp)
+            print(f"Iteration {i}, inertia {float(inertia) * factor}.")
+        updated = update_centers(data, labels, sums, counts, centers)
         shift = xp.sum((updated - centers) ** 2)
         same = None if labels_old is None else xp.all(labels == labels_old)
         code = shift if same is None else xp.where(same, minus_one, shift)
         code = float(xp.where(xp.any(counts == 0), minus_two, code))  # the one host sync
         if code == -2.0:  # rare: empty clusters, relocate then re-test
-            sums, counts = relocate_empty_clusters(data, labels, centers, sums, counts)
-            updated = new_centers(sums, counts, centers, xp)
+            sums, counts, labels = relocate_empty_clusters(data, labels, centers, sums, counts)
+            updated = update_centers(data, labels, sums, counts, centers)
             shift = xp.sum((updated - centers) ** 2)
             code = float(shift if same is None else xp.where(same, minus_one, shift))
         centers = updated
