@@ -84,7 +84,7 @@ def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: 
     if not float(xp.max(dist)) > 0.0:  # one host sync, on this rare path only
         # every (weighted) point sits on its centre: more clusters than distinct points;
         # relocating is pointless and would only shuffle duplicates (scikit-learn's rule)
-        return sums, counts
+        return sums, counts, labels
     empty = xp.nonzero(counts == 0)[0]
     n_empty = int(empty.shape[0])
     far = xp.argsort(dist, descending=True, stable=True)[:n_empty]
