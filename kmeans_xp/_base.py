@@ -66,6 +66,10 @@ def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | No
 class BaseKMeans:
     """Shared machinery of the k-means estimators (not used directly)."""
 
+    #: whether ``fit``/``predict`` take sparse X (scikit-learn's ``input_tags.sparse``;
+    #: ``check_estimator`` then tests sparse fits instead of a clear rejection)
+    _accepts_sparse = False
+
     # -- scikit-learn estimator protocol ------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -107,7 +111,7 @@ class BaseKMeans:
         return Tags(estimator_type="clusterer", target_tags=TargetTags(required=False),
                     transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
                     array_api_support=True,
-                    input_tags=InputTags(sparse=bool(getattr(self, "_accepts_sparse", False))))
+                    input_tags=InputTags(sparse=bool(self._accepts_sparse)))
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "cluster_centers_")
