@@ -1,7 +1,8 @@
 """scikit-learn interoperability, with scikit-learn as an optional peer and never a dependency.
 
 - ``check_estimator``: every scikit-learn estimator check on ``KMeans`` (the default
-  instance and the small one scikit-learn's own suite uses), with the expected failures below,
+  instance, the small one scikit-learn's own suite uses, and the cosine and Manhattan
+  metrics), with the expected failures below,
   each with its reason (the same list is in the README);
 - exceptions and warnings: ours are caught by scikit-learn's classes, in every import order,
   and ``import kmeans_xp`` imports neither scikit-learn nor SciPy (subprocesses, one of them
@@ -70,7 +71,8 @@ with warnings.catch_warnings():
     # "KMeans does not inherit from sklearn.base.BaseEstimator": by design, it cannot
     warnings.filterwarnings("ignore", message=".*does not inherit from")
     _CHECKS = parametrize_with_checks(
-        [KMeans(), KMeans(n_init=2, n_clusters=2, max_iter=5)],
+        [KMeans(), KMeans(n_init=2, n_clusters=2, max_iter=5), KMeans(metric="cosine"),
+         KMeans(metric="manhattan")],
         expected_failed_checks=_expected_failed_checks,
     )
 
