@@ -9,12 +9,13 @@ here, once per call, from the centres' namespace, device and dtype.
 from __future__ import annotations
 
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._compat import array_namespace, compute_dtype, device_of
+from ._compat import array_namespace, backend_name, compute_dtype, device_of
 from ._data import ChunkedData
 from ._kernels import select
 from ._validation import (
@@ -22,6 +23,7 @@ from ._validation import (
     as_array,
     check_2d,
     check_dtype,
+    check_feature_names,
     check_same_namespace,
     check_sample_weight,
     feature_names_of,
@@ -98,6 +100,10 @@ def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | No
 class BaseKMeans:
     """Shared machinery of the k-means estimators (not used directly)."""
 
+    #: whether ``fit``/``predict`` take sparse X (scikit-learn's ``input_tags.sparse``;
+    #: ``check_estimator`` then tests sparse fits instead of a clear rejection)
+    _accepts_sparse = False
+
     # -- scikit-learn estimator protocol ------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -138,7 +144,8 @@ class BaseKMeans:
 
         return Tags(estimator_type="clusterer", target_tags=TargetTags(required=False),
                     transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
-                    array_api_support=True, input_tags=InputTags())
+                    array_api_support=True,
+                    input_tags=InputTags(sparse=bool(self._accepts_sparse)))
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "cluster_centers_")
@@ -156,18 +163,17 @@ class BaseKMeans:
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator.")
 
-    def _data_for(self, X: Any, sample_weight: Any = None) -> tuple[ChunkedData, Any]:
+    def _data_for(self, X: Any, sample_weight: Any = None,
+                  method: str = "predict") -> tuple[ChunkedData, Any]:
         """X checked against the fitted model, and the centres in its working coordinates."""
         self._check_fitted()
         owner = type(self).__name__
         C = self.cluster_centers_
         xp, dev = array_namespace(C), device_of(C)
-        names = feature_names_of(X)
-        fitted_names = getattr(self, "feature_names_in_", None)
-        if fitted_names is not None and names is not None and list(names) != list(fitted_names):
-            raise ValueError("The feature names should match those that were passed during fit.")
+        check_feature_names(feature_names_of(X), getattr(self, "feature_names_in_", None),
+                            owner)
         inp = check_input(X, "X", owner, xp=xp, device=dev)
-        check_same_namespace(inp.X, inp.xp, inp.device, xp, dev, "X")
+        check_same_namespace(inp.X, inp.xp, inp.device, xp, dev, "X", owner, method)
         if inp.d != self.n_features_in_:
             raise ValueError(
                 f"X has {inp.d} features, but {owner} is expecting {self.n_features_in_} "
@@ -194,13 +200,13 @@ class BaseKMeans:
 
     def predict(self, X: Any) -> Any:
         """Index of the closest centre for each sample of X (same namespace and device)."""
-        data, C = self._data_for(X)
+        data, C = self._data_for(X, method="predict")
         return data.kernels.labels_inertia(data, C, return_inertia=False)[0]
 
     def transform(self, X: Any) -> Any:
         """Distances (n_samples, n_clusters) of X to every centre, in the fit's metric:
         Euclidean, cosine distance (1 - cos) or Manhattan."""
-        data, C = self._data_for(X)
+        data, C = self._data_for(X, method="transform")
         D = data.kernels.sq_distances(data, C)
         factor, squared = data.distance_factor()
         if squared:
@@ -208,19 +214,107 @@ class BaseKMeans:
             factor = factor ** 0.5
         if factor != 1.0:
             D = D * factor
-        return D if D.dtype == self.cluster_centers_.dtype else data.xp.astype(
-            D, self.cluster_centers_.dtype)
+        if D.dtype != self.cluster_centers_.dtype:
+            D = data.xp.astype(D, self.cluster_centers_.dtype)
+        return self._wrap_output(D, X, "transform")
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X for the fitted centres."""
-        data, C = self._data_for(X, sample_weight)
+        data, C = self._data_for(X, sample_weight, method="score")
         inertia = data.kernels.labels_inertia(data, C)[1]
         return -float(inertia) * data.distance_factor()[0]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """``kmeans0``, ``kmeans1``, ... : names of the ``transform`` columns."""
+        """``kmeans0``, ``kmeans1``, ... : names of the ``transform`` columns.
+
+        ``input_features``, when given, is checked against the names (or the number) of
+        the features seen in ``fit``, as scikit-learn does; it does not change the output.
+        """
         self._check_fitted()
+        if input_features is not None:
+            given = list(input_features)
+            fitted = getattr(self, "feature_names_in_", None)
+            if fitted is not None and given != list(fitted):
+                raise ValueError("input_features is not equal to feature_names_in_")
+            if len(given) != self.n_features_in_:
+                raise ValueError(
+                    f"input_features should have length equal to number of features "
+                    f"({self.n_features_in_}), got {len(given)}")
         prefix = type(self).__name__.lower()
         return np.asarray([f"{prefix}{i}" for i in range(self._n_features_out)], dtype=object)
 
+    # -- output containers (scikit-learn's set_output API, without importing it) ----------
+    #: what ``set_output(transform=...)`` accepts, as scikit-learn
+    OUTPUT_CONTAINERS = ("default", "pandas", "polars")
 
+    def set_output(self, *, transform: str | None = None) -> "BaseKMeans":
+        """Choose the container ``transform`` and ``fit_transform`` return.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"} or None
+            "default": arrays of the input's namespace and device (no conversion);
+            "pandas" / "polars": a DataFrame with the columns ``get_feature_names_out()``
+            (and, for pandas, the input DataFrame's index). DataFrames hold host memory,
+            so they are made only from NumPy results: for torch, CuPy or other arrays the
+            call to ``transform`` raises a ``ValueError`` rather than copy the distances off
+            their device behind your back.  None leaves the setting unchanged.
+            Without a setting here, scikit-learn's global
+            ``sklearn.set_config(transform_output=...)`` applies when scikit-learn is
+            imported; kmeans_xp never imports it.
+
+        Returns
+        -------
+        self
+        """
+        if transform is None:
+            return self
+        if transform not in self.OUTPUT_CONTAINERS:
+            raise ValueError(
+                f"output config must be in {set(self.OUTPUT_CONTAINERS)!r}, got "
+                f"{transform!r} (parameter 'transform' of set_output).")
+        # scikit-learn's attribute name: its clone, Pipeline and ColumnTransformer read it
+        config = dict(getattr(self, "_sklearn_output_config", {}))
+        config["transform"] = transform
+        self._sklearn_output_config = config
+        return self
+
+    def _output_container(self, method: str = "transform") -> str:
+        config = getattr(self, "_sklearn_output_config", {})
+        if method in config:
+            return config[method]
+        sklearn = sys.modules.get("sklearn")  # a global setting exists only if imported
+        get_config = getattr(sklearn, "get_config", None)
+        if get_config is None:
+            return "default"
+        return get_config().get(f"{method}_output", "default")
+
+    def _wrap_output(self, out: Any, X: Any, method: str = "transform") -> Any:
+        """``out`` in the container chosen by ``set_output`` or the global config."""
+        container = self._output_container(method)
+        if container == "default":
+            return out
+        if not isinstance(out, np.ndarray):
+            raise ValueError(
+                f"{type(self).__name__}.{method}() is set to return a {container} "
+                f"DataFrame (set_output or scikit-learn's transform_output), but its result "
+                f"is a {backend_name(array_namespace(out))} array on device "
+                f"{device_of(out)!r}; {container} holds host memory and kmeans_xp does not "
+                "copy results off their device implicitly. Call "
+                f"set_output(transform='default') to get {backend_name(array_namespace(out))}"
+                " arrays, or pass NumPy data.")
+        names = self.get_feature_names_out()
+        if container == "pandas":
+            try:
+                import pandas as pd
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise ImportError(
+                    "set_output(transform='pandas') needs pandas: pip install pandas") from exc
+            index = X.index if hasattr(X, "iloc") and hasattr(X, "index") else None
+            return pd.DataFrame(out, index=index, columns=names, copy=False)
+        try:
+            import polars as pl
+        except ImportError as exc:
+            raise ImportError(
+                "set_output(transform='polars') needs polars: pip install polars") from exc
+        return pl.DataFrame(out, schema=[str(n) for n in names], orient="row")

@@ -35,6 +35,7 @@ from ._validation import (
     check_real,
     check_sample_weight,
     check_tol,
+    sklearn_compatible,
 )
 
 
@@ -74,6 +75,9 @@ def _check_params(owner: str, n_clusters, init, n_init, max_iter, tol, verbose, 
         raise InvalidParameterError(
             f"The 'copy_x' parameter of {owner} must be a bool. Got {copy_x!r} instead.")
     check_algorithm(algorithm, owner)
+    if algorithm == "elkan" and n_clusters == 1:
+        warnings.warn("algorithm='elkan' doesn't make sense for a single cluster. Using "
+                      "'lloyd' instead.", RuntimeWarning, stacklevel=4)
     chunk_size = check_chunk_size(chunk_size, owner)
     precision = check_choice(precision, "precision", PRECISIONS, owner)
     metric = check_choice(metric, "metric", METRICS, owner)
@@ -162,7 +166,7 @@ def _run(data: ChunkedData, inp: Input, init: Any, rng: Any, p: _Params) -> _Fit
         warnings.warn(
             f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
             f"({p.n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning, stacklevel=4)
+            sklearn_compatible(ConvergenceWarning), stacklevel=4)
     return _Fit(data.to_data_coords(centers, inp.storage), labels, inertia, n_iter, inp)
 
 
@@ -307,6 +311,7 @@ class KMeans(BaseKMeans):
         self.labels_ = res.labels
         self.inertia_ = res.inertia
         self.n_iter_ = res.n_iter
+        self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
         self.n_features_in_ = res.inp.d
         self._n_features_out = p.n_clusters
         if res.inp.feature_names is not None:

@@ -235,6 +235,7 @@ class MiniBatchKMeans(BaseKMeans):
         self
         """
         p = self._check_params()
+        self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
         inp = check_input(X, "X", OWNER)
         for stale in ("_state", "_frame", "_fit_where", "feature_names_in_", "labels_"):
             self.__dict__.pop(stale, None)
@@ -321,6 +322,7 @@ class MiniBatchKMeans(BaseKMeans):
             p = None
         else:
             p = self._check_params()
+            self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
             inp = check_input(X, "X", OWNER)
         xp, dev = inp.xp, inp.device
         if not hasattr(self, "_random_state"):

@@ -81,6 +81,10 @@ def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: 
     dist = data.kernels.sq_dist_to_assigned(data, centers, labels)
     if data.weights is not None:  # a zero-weight point cannot fill a cluster
         dist = xp.where(data.weights > 0, dist, xp.full_like(dist, -1.0))
+    if not float(xp.max(dist)) > 0.0:  # one host sync, on this rare path only
+        # every (weighted) point sits on its centre: more clusters than distinct points;
+        # relocating is pointless and would only shuffle duplicates (scikit-learn's rule)
+        return sums, counts, labels
     empty = xp.nonzero(counts == 0)[0]
     n_empty = int(empty.shape[0])
     far = xp.argsort(dist, descending=True, stable=True)[:n_empty]
