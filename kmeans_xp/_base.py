@@ -17,6 +17,7 @@ import numpy as np
 from ._compat import array_namespace, compute_dtype, device_of
 from ._data import ChunkedData
 from ._kernels import select
+from ._sparse import is_sparse
 from ._validation import (
     NotFittedError,
     as_array,
@@ -38,11 +39,18 @@ class Input:
     n: int
     d: int
     feature_names: Any
+    sparse: bool = False  # X is a kmeans_xp._sparse.CSR (scipy, torch or cupyx sparse)
 
 
 def check_input(X: Any, name: str, owner: str, *, xp: Any = None,
                 device: Any = None) -> Input:
     """Cheap checks of X (kind, shape, dtype), before any pass over its values."""
+    if is_sparse(X):
+        from ._sparse import sparse_input
+
+        csr, storage, compute = sparse_input(X, name, owner)
+        return Input(csr, csr.xp, csr.device, storage, compute, csr.shape[0], csr.shape[1],
+                     None, sparse=True)
     names = feature_names_of(X)
     X, xp_x, dev_x = as_array(X, name, xp=xp, device=device)
     n, d = check_2d(X, name, owner)
@@ -54,7 +62,13 @@ def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | No
               precision: str = "exact", deterministic: bool = True) -> ChunkedData:
     """The chunked view of ``inp.X`` with the kernel set of this fit (chosen once, here)."""
     kernels = select(inp.xp, inp.device, inp.compute, precision=precision,
-                     deterministic=deterministic)
+                     deterministic=deterministic, sparse=inp.sparse)
+    if inp.sparse:
+        from ._sparse import SparseData
+
+        return SparseData(inp.X, xp=inp.xp, dtype=inp.compute, weights=weights,
+                          n_clusters=n_clusters, chunk_size=chunk_size, kernels=kernels,
+                          deterministic=deterministic)
     return ChunkedData(inp.X, xp=inp.xp, dtype=inp.compute, weights=weights,
                        n_clusters=n_clusters, chunk_size=chunk_size, kernels=kernels)
 
@@ -142,6 +156,8 @@ class BaseKMeans:
                          chunk_size=self.chunk_size, **self._kernel_options())
         data.check_finite_and_scale("X")
         Cs = data.to_working_coords(C)  # scaled, not yet shifted
+        if inp.sparse:  # sparse data is never centred (it would become dense)
+            return data, Cs
         data.shift = xp.mean(Cs, axis=0)  # centre on the centres: accurate float32 distances
         return data, Cs - data.shift
 

@@ -348,7 +348,10 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
     data = make_data(inp, weights=w, n_clusters=n_clusters, chunk_size=None)
     data.prepare("X")
     _, idx = kmeans_plusplus_working(data, n_clusters, rng, n_local_trials)
-    centers = inp.xp.take(inp.X, idx, axis=0)
+    if inp.sparse:  # the k chosen rows, dense, in X's values
+        centers = data.dense_rows(idx, inp.storage, working=False)
+    else:
+        centers = inp.xp.take(inp.X, idx, axis=0)
     return (centers if centers.dtype == inp.storage else inp.xp.astype(centers, inp.storage)), idx
 
 

@@ -44,7 +44,11 @@ reference          pure standard, chunk loop in Python (``_reference``)         
 numpy              BLAS into reused blocks, one-hot GEMM / bincount (``_numpy``)  NumPy
 torch              addmm, min(dim=1), index_add_ (``_torch``)                     torch CPU/CUDA
 cupy               in-place products, scatter_add when allowed (``_cupy``)        CuPy
+sparse             sparse-dense products, scatter of stored values (``_sparse``)  sparse X
 =================  ============================================================  ==============
+
+``select(..., sparse=True)`` gives the sparse set (over the namespace's dense set, which it
+hands dense data to) for a fit on sparse X.
 
 ``KMEANS_XP_KERNELS=generic`` (environment) turns the optional accelerators off, so the
 vendor sets run; ``KMEANS_XP_KERNELS=reference`` runs the pure-standard set everywhere.
@@ -81,7 +85,8 @@ def _vendor_set(xp: Any) -> type:
 
 
 def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
-           deterministic: bool = True, prefer: str | None = None) -> ReferenceKernels:
+           deterministic: bool = True, prefer: str | None = None,
+           sparse: bool = False) -> ReferenceKernels:
     """The kernel set for data of namespace ``xp`` on ``device`` computed in ``dtype``.
 
     Called once per fit (and once per ``predict``/``transform``/``score`` call).
@@ -95,13 +100,22 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     prefer : {None, 'reference', 'generic'}
         'reference' forces the pure-standard set; 'generic' skips the optional
         accelerators (Triton, numba).  Default: ``$KMEANS_XP_KERNELS`` or the fastest.
+    sparse : bool
+        The data is sparse (``kmeans_xp._sparse.SparseData``): the sparse set, over the
+        dense set chosen as above.
     """
     prefer = prefer or os.environ.get("KMEANS_XP_KERNELS") or None
     if prefer not in (None, "reference", "generic"):
         raise ValueError(f"Unknown kernel preference {prefer!r} (KMEANS_XP_KERNELS): "
                          "expected 'reference' or 'generic'.")
     cls = ReferenceKernels if prefer == "reference" else _vendor_set(xp)
-    return cls(xp, device, dtype, precision=precision, deterministic=deterministic)
+    kernels = cls(xp, device, dtype, precision=precision, deterministic=deterministic)
+    if sparse:
+        from ._sparse import SparseKernels
+
+        return SparseKernels(xp, device, dtype, precision=precision,
+                             deterministic=deterministic, dense=kernels)
+    return kernels
 
 
 def available_sets(xp: Any, device: Any, dtype: Any, **options: Any) -> dict:
