@@ -262,7 +262,13 @@ class KMeans(BaseKMeans):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features), any Array API namespace or array-like
+        X : array of shape (n_samples, n_features), any Array API namespace or array-like,
+            or sparse: scipy.sparse matrix or array (any format; CSR is used without a
+            copy), torch sparse tensor (CPU or CUDA), cupyx.scipy.sparse matrix.  Results
+            are dense, in the namespace and on the device of the sparse arrays (NumPy for
+            scipy).  Sparse data is never centred or densified: distances are
+            ``||x||^2 - 2 x.c + ||c||^2``, so in float32 their accuracy suffers when
+            rows lie far from the origin next to their distances (see ``kmeans_xp._sparse``).
         y : ignored
         sample_weight : array of shape (n_samples,), optional
             Non-negative weights (any namespace, moved to X's device if needed).
@@ -328,7 +334,8 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
 
     ``x_squared_norms`` (scikit-learn's precomputed ``||x_i||^2``) is validated (shape
     ``(n_samples,)``, finite, non-negative) and otherwise not needed: the distances are
-    computed on centred data, whose norms differ.
+    computed on centred data, whose norms differ.  ``X`` may be sparse (as in
+    :meth:`KMeans.fit`); the centres are then dense rows.
 
     Returns
     -------

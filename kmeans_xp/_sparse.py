@@ -77,6 +77,11 @@ def sparse_dense_message(name: str) -> str:
             f"'.toarray()' (scipy, cupyx) or '.to_dense()' (torch) to convert {name}.")
 
 
+def sparse_to_dense(a: Any) -> Any:
+    """A small sparse array (initial centres) as a dense array of its library."""
+    return a.to_dense() if _sparse_library(a) == "torch" else a.toarray()
+
+
 # -- the operations the standard has no word for, per library -----------------------------
 class _Ops:
     """Sparse-dense product, scatter-add and segment sums for one library."""

@@ -22,6 +22,7 @@ from ._compat import (
     to_device,
     to_numpy,
 )
+from ._sparse import is_sparse, sparse_dense_message, sparse_to_dense
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -173,6 +174,8 @@ def check_random_state(seed: Any) -> np.random.RandomState | np.random.Generator
 
 def _host_array(a: Any, name: str) -> np.ndarray:
     """Lists, tuples, pandas objects and other array-likes as a NumPy array."""
+    if is_sparse(a):  # where dense data is required (sparse X goes through _sparse)
+        raise TypeError(sparse_dense_message(name))
     try:
         out = np.asarray(a)
     except (ValueError, TypeError) as exc:
@@ -271,8 +274,13 @@ def as_namespace(a: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
     """``a`` (any namespace, list, scalar) in ``xp`` on ``device`` with ``dtype``.
 
     Used for small user-given arrays (initial centres, sample weights): an array of
-    another namespace or device is copied across, explicitly, once.
+    another namespace or device is copied across, explicitly, once.  Sparse initial
+    centres (``init``, e.g. from a callable) are made dense, as scikit-learn does.
     """
+    if is_sparse(a) and name == "init":
+        a = sparse_to_dense(a)
+    elif is_sparse(a):
+        raise TypeError(sparse_dense_message(name))
     if is_array(a):
         a = plain_array(a)
         if backend_name(array_namespace(a)) == backend_name(xp):
