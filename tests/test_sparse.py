@@ -92,9 +92,12 @@ class Container:
         if self.name.startswith("torch"):
             torch = self.backend.module
             X = sp.csr_matrix(X)
-            T = torch.sparse_csr_tensor(torch.from_numpy(X.indptr.astype(np.int64)),
-                                        torch.from_numpy(X.indices.astype(np.int64)),
-                                        torch.from_numpy(X.data), size=X.shape)
+            with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                T = torch.sparse_csr_tensor(torch.from_numpy(X.indptr.astype(np.int64)),
+                                            torch.from_numpy(X.indices.astype(np.int64)),
+                                            torch.from_numpy(X.data), size=X.shape,
+                                            check_invariants=True)
             T = T.to(self.backend.device)
             return T.to_sparse_coo() if self.name == "torch_coo" else T
         import cupyx.scipy.sparse as cpsp  # pragma: no cover - needs a GPU
@@ -344,6 +347,31 @@ def test_sparse_kernels_equal_reference_kernels(csr_container, weighted):
     np.testing.assert_array_equal(n(sk.lloyd_pass(data_d, Cx)[0]), n(lb))
 
 
+def test_subset_is_the_sparse_data_of_those_rows(csr_container):
+    """``SparseData.subset`` (mini-batches): the same passes as on X[rows] itself."""
+    from kmeans_xp._base import check_input, make_data
+
+    X = make_docs(n=300, d=120, seed=25)
+    b = csr_container.backend
+    rows = np.array([5, 3, 299, 17, 17, 150, 42])
+    w = np.arange(1.0, 8.0)
+    data = make_data(check_input(csr_container(X), "X", "t"), weights=None, n_clusters=4,
+                     chunk_size=50)
+    data.prepare()
+    sub = data.subset(b.asarray(rows), weights=b.asarray(w))
+    ref = make_data(check_input(csr_container(X[rows]), "X", "t"), weights=b.asarray(w),
+                    n_clusters=4, chunk_size=50)
+    ref.prepare()
+    C = b.asarray(centres_from(X, [0, 50, 100, 200]))
+    for u, v in zip(sub.kernels.lloyd_pass(sub, C, need_inertia=True)[:3] +
+                    sub.kernels.labels_inertia(sub, C)[1:],
+                    ref.kernels.lloyd_pass(ref, C, need_inertia=True)[:3] +
+                    ref.kernels.labels_inertia(ref, C)[1:]):
+        np.testing.assert_allclose(b.to_numpy(u), b.to_numpy(v), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(b.to_numpy(sub.take_rows(b.asarray(np.array([0, 3])))),
+                                  X[rows[[0, 3]]].toarray())
+
+
 def test_tolerance_is_sklearns_mean_variance():
     """``tol`` scales with the mean per-feature variance of X, as for dense X."""
     from kmeans_xp._base import check_input, make_data
@@ -427,7 +455,7 @@ def test_torch_duplicates_are_summed():
     coo = X.tocoo()
     idx = torch.from_numpy(np.stack([np.r_[coo.row, coo.row], np.r_[coo.col, coo.col]]))
     T = torch.sparse_coo_tensor(idx, torch.from_numpy(np.r_[coo.data, coo.data] / 2),
-                                size=X.shape)  # uncoalesced
+                                size=X.shape, check_invariants=True)  # uncoalesced
     init = centres_from(X, [0, 60, 100])
     a = KMeans(3, init=torch.from_numpy(init), n_init=1).fit(T)
     b = KMeans(3, init=init, n_init=1).fit(X)
@@ -438,7 +466,7 @@ def test_torch_duplicates_are_summed():
     vals = torch.tensor([1.0, 2.0, 5.0, 4.0], dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        Tc = torch.sparse_csr_tensor(crow, col, vals, size=(2, 3))
+        Tc = torch.sparse_csr_tensor(crow, col, vals, size=(2, 3), check_invariants=False)
     c, _ = kmeans_plusplus(Tc, 2, random_state=0)
     np.testing.assert_array_equal(np.sort(c.numpy(), axis=0),
                                   np.sort(np.array([[5.0, 3.0, 0.0], [0.0, 0.0, 4.0]]), axis=0))

@@ -77,10 +77,14 @@ class SparseKernels(ReferenceKernels):
 
     # -- helpers on sparse blocks -------------------------------------------------------
     def _terms(self, data: Any, centers: Any) -> tuple[Any, Any]:
-        """``-2 C^T`` (d, k), C-contiguous for the sparse-dense product, and ``||c||^2``."""
-        xp = self.xp
-        return data.ops.contiguous(-2.0 * xp.matrix_transpose(centers)), \
-            xp.sum(centers * centers, axis=1)
+        """``C^T`` (d, k), C-contiguous for the sparse-dense product (a block reused from
+        pass to pass), and ``||c||^2`` (k,).
+
+        With d in the hundreds of thousands these (k, d) operations cost as much as the
+        products: the transpose is cache-blocked and the factor -2 is applied to the
+        (rows, k) product instead of the (d, k) centres.
+        """
+        return data.ops.transpose(centers, data.buffers), data.ops.sq_norms(centers)
 
     def row_sq_norms(self, data: Any) -> Any:
         """``||xt_i||^2`` (n,) in the accumulator dtype, computed once per fit."""
@@ -94,9 +98,10 @@ class SparseKernels(ReferenceKernels):
             data.cache["sparse_x_sq"] = concat(parts, xp)
         return data.cache["sparse_x_sq"]
 
-    def _partial(self, B: Any, m2t: Any, c_sq: Any) -> Any:
-        """``||c_j||^2 - 2 x_i.c_j`` (m, k) of a block."""
-        D = B.matmul(m2t)
+    def _partial(self, B: Any, ct: Any, c_sq: Any) -> Any:
+        """``||c_j||^2 - 2 x_i.c_j`` (m, k) of a block, from ``ct = C^T``."""
+        D = B.matmul(ct)
+        D *= -2.0
         D += c_sq
         return D
 
@@ -106,30 +111,33 @@ class SparseKernels(ReferenceKernels):
         xp = self.xp
         d = int(centers.shape[1])
         acc = c_sq_acc.dtype
-        lab = xp.take(labels, B.row_ids())
-        cv = xp.take(xp.reshape(centers, (-1,)), lab * d + xp.astype(B.indices, xp.int64))
+        take = B.ops.take
+        lab = take(labels, B.row_ids())
+        cv = take(xp.reshape(centers, (-1,)), lab * d + xp.astype(B.indices, xp.int64))
         cv = xp.astype(cv, acc)
         diff = xp.astype(B.data, acc) - cv
-        per_row = B.row_sums(diff * diff - cv * cv) + xp.take(c_sq_acc, labels)
+        per_row = B.row_sums(diff * diff - cv * cv) + take(c_sq_acc, labels)
         return xp.clip(per_row, min=0.0)
 
     def _c_sq_acc(self, data: Any, centers: Any) -> Any:
+        """``||c||^2`` (k,) in the accumulator dtype."""
         xp = self.xp
-        c = xp.astype(centers, data.accumulator_dtype())
-        return xp.sum(c * c, axis=1)
+        acc = data.accumulator_dtype()
+        c = centers if centers.dtype == acc else xp.astype(centers, acc)
+        return data.ops.sq_norms(c)
 
     # -- whole passes -------------------------------------------------------------------
     @_dense_fallback
     def lloyd_pass(self, data, centers, *, need_inertia=False):
         xp, ops = self.xp, data.ops
         k, d = int(centers.shape[0]), int(centers.shape[1])
-        m2t, c_sq = self._terms(data, centers)
+        ct, c_sq = self._terms(data, centers)
         x_sq = self.row_sq_norms(data) if need_inertia else None
         sums = xp.zeros((k * d,), dtype=data.dtype, device=data.device)
         counts = xp.zeros((k,), dtype=data.dtype, device=data.device)
         labels, inertia = [], None
         for s, e, B, w in data.chunks():
-            D = self._partial(B, m2t, c_sq)
+            D = self._partial(B, ct, c_sq)
             if need_inertia:
                 mins, lab = self.dense.min_argmin(D)
                 dist = xp.clip(xp.astype(mins, x_sq.dtype) + x_sq[s:e], min=0.0)
@@ -141,8 +149,8 @@ class SparseKernels(ReferenceKernels):
             lab = xp.astype(lab, xp.int64)
             labels.append(lab)
             rows = B.row_ids()
-            vals = B.data if w is None else B.data * xp.take(w, rows)
-            flat = xp.take(lab, rows) * d + xp.astype(B.indices, xp.int64)
+            vals = B.data if w is None else B.data * ops.take(w, rows)
+            flat = ops.take(lab, rows) * d + xp.astype(B.indices, xp.int64)
             sums = ops.scatter_add(sums, flat, vals)
             cw = xp.ones((e - s,), dtype=data.dtype, device=data.device) if w is None else w
             counts = ops.scatter_add(counts, lab, cw)
@@ -151,11 +159,11 @@ class SparseKernels(ReferenceKernels):
     @_dense_fallback
     def assign(self, data, centers):
         xp = self.xp
-        m2t, c_sq = self._terms(data, centers)
+        ct, c_sq = self._terms(data, centers)
         x_sq = self.row_sq_norms(data)
         labels, mins = [], []
         for s, e, B, _ in data.chunks():
-            m, lab = self.dense.min_argmin(self._partial(B, m2t, c_sq))
+            m, lab = self.dense.min_argmin(self._partial(B, ct, c_sq))
             labels.append(xp.astype(lab, xp.int64))
             dist = xp.clip(xp.astype(m, x_sq.dtype) + x_sq[s:e], min=0.0)
             mins.append(xp.astype(dist, data.dtype))
@@ -164,11 +172,11 @@ class SparseKernels(ReferenceKernels):
     @_dense_fallback
     def labels_inertia(self, data, centers, *, return_inertia=True):
         xp = self.xp
-        m2t, c_sq = self._terms(data, centers)
+        ct, c_sq = self._terms(data, centers)
         c_sq_acc = self._c_sq_acc(data, centers) if return_inertia else None
         labels, total = [], None
         for _, _, B, w in data.chunks():
-            lab = xp.astype(self.dense.argmin_rows(self._partial(B, m2t, c_sq)), xp.int64)
+            lab = xp.astype(self.dense.argmin_rows(self._partial(B, ct, c_sq)), xp.int64)
             labels.append(lab)
             if return_inertia:
                 dist = self._assigned_sq(B, centers, c_sq_acc, lab)
@@ -200,13 +208,13 @@ class SparseKernels(ReferenceKernels):
         """Squared distances (n, k); the nearest centre's by the direct formula."""
         xp = self.xp
         k = int(centers.shape[0])
-        m2t, c_sq = self._terms(data, centers)
+        ct, c_sq = self._terms(data, centers)
         c_sq_acc = self._c_sq_acc(data, centers)
         x_sq = self.row_sq_norms(data)
         ks = xp.arange(k, dtype=xp.int64, device=self.device)
         parts = []
         for s, e, B, _ in data.chunks():
-            D = self._partial(B, m2t, c_sq) + xp.astype(x_sq[s:e], data.dtype)[:, None]
+            D = self._partial(B, ct, c_sq) + xp.astype(x_sq[s:e], data.dtype)[:, None]
             lab = xp.astype(self.dense.argmin_rows(D), xp.int64)
             exact = xp.astype(self._assigned_sq(B, centers, c_sq_acc, lab), data.dtype)
             D = xp.where(lab[:, None] == ks[None, :], exact[:, None], D)
@@ -219,7 +227,7 @@ class SparseKernels(ReferenceKernels):
         accumulator dtype, clipped at 0."""
         xp = self.xp
         x_sq = self.row_sq_norms(data)
-        prod = B.matmul(data.ops.contiguous(xp.matrix_transpose(cand)))
+        prod = B.matmul(data.ops.contiguous(xp.matrix_transpose(cand)))  # (d, few)
         D = x_sq[s:e, None] - 2.0 * xp.astype(prod, x_sq.dtype) + c_sq_acc[None, :]
         return xp.clip(D, min=0.0)
 
