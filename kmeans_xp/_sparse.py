@@ -129,6 +129,18 @@ class _Ops:
         return self.scatter_add(out, self.row_ids(indptr, int(values.shape[0])), values)
 
 
+def _flat_buffer(buffers: dict | None, size: int, dtype: Any, empty: Any) -> Any:
+    """A 1-D block of at least ``size`` elements, kept in ``buffers`` (one per dtype, grown
+    when a pass needs more: centres and k-means|| candidate sets of any size share it)."""
+    if buffers is None:
+        return empty(size)
+    key = ("sparse_CT", str(dtype))
+    buf = buffers.get(key)
+    if buf is None or buf.shape[0] < size:
+        buf = buffers[key] = empty(size)
+    return buf
+
+
 class _ScipyOps(_Ops):
     """scipy.sparse on NumPy arrays (and the template of the cupyx set)."""
 
@@ -163,12 +175,8 @@ class _ScipyOps(_Ops):
         # (100, 2**18) that is 10x slower than copying blocks of 4096 columns, which stay
         # in cache; and a reused block saves the page faults of a fresh 200 MB array
         k, d = C.shape
-        key = ("sparse_CT", d, k, str(C.dtype))
-        out = None if buffers is None else buffers.get(key)
-        if out is None:
-            out = np.empty((d, k), dtype=C.dtype)
-            if buffers is not None:
-                buffers[key] = out
+        out = _flat_buffer(buffers, d * k, C.dtype, lambda size: np.empty(size, C.dtype))
+        out = out[: d * k].reshape(d, k)
         for j in range(0, d, 4096):
             out[j:j + 4096] = C[:, j:j + 4096].T
         return out
@@ -217,13 +225,9 @@ class _TorchOps(_Ops):
         import torch
 
         k, d = C.shape
-        key = ("sparse_CT", d, k, str(C.dtype), str(C.device))
-        out = None if buffers is None else buffers.get(key)
-        if out is None:
-            out = torch.empty((d, k), dtype=C.dtype, device=C.device)
-            if buffers is not None:
-                buffers[key] = out
-        return out.copy_(C.T)
+        out = _flat_buffer(buffers, d * k, C.dtype,
+                           lambda size: torch.empty(size, dtype=C.dtype, device=C.device))
+        return out[: d * k].view(d, k).copy_(C.T)
 
     def row_ids(self, indptr, nnz):
         import torch
@@ -236,11 +240,16 @@ class _TorchOps(_Ops):
     def scatter_add(self, target, index, values):
         if target.device.type == "cpu" or not self.deterministic:
             return target.index_add_(0, index, values)
-        # CUDA: index_add_ adds with atomics (order not fixed).  Sort the indices
-        # (stable), sum each run of equal indices in a fixed order, add the run totals at
-        # distinct positions
+        return self.sorted_scatter_add(target, index, values)
+
+    @staticmethod
+    def sorted_scatter_add(target, index, values):
+        """``index_add_`` in a fixed order (CUDA's adds with atomics): sort the indices
+        (stable), sum each run of equal indices, add the run totals at distinct places."""
         import torch
 
+        if index.shape[0] == 0:
+            return target
         order = torch.argsort(index, stable=True)
         idx, vals = index[order], values[order]
         uniq, counts = torch.unique_consecutive(idx, return_counts=True)
@@ -284,12 +293,16 @@ class _CupyOps(_ScipyOps):  # pragma: no cover - needs a GPU
         import cupyx
 
         if not self.deterministic:
-            cupyx.scatter_add(target, index, values)
+            cupyx.scatter_add(target, index, values)  # atomics
             return target
-        order = cupy.argsort(index)  # cupy's argsort is a stable radix sort
+        if index.shape[0] == 0:
+            return target
+        # a fixed order: sort the indices (cupy's argsort is a stable radix sort), take
+        # each run's total as a difference of float64 prefix sums (absolute error about
+        # 1e-16 x the chunk's total), add the totals at distinct positions
+        order = cupy.argsort(index)
         idx, vals = index[order], values[order]
         starts = cupy.flatnonzero(cupy.concatenate([cupy.ones(1, bool), idx[1:] != idx[:-1]]))
-        # run totals by a fixed-order cumulative sum per run (float64 keeps it exact enough)
         csum = cupy.cumsum(vals.astype(cupy.float64))
         ends = cupy.concatenate([starts[1:], cupy.asarray([idx.shape[0]])]) - 1
         before = cupy.where(starts > 0, csum[starts - 1], 0.0)

@@ -372,6 +372,25 @@ def test_subset_is_the_sparse_data_of_those_rows(csr_container):
                                   X[rows[[0, 3]]].toarray())
 
 
+def test_torch_sorted_scatter_add_equals_index_add():
+    """The deterministic scatter of torch CUDA (sort, run totals), run on the CPU."""
+    if "torch" not in SELECTED:
+        pytest.skip("torch not selected")
+    torch = get_backend("torch").module
+    from kmeans_xp._sparse import _TorchOps
+
+    rng = np.random.default_rng(26)
+    index = torch.from_numpy(rng.integers(0, 50, 1000))
+    values = torch.from_numpy(rng.random(1000))
+    target = torch.from_numpy(rng.random(60))
+    want = target.clone().index_add_(0, index, values)
+    got = _TorchOps.sorted_scatter_add(target.clone(), index, values)
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+    empty = torch.zeros(0, dtype=torch.int64)
+    assert torch.equal(_TorchOps.sorted_scatter_add(target.clone(), empty,
+                                                    values[:0]), target)
+
+
 def test_tolerance_is_sklearns_mean_variance():
     """``tol`` scales with the mean per-feature variance of X, as for dense X."""
     from kmeans_xp._base import check_input, make_data
