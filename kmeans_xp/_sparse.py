@@ -42,7 +42,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ._compat import array_namespace, compute_dtype, device_of, to_numpy
-from ._data import ChunkedData, LOG2_RANGE, accumulate
+from ._data import LOG2_RANGE, ChunkedData
 
 __all__ = ["CSR", "SparseBlock", "SparseData", "is_sparse", "is_sparse_data", "sparse_input"]
 
@@ -582,14 +582,16 @@ class SparseData(ChunkedData):
         pos_d = xp.asarray(pos, device=self.device)
         host_ip = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         indptr = xp.astype(xp.asarray(host_ip, device=self.device), csr.indptr.dtype)
-        sub_indices, sub_data = self.ops.take(csr.indices, pos_d), self.ops.take(csr.data, pos_d)
+        sub_indices = self.ops.take(csr.indices, pos_d)
+        sub_data = self.ops.take(csr.data, pos_d)
         m = int(lengths.shape[0])
         block = SparseBlock(indptr, sub_indices, sub_data, (m, self.d), self.ops)
         container = self.ops.matrix(block) if hasattr(self.ops, "matrix") else None
         sub = CSR(container, indptr, sub_indices, sub_data, (m, self.d), csr.library, xp,
                   self.device, host_indptr=host_ip)
         out = SparseData(sub, xp=xp, dtype=self.dtype, weights=weights,
-                         n_clusters=self.n_clusters, kernels=self.kernels, deterministic=self.ops.deterministic)
+                         n_clusters=self.n_clusters, kernels=self.kernels,
+                         deterministic=self.ops.deterministic)
         out.budget, out.nnz_budget = self.budget, self.nnz_budget
         out.rows = min(max(m, 1), self.rows)
         out.scale, out.mean_variance = self.scale, self.mean_variance
@@ -674,10 +676,3 @@ class SparseData(ChunkedData):
         var = (sq + (n - col_cnt) * mean * mean) / n
         self.shift = None
         self.mean_variance = float(xp.mean(var))  # host sync
-
-    def accumulate_rows(self, fn: Any, rows: int | None = None) -> Any:
-        """``sum(fn(start, stop, block, w))`` over the chunks (a running total)."""
-        total = None
-        for s, e, B, w in self.chunks(rows):
-            total = accumulate(total, fn(s, e, B, w))
-        return total

@@ -27,6 +27,11 @@ from .._sparse import is_sparse_data
 from ._reference import ReferenceKernels, concat, weighted_total
 
 
+def _cast(xp: Any, x: Any, dtype: Any) -> Any:
+    """``x`` in ``dtype``; no copy when it already is (``astype`` copies by default)."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
 def _dense_fallback(method):
     """Run the dense kernel set's method of the same name on dense data."""
     name = method.__name__
@@ -93,7 +98,7 @@ class SparseKernels(ReferenceKernels):
             acc = data.accumulator_dtype()
             parts = []
             for _, _, B, _ in data.chunks():
-                v = xp.astype(B.data, acc)
+                v = _cast(xp, B.data, acc)
                 parts.append(B.row_sums(v * v))
             data.cache["sparse_x_sq"] = concat(parts, xp)
         return data.cache["sparse_x_sq"]
@@ -113,9 +118,9 @@ class SparseKernels(ReferenceKernels):
         acc = c_sq_acc.dtype
         take = B.ops.take
         lab = take(labels, B.row_ids())
-        cv = take(xp.reshape(centers, (-1,)), lab * d + xp.astype(B.indices, xp.int64))
-        cv = xp.astype(cv, acc)
-        diff = xp.astype(B.data, acc) - cv
+        cv = take(xp.reshape(centers, (-1,)), lab * d + _cast(xp, B.indices, xp.int64))
+        cv = _cast(xp, cv, acc)
+        diff = _cast(xp, B.data, acc) - cv
         per_row = B.row_sums(diff * diff - cv * cv) + take(c_sq_acc, labels)
         return xp.clip(per_row, min=0.0)
 
@@ -123,7 +128,7 @@ class SparseKernels(ReferenceKernels):
         """``||c||^2`` (k,) in the accumulator dtype."""
         xp = self.xp
         acc = data.accumulator_dtype()
-        c = centers if centers.dtype == acc else xp.astype(centers, acc)
+        c = centers if centers.dtype == acc else _cast(xp, centers, acc)
         return data.ops.sq_norms(c)
 
     # -- whole passes -------------------------------------------------------------------
@@ -140,17 +145,17 @@ class SparseKernels(ReferenceKernels):
             D = self._partial(B, ct, c_sq)
             if need_inertia:
                 mins, lab = self.dense.min_argmin(D)
-                dist = xp.clip(xp.astype(mins, x_sq.dtype) + x_sq[s:e], min=0.0)
+                dist = xp.clip(_cast(xp, mins, x_sq.dtype) + x_sq[s:e], min=0.0)
                 inertia = accumulate(inertia, weighted_total(
-                    dist, None if w is None else xp.astype(w, x_sq.dtype), data))
+                    dist, None if w is None else _cast(xp, w, x_sq.dtype), data))
             else:
                 lab = self.dense.argmin_rows(D)
             del D
-            lab = xp.astype(lab, xp.int64)
+            lab = _cast(xp, lab, xp.int64)
             labels.append(lab)
             rows = B.row_ids()
             vals = B.data if w is None else B.data * ops.take(w, rows)
-            flat = ops.take(lab, rows) * d + xp.astype(B.indices, xp.int64)
+            flat = ops.take(lab, rows) * d + _cast(xp, B.indices, xp.int64)
             sums = ops.scatter_add(sums, flat, vals)
             cw = xp.ones((e - s,), dtype=data.dtype, device=data.device) if w is None else w
             counts = ops.scatter_add(counts, lab, cw)
@@ -164,9 +169,9 @@ class SparseKernels(ReferenceKernels):
         labels, mins = [], []
         for s, e, B, _ in data.chunks():
             m, lab = self.dense.min_argmin(self._partial(B, ct, c_sq))
-            labels.append(xp.astype(lab, xp.int64))
-            dist = xp.clip(xp.astype(m, x_sq.dtype) + x_sq[s:e], min=0.0)
-            mins.append(xp.astype(dist, data.dtype))
+            labels.append(_cast(xp, lab, xp.int64))
+            dist = xp.clip(_cast(xp, m, x_sq.dtype) + x_sq[s:e], min=0.0)
+            mins.append(_cast(xp, dist, data.dtype))
         return concat(labels, xp), concat(mins, xp)
 
     @_dense_fallback
@@ -176,19 +181,19 @@ class SparseKernels(ReferenceKernels):
         c_sq_acc = self._c_sq_acc(data, centers) if return_inertia else None
         labels, total = [], None
         for _, _, B, w in data.chunks():
-            lab = xp.astype(self.dense.argmin_rows(self._partial(B, ct, c_sq)), xp.int64)
+            lab = _cast(xp, self.dense.argmin_rows(self._partial(B, ct, c_sq)), xp.int64)
             labels.append(lab)
             if return_inertia:
                 dist = self._assigned_sq(B, centers, c_sq_acc, lab)
                 total = accumulate(total, weighted_total(
-                    dist, None if w is None else xp.astype(w, dist.dtype), data))
+                    dist, None if w is None else _cast(xp, w, dist.dtype), data))
         return concat(labels, xp), total
 
     @_dense_fallback
     def sq_dist_to_assigned(self, data, centers, labels):
         xp = self.xp
         c_sq_acc = self._c_sq_acc(data, centers)
-        return concat([xp.astype(self._assigned_sq(B, centers, c_sq_acc, labels[s:e]),
+        return concat([_cast(xp, self._assigned_sq(B, centers, c_sq_acc, labels[s:e]),
                                  data.dtype)
                        for s, e, B, _ in data.chunks()], xp)
 
@@ -200,7 +205,7 @@ class SparseKernels(ReferenceKernels):
         for s, e, B, w in data.chunks():
             dist = self._assigned_sq(B, centers, c_sq_acc, labels[s:e])
             total = accumulate(total, weighted_total(
-                dist, None if w is None else xp.astype(w, dist.dtype), data))
+                dist, None if w is None else _cast(xp, w, dist.dtype), data))
         return total
 
     @_dense_fallback
@@ -214,9 +219,9 @@ class SparseKernels(ReferenceKernels):
         ks = xp.arange(k, dtype=xp.int64, device=self.device)
         parts = []
         for s, e, B, _ in data.chunks():
-            D = self._partial(B, ct, c_sq) + xp.astype(x_sq[s:e], data.dtype)[:, None]
-            lab = xp.astype(self.dense.argmin_rows(D), xp.int64)
-            exact = xp.astype(self._assigned_sq(B, centers, c_sq_acc, lab), data.dtype)
+            D = self._partial(B, ct, c_sq) + _cast(xp, x_sq[s:e], data.dtype)[:, None]
+            lab = _cast(xp, self.dense.argmin_rows(D), xp.int64)
+            exact = _cast(xp, self._assigned_sq(B, centers, c_sq_acc, lab), data.dtype)
             D = xp.where(lab[:, None] == ks[None, :], exact[:, None], D)
             parts.append(xp.clip(D, min=0.0))
         return concat(parts, xp)
@@ -228,7 +233,7 @@ class SparseKernels(ReferenceKernels):
         xp = self.xp
         x_sq = self.row_sq_norms(data)
         prod = B.matmul(data.ops.contiguous(xp.matrix_transpose(cand)))  # (d, few)
-        D = x_sq[s:e, None] - 2.0 * xp.astype(prod, x_sq.dtype) + c_sq_acc[None, :]
+        D = x_sq[s:e, None] - 2.0 * _cast(xp, prod, x_sq.dtype) + c_sq_acc[None, :]
         return xp.clip(D, min=0.0)
 
     @_dense_fallback
@@ -239,10 +244,10 @@ class SparseKernels(ReferenceKernels):
         acc = data.accumulator_dtype()
         pots = None
         for s, e, B, w in data.chunks(max(1, data.budget // max(m, 1))):
-            D = xp.astype(self._kpp_dist(data, B, s, e, cand, c_sq_acc), data.dtype)
+            D = _cast(xp, self._kpp_dist(data, B, s, e, cand, c_sq_acc), data.dtype)
             D = xp.minimum(D, closest[s:e, None])
             p = xp.sum(D, axis=0) if w is None else xp.matmul(w, D)
-            pots = accumulate(pots, xp.astype(p, acc))
+            pots = accumulate(pots, _cast(xp, p, acc))
         return pots
 
     @_dense_fallback
@@ -251,6 +256,6 @@ class SparseKernels(ReferenceKernels):
         c_sq_acc = self._c_sq_acc(data, center)
         parts = []
         for s, e, B, _ in data.chunks(data.budget):
-            d = xp.astype(self._kpp_dist(data, B, s, e, center, c_sq_acc)[:, 0], data.dtype)
+            d = _cast(xp, self._kpp_dist(data, B, s, e, center, c_sq_acc)[:, 0], data.dtype)
             parts.append(d if closest is None else xp.minimum(closest[s:e], d))
         return concat(parts, xp)
