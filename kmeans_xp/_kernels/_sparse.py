@@ -227,12 +227,12 @@ class SparseKernels(ReferenceKernels):
         return concat(parts, xp)
 
     # -- greedy k-means++ ---------------------------------------------------------------
-    def _kpp_dist(self, data, B, s, e, cand, c_sq_acc):
-        """Squared distances (m, c) of a block to candidates (c, d), assembled in the
-        accumulator dtype, clipped at 0."""
+    def _kpp_dist(self, data, B, s, e, cand_t, c_sq_acc):
+        """Squared distances (m, c) of a block to candidates (``cand_t``: their (d, c)
+        transpose, contiguous), assembled in the accumulator dtype, clipped at 0."""
         xp = self.xp
         x_sq = self.row_sq_norms(data)
-        prod = B.matmul(data.ops.contiguous(xp.matrix_transpose(cand)))  # (d, few)
+        prod = B.matmul(cand_t)
         D = x_sq[s:e, None] - 2.0 * _cast(xp, prod, x_sq.dtype) + c_sq_acc[None, :]
         return xp.clip(D, min=0.0)
 
@@ -241,10 +241,11 @@ class SparseKernels(ReferenceKernels):
         xp = self.xp
         m = int(cand.shape[0])
         c_sq_acc = self._c_sq_acc(data, cand)
+        cand_t = data.ops.contiguous(xp.matrix_transpose(cand))  # once, not per chunk
         acc = data.accumulator_dtype()
         pots = None
         for s, e, B, w in data.chunks(max(1, data.budget // max(m, 1))):
-            D = _cast(xp, self._kpp_dist(data, B, s, e, cand, c_sq_acc), data.dtype)
+            D = _cast(xp, self._kpp_dist(data, B, s, e, cand_t, c_sq_acc), data.dtype)
             D = xp.minimum(D, closest[s:e, None])
             p = xp.sum(D, axis=0) if w is None else xp.matmul(w, D)
             pots = accumulate(pots, _cast(xp, p, acc))
@@ -254,8 +255,9 @@ class SparseKernels(ReferenceKernels):
     def kpp_update(self, data, closest, center):
         xp = self.xp
         c_sq_acc = self._c_sq_acc(data, center)
+        center_t = data.ops.contiguous(xp.matrix_transpose(center))
         parts = []
         for s, e, B, _ in data.chunks(data.budget):
-            d = _cast(xp, self._kpp_dist(data, B, s, e, center, c_sq_acc)[:, 0], data.dtype)
+            d = _cast(xp, self._kpp_dist(data, B, s, e, center_t, c_sq_acc)[:, 0], data.dtype)
             parts.append(d if closest is None else xp.minimum(closest[s:e], d))
         return concat(parts, xp)
