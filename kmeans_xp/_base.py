@@ -18,6 +18,7 @@ import numpy as np
 from ._compat import array_namespace, backend_name, compute_dtype, device_of
 from ._data import ChunkedData
 from ._kernels import select
+from ._sparse import is_sparse
 from ._validation import (
     NotFittedError,
     as_array,
@@ -41,11 +42,18 @@ class Input:
     d: int
     feature_names: Any
     streamed: bool = False  # X stays on the host; chunks move to ``device`` (StreamedData)
+    sparse: bool = False  # X is a kmeans_xp._sparse.CSR (scipy, torch or cupyx sparse)
 
 
 def check_input(X: Any, name: str, owner: str, *, xp: Any = None,
                 device: Any = None) -> Input:
     """Cheap checks of X (kind, shape, dtype), before any pass over its values."""
+    if is_sparse(X):
+        from ._sparse import sparse_input
+
+        csr, storage, compute = sparse_input(X, name, owner)
+        return Input(csr, csr.xp, csr.device, storage, compute, csr.shape[0], csr.shape[1],
+                     None, sparse=True)
     names = feature_names_of(X)
     X, xp_x, dev_x = as_array(X, name, xp=xp, device=device)
     n, d = check_2d(X, name, owner)
@@ -85,7 +93,13 @@ def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | No
               metric: str = "euclidean") -> ChunkedData:
     """The chunked view of ``inp.X`` with the kernel set of this fit (chosen once, here)."""
     kernels = select(inp.xp, inp.device, inp.compute, precision=precision,
-                     deterministic=deterministic, metric=metric)
+                     deterministic=deterministic, metric=metric, sparse=inp.sparse)
+    if inp.sparse:
+        from ._sparse import SparseData
+
+        return SparseData(inp.X, xp=inp.xp, dtype=inp.compute, weights=weights,
+                          n_clusters=n_clusters, chunk_size=chunk_size, kernels=kernels,
+                          deterministic=deterministic)
     if inp.streamed:
         from ._data import StreamedData
 
@@ -114,7 +128,7 @@ class BaseKMeans:
         """Parameters of this estimator (scikit-learn protocol)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> "KMeans":
+    def set_params(self, **params: Any) -> "BaseKMeans":
         """Set parameters (scikit-learn protocol); unknown names raise ``ValueError``."""
         valid = self._param_names()
         for key, value in params.items():
@@ -185,7 +199,8 @@ class BaseKMeans:
                          chunk_size=self.chunk_size, **self._kernel_options())
         data.check_finite_and_scale("X")
         Cs = data.to_working_coords(C)  # scaled, not yet shifted (unit rows for cosine)
-        if data.metric == "cosine":  # unit rows are never centred
+        # unit rows are never centred, nor is sparse data (it would become dense)
+        if data.metric == "cosine" or inp.sparse:
             return data, Cs
         data.shift = xp.mean(Cs, axis=0)  # centre on the centres: accurate float32 distances
         return data, Cs - data.shift

@@ -56,6 +56,8 @@ class ChunkedData:
     #: True for a source whose rows are moved to the device chunk by chunk (fused kernel
     #: sets that read ``X`` directly must fall back to the chunk loop)
     streamed = False
+    #: the fit's distance; subclasses that do not set it (sparse) are Euclidean
+    metric = "euclidean"
 
     def __init__(self, X: Any, *, xp: Any, dtype: Any, weights: Any = None,
                  n_clusters: int = 1, chunk_size: int | None = None,

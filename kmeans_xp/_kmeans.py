@@ -124,6 +124,12 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str,
         check_host_input(X, "X", owner, device)
     if inp.n < p.n_clusters:
         raise ValueError(f"n_samples={inp.n} should be >= n_clusters={p.n_clusters}.")
+    if inp.sparse and p.metric != "euclidean":
+        raise ValueError(
+            f"metric={p.metric!r} does not take sparse X yet (only 'euclidean' does): pass "
+            "X dense, or for cosine on TF-IDF-like rows, scale the rows to unit length "
+            "(sklearn.preprocessing.normalize) and use metric='euclidean', which then "
+            "gives the same clusters.")
     xp = inp.xp
     rng = check_random_state(random_state)
     w = check_sample_weight(sample_weight, inp.n, xp, inp.device, inp.compute)
@@ -257,6 +263,11 @@ class KMeans(BaseKMeans):
     True
     """
 
+    @property
+    def _accepts_sparse(self) -> bool:
+        """Sparse X is taken with metric='euclidean' (the tag scikit-learn reads)."""
+        return getattr(self, "metric", "euclidean") == "euclidean"
+
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", n_init: Any = "auto",
                  max_iter: int = 300, tol: float = 1e-4, verbose: int = 0,
                  random_state: Any = None, copy_x: bool = True, algorithm: str = "lloyd",
@@ -286,7 +297,13 @@ class KMeans(BaseKMeans):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features), any Array API namespace or array-like
+        X : array of shape (n_samples, n_features), any Array API namespace or array-like,
+            or sparse: scipy.sparse matrix or array (any format; CSR is used without a
+            copy), torch sparse tensor (CPU or CUDA), cupyx.scipy.sparse matrix.  Results
+            are dense, in the namespace and on the device of the sparse arrays (NumPy for
+            scipy).  Sparse data is never centred or densified: distances are
+            ``||x||^2 - 2 x.c + ||c||^2``, so in float32 their accuracy suffers when
+            rows lie far from the origin next to their distances (see ``kmeans_xp._sparse``).
         y : ignored
         sample_weight : array of shape (n_samples,), optional
             Non-negative weights (any namespace, moved to X's device if needed).
@@ -360,7 +377,8 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
 
     ``x_squared_norms`` (scikit-learn's precomputed ``||x_i||^2``) is validated (shape
     ``(n_samples,)``, finite, non-negative) and otherwise not needed: the distances are
-    computed on centred data, whose norms differ.
+    computed on centred data, whose norms differ.  ``X`` may be sparse (as in
+    :meth:`KMeans.fit`); the centres are then dense rows.
 
     Returns
     -------
@@ -380,7 +398,10 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
     data = make_data(inp, weights=w, n_clusters=n_clusters, chunk_size=None)
     data.prepare("X")
     _, idx = kmeans_plusplus_working(data, n_clusters, rng, n_local_trials)
-    centers = inp.xp.take(inp.X, idx, axis=0)
+    if inp.sparse:  # the k chosen rows, dense, in X's values
+        centers = data.dense_rows(idx, inp.storage, working=False)
+    else:
+        centers = inp.xp.take(inp.X, idx, axis=0)
     return (centers if centers.dtype == inp.storage else inp.xp.astype(centers, inp.storage)), idx
 
 

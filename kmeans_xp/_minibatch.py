@@ -55,6 +55,13 @@ def _subset(data: ChunkedData, idx: np.ndarray) -> ChunkedData:
     return sub
 
 
+def _no_sparse(inp) -> None:
+    if inp.sparse:
+        raise TypeError(
+            "MiniBatchKMeans does not take sparse X yet: use KMeans (which does), or pass "
+            "X dense.")
+
+
 class MiniBatchKMeans(BaseKMeans):
     """Mini-Batch K-Means clustering on any Array API namespace.
 
@@ -237,6 +244,7 @@ class MiniBatchKMeans(BaseKMeans):
         p = self._check_params()
         self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
         inp = check_input(X, "X", OWNER)
+        _no_sparse(inp)
         for stale in ("_state", "_frame", "_fit_where", "feature_names_in_", "labels_"):
             self.__dict__.pop(stale, None)
         if inp.n < p.n_clusters:
@@ -313,6 +321,7 @@ class MiniBatchKMeans(BaseKMeans):
         if started:
             xp_fit, dev_fit, compute = self._fit_where
             inp = check_input(X, "X", OWNER, xp=xp_fit, device=dev_fit)
+            _no_sparse(inp)
             check_same_namespace(inp.X, inp.xp, inp.device, xp_fit, dev_fit, "X")
             if inp.d != self.n_features_in_:
                 raise ValueError(
@@ -324,6 +333,8 @@ class MiniBatchKMeans(BaseKMeans):
             p = self._check_params()
             self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
             inp = check_input(X, "X", OWNER)
+            _no_sparse(inp)
+        _no_sparse(inp)
         xp, dev = inp.xp, inp.device
         if not hasattr(self, "_random_state"):
             self._random_state = check_random_state(self.random_state)

@@ -24,6 +24,7 @@ from ._compat import (
     to_device,
     to_numpy,
 )
+from ._sparse import is_sparse, sparse_dense_message, sparse_to_dense
 
 
 # -- exceptions and warnings, joined to scikit-learn's without importing it ------------------
@@ -252,22 +253,6 @@ def check_random_state(seed: Any) -> np.random.RandomState | np.random.Generator
     )
 
 
-def is_sparse(a: Any) -> bool:
-    """A SciPy / CuPy sparse matrix or array, or a sparse torch tensor (never imports them)."""
-    module = type(a).__module__ or ""
-    if module.startswith(("scipy.sparse", "cupyx.scipy.sparse")):
-        return True
-    layout = getattr(a, "layout", None)
-    return layout is not None and "sparse" in str(layout)
-
-
-def _sparse_error(name: str) -> TypeError:
-    return DataTypeError(
-        f"Sparse data was passed for {name}, but dense data is required: kmeans_xp does not "
-        "support sparse input yet. Use '.toarray()' (SciPy) or '.to_dense()' (torch) to "
-        "convert it to a dense array.")
-
-
 def _first_non_number(values: np.ndarray) -> tuple[int, Any, str] | None:
     """(position, value, why) of the first value that is not a number, or None."""
     for i, v in enumerate(values.ravel()):
@@ -328,8 +313,8 @@ def _frame_to_numpy(df: Any, name: str) -> np.ndarray:
 
 def _host_array(a: Any, name: str) -> np.ndarray:
     """Lists, tuples, pandas objects and other array-likes as a NumPy array."""
-    if is_sparse(a):
-        raise _sparse_error(name)
+    if is_sparse(a):  # where dense data is required (sparse X goes through _sparse)
+        raise TypeError(sparse_dense_message(name))
     if hasattr(a, "iloc") and hasattr(a, "columns") and hasattr(a, "dtypes"):
         return _frame_to_numpy(a, name)
     if type(a).__module__.startswith("polars") and hasattr(a, "to_numpy"):
@@ -437,7 +422,9 @@ def as_array(
             f"cluster; pass {name} on a real device (e.g. 'cpu' or 'cuda')."
         )
     if is_sparse(X):
-        raise _sparse_error(name)
+        # sparse X of the estimators goes through kmeans_xp._sparse before this; here a
+        # dense array is required (metrics, sample weights, centres)
+        raise DataTypeError(sparse_dense_message(name))
     if is_array(X) and not (isinstance(X, np.ndarray) and X.dtype == object):
         X = plain_array(X)
         return X, array_namespace(X), device_of(X)
@@ -525,8 +512,13 @@ def as_namespace(a: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
     """``a`` (any namespace, list, scalar) in ``xp`` on ``device`` with ``dtype``.
 
     Used for small user-given arrays (initial centres, sample weights): an array of
-    another namespace or device is copied across, explicitly, once.
+    another namespace or device is copied across, explicitly, once.  Sparse initial
+    centres (``init``, e.g. from a callable) are made dense, as scikit-learn does.
     """
+    if is_sparse(a) and name == "init":
+        a = sparse_to_dense(a)
+    elif is_sparse(a):
+        raise TypeError(sparse_dense_message(name))
     if is_array(a):
         a = plain_array(a)
         if backend_name(array_namespace(a)) == backend_name(xp):

@@ -49,7 +49,11 @@ triton             fused assignment on tensor cores, deterministic sums         
 cpu                fused pass per cache block: GEMM + argmin + sums, threads     NumPy,
                    (``_cpu``; optional: ``pip install numba threadpoolctl``)      torch CPU
 manhattan          L1 distances for ``metric='manhattan'`` (``_manhattan``)      any namespace
+sparse             sparse-dense products, scatter of stored values (``_sparse``)  sparse X
 =================  ============================================================  ==============
+
+``select(..., sparse=True)`` gives the sparse set (over the namespace's dense set, which it
+hands dense data to) for a fit on sparse X.
 
 ``KMEANS_XP_KERNELS=generic`` (environment) turns the optional accelerators off, so the
 vendor sets run; ``KMEANS_XP_KERNELS=reference`` runs the pure-standard set everywhere.
@@ -119,7 +123,7 @@ def _vendor_set(xp: Any) -> type:
 
 def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
            deterministic: bool = True, prefer: str | None = None,
-           metric: str = "euclidean") -> ReferenceKernels:
+           metric: str = "euclidean", sparse: bool = False) -> ReferenceKernels:
     """The kernel set for data of namespace ``xp`` on ``device`` computed in ``dtype``.
 
     Called once per fit (and once per ``predict``/``transform``/``score`` call).
@@ -136,6 +140,9 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     metric : {'euclidean', 'cosine', 'manhattan'}
         'cosine' runs the Euclidean kernels on unit rows (the data's frame normalises them);
         'manhattan' has its own L1 set.
+    sparse : bool
+        The data is sparse (``kmeans_xp._sparse.SparseData``): the sparse set, over the
+        dense set chosen as above.
     """
     prefer = prefer or os.environ.get("KMEANS_XP_KERNELS") or None
     if prefer not in (None, "reference", "generic"):
@@ -150,7 +157,13 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     else:
         fused = prefer is None and (_triton_set(xp, device, dtype) or _cpu_set(xp, device))
         cls = fused or _vendor_set(xp)
-    return cls(xp, device, dtype, precision=precision, deterministic=deterministic)
+    kernels = cls(xp, device, dtype, precision=precision, deterministic=deterministic)
+    if sparse:
+        from ._sparse import SparseKernels
+
+        return SparseKernels(xp, device, dtype, precision=precision,
+                             deterministic=deterministic, dense=kernels)
+    return kernels
 
 
 def available_sets(xp: Any, device: Any, dtype: Any, **options: Any) -> dict:

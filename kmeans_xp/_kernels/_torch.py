@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Any
-
 from ._buffers import buffer
 from ._reference import ReferenceKernels, onehot
 

@@ -32,7 +32,7 @@ def weighted_medians(data: ChunkedData, labels: Any, counts: Any, old: Any) -> A
     budget // n columns (at least one).
     """
     xp = data.xp
-    n, d, k = data.n, data.d, int(old.shape[0])
+    n, d = data.n, data.d
     acc = data.accumulator_dtype()
     w = (xp.ones((n,), dtype=acc, device=data.device) if data.weights is None
          else xp.astype(data.weights, acc))
