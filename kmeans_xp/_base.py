@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._compat import array_namespace, compute_dtype, device_of
+from ._compat import array_namespace, compute_dtype, device_of, is_dask_array
 from ._data import ChunkedData
 from ._kernels import select
 from ._validation import (
@@ -147,11 +147,19 @@ class BaseKMeans:
 
     def predict(self, X: Any) -> Any:
         """Index of the closest centre for each sample of X (same namespace and device)."""
+        if is_dask_array(X):  # lazy, one task per block (kmeans_xp._dask)
+            from . import _dask
+
+            return _dask.predict(self, X)
         data, C = self._data_for(X)
         return data.kernels.labels_inertia(data, C, return_inertia=False)[0]
 
     def transform(self, X: Any) -> Any:
         """Euclidean distances (n_samples, n_clusters) of X to every centre."""
+        if is_dask_array(X):
+            from . import _dask
+
+            return _dask.transform(self, X)
         data, C = self._data_for(X)
         D = data.xp.sqrt(data.kernels.sq_distances(data, C))
         if data.scale != 1.0:
@@ -161,6 +169,10 @@ class BaseKMeans:
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X for the fitted centres."""
+        if is_dask_array(X):
+            from . import _dask
+
+            return _dask.score(self, X, sample_weight)
         data, C = self._data_for(X, sample_weight)
         inertia = data.kernels.labels_inertia(data, C)[1]
         return -float(inertia) * data.scale ** 2

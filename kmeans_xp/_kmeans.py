@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._base import BaseKMeans, Input, check_input, make_data
-from ._compat import is_out_of_memory, to_numpy
+from ._compat import is_dask_array, is_out_of_memory, to_numpy
 from ._data import ChunkedData
 from ._kernels import PRECISIONS
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
@@ -108,6 +108,10 @@ def _out_of_memory(exc: BaseException, data: ChunkedData) -> MemoryError:
 
 def _fit(X, sample_weight, init, random_state, p: _Params, owner: str) -> _Fit:
     """Validate everything, then run ``p.n_init`` Lloyd runs and keep the best."""
+    if is_dask_array(X):  # a Dask array: the fit runs per block on the cluster
+        from . import _dask
+
+        return _dask.fit(X, sample_weight, init, random_state, p, owner)
     inp = check_input(X, "X", owner)
     if inp.n < p.n_clusters:
         raise ValueError(f"n_samples={inp.n} should be >= n_clusters={p.n_clusters}.")
@@ -339,6 +343,11 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
     n_clusters = check_int(n_clusters, "n_clusters", owner)
     if n_local_trials is not None:
         n_local_trials = check_int(n_local_trials, "n_local_trials", owner)
+    if is_dask_array(X):  # greedy k-means++ on a sample of the rows (kmeans_xp._dask)
+        from . import _dask
+
+        return _dask.kmeans_plusplus(X, n_clusters, sample_weight, random_state,
+                                     n_local_trials)
     inp = check_input(X, "X", owner)
     if inp.n < n_clusters:
         raise ValueError(f"n_samples={inp.n} should be >= n_clusters={n_clusters}.")
