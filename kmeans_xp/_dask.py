@@ -111,41 +111,47 @@ def _host64(a: Any) -> np.ndarray:
 
 def _block_moments(xb: Any, wb: Any, dtype: str, scale: float) -> dict:
     """Finite flags, max |x|, count, mean and M2 (sum of squared deviations) per column,
-    and the weight checks, of one block in float64 (compute dtype where float64 is absent)."""
+    and the weight checks, of one block.
+
+    Deviations are taken from the block's first row (in the compute dtype: accurate, as
+    that row lies within the data's spread), summed per chunk in the compute dtype and over
+    chunks in float64 (where the device has it); the block's mean and M2 follow without
+    cancellation.  The mean only sets the frame's shift (any nearby point serves) and M2
+    the scale of ``tol``: neither needs more than float32 accuracy.
+    """
     xp = array_namespace(xb)
     dt = getattr(xp, dtype)
     acc = xp.float64 if is_float64_supported(xp, device_of(xb)) else dt
     data = ChunkedData(xb, xp=xp, dtype=dt, n_clusters=1)
     data.scale = scale
-    n = 0
-    mean = m2 = None
-    finite, has_nan, amax = True, False, 0.0
-    for s, e in data.ranges(max(1, data.rows // 4)):
+    s1 = s2 = ref = None
+    amax = 0.0
+    for s, e in data.ranges():
         c = data._raw(s, e)
-        ok = bool(xp.all(xp.isfinite(c)))
-        if not ok:
-            finite = False
-            has_nan = has_nan or bool(xp.any(xp.isnan(c)))
-            continue
-        amax = max(amax, float(xp.max(xp.abs(c))))
-        if not finite or amax > 2.0 ** LOG2_RANGE:
-            continue  # moments are discarded (error, or a rescaled second pass)
-        c = xp.astype(c, acc)
-        m = e - s
-        cm = xp.mean(c, axis=0)
-        dev = c - cm
-        cm2 = xp.sum(dev * dev, axis=0)
-        if mean is None:
-            n, mean, m2 = m, cm, cm2
-        else:  # Chan et al.: combine (n, mean, M2) of two sets
-            delta = cm - mean
-            tot = n + m
-            mean = mean + delta * (m / tot)
-            m2 = m2 + cm2 + delta * delta * (n * m / tot)
-            n = tot
-    out = {"n": n, "mean": None if mean is None else _host64(mean),
-           "m2": None if m2 is None else _host64(m2), "finite": finite,
-           "has_nan": has_nan, "amax": amax, "w": None}
+        # NaN and inf propagate through max and min: one check for both
+        top = float(xp.max(xp.stack([xp.max(c), -xp.min(c)])))
+        if not math.isfinite(top):
+            amax = top if math.isnan(top) or math.isnan(amax) else math.inf
+            break
+        amax = max(amax, top)
+        if ref is None:
+            ref = c[:1, :]
+        # column sums of a chunk by a product with ones (BLAS: 5x faster than sum(axis=0)),
+        # accumulated over chunks in float64
+        ones = xp.ones((1, e - s), dtype=dt, device=data.device)
+        dev = c - ref
+        p1 = xp.astype(xp.matmul(ones, dev)[0, :], acc)
+        p2 = xp.astype(xp.matmul(ones, dev * dev)[0, :], acc)
+        s1, s2 = (p1, p2) if s1 is None else (s1 + p1, s2 + p2)
+    n = data.n
+    finite = math.isfinite(amax)
+    mean = m2 = None
+    if finite and s1 is not None and amax <= 2.0 ** LOG2_RANGE:
+        r, s1, s2 = _host64(ref[0, :]), _host64(s1), _host64(s2)
+        mean = r + s1 / n
+        m2 = np.maximum(s2 - s1 * s1 / n, 0.0)
+    out = {"n": n if mean is not None else 0, "mean": mean, "m2": m2, "finite": finite,
+           "has_nan": math.isnan(amax), "amax": amax, "w": None}
     if wb is not None:
         w = xp.astype(wb, acc)
         out["w"] = {"nan": bool(xp.any(xp.isnan(w))), "inf": bool(xp.any(xp.isinf(w))),
@@ -161,7 +167,7 @@ def _merge_moments(*parts: dict) -> dict:
     for p in parts[1:]:
         out["finite"] = out["finite"] and p["finite"]
         out["has_nan"] = out["has_nan"] or p["has_nan"]
-        out["amax"] = max(out["amax"], p["amax"])
+        out["amax"] = max(out["amax"], p["amax"]) if out["finite"] else math.inf
         if p["mean"] is not None:
             if out["mean"] is None:
                 out["n"], out["mean"], out["m2"] = p["n"], p["mean"], p["m2"]
@@ -475,15 +481,15 @@ def _dask_weights(sample_weight: Any, X: Any, compute: Any) -> Any:
                 f"sample_weight must be positive and finite; got {sample_weight!r}.")
         return None
     if not is_dask_collection(sample_weight):
-        sample_weight = da.from_array(np.asarray(to_numpy(sample_weight)
-                                                 if hasattr(sample_weight, "shape")
-                                                 else sample_weight),
-                                      chunks=(X.chunks[0],))
+        sample_weight = np.asarray(to_numpy(sample_weight) if hasattr(sample_weight, "shape")
+                                   else sample_weight)
     n = int(X.shape[0])
     if sample_weight.ndim != 1 or sample_weight.shape[0] != n:
         raise ValueError(
             f"sample_weight.shape == {tuple(sample_weight.shape)}, expected ({n},): "
             "sample_weight needs one weight per sample.")
+    if not is_dask_collection(sample_weight):
+        sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
     if compute_dtype(_NP, sample_weight.dtype, "cpu") is None:
         raise ValueError(f"sample_weight must hold real numbers; got dtype "
                          f"{sample_weight.dtype}.")
