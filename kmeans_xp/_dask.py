@@ -272,39 +272,48 @@ def _block_weighted_index(xb, wb, target):
     return min(i, int(wb.shape[0]) - 1)
 
 
-def _block_closest(xb, wb, frame, new, closest):
-    """k-means||: the squared distance of each row to its nearest candidate, updated with the
-    candidates ``new`` (kept on the worker), and the block's weighted sum of it."""
+def _block_closest(xb, wb, frame, new, start, state):
+    """k-means||: each row's squared distance to its nearest candidate and that candidate's
+    index, updated with the candidates ``new`` (numbered from ``start``) and kept on the
+    worker; the block's weighted sum of the distances and its weight per candidate.
+
+    Ties go to the lower candidate index (an earlier candidate keeps a row), as in an
+    assignment to all candidates at once; so the candidates' weights come with the last
+    update instead of one more pass over X against every candidate.
+    """
     data = _block_data(xb, wb, frame, k=int(new.shape[0]))
     xp = data.xp
-    if closest is None:
-        closest = data.kernels.kpp_update(data, None, _dev(data, new))
+    lab, dist = data.kernels.assign(data, _dev(data, new))
+    lab = xp.astype(lab, xp.int32) + start
+    if state is None:
+        closest, nearest = dist, lab
     else:
-        closest = xp.minimum(closest, data.kernels.assign(data, _dev(data, new))[1])
+        closest, nearest = state
+        better = dist < closest
+        closest = xp.where(better, dist, closest)
+        nearest = xp.where(better, lab, nearest)
     acc = data.accumulator_dtype()
     weighted = xp.astype(closest if data.weights is None else closest * data.weights, acc)
-    return closest, (float(xp.sum(weighted)),)
+    w = None if data.weights is None else _host64(data.weights)
+    counts = np.bincount(np.asarray(to_numpy(nearest)), weights=w,
+                         minlength=start + int(new.shape[0])).astype(np.float64)
+    return (closest, nearest), (float(xp.sum(weighted)), counts)
 
 
-def _block_sample(xb, wb, frame, phi, ell, seed, offset, closest):
+def _block_sample(xb, wb, frame, phi, ell, seed, offset, state):
     """k-means||: keep each row with probability ``min(1, ell * w_i * D_i / phi)``; the
     uniforms come from a generator seeded by (round seed, first row of the block), so the
     draw depends on neither the scheduling nor the number of workers."""
     data = _block_data(xb, wb, frame)
     xp = data.xp
     acc = data.accumulator_dtype()
+    closest = state[0]
     weighted = xp.astype(closest if data.weights is None else closest * data.weights, acc)
     u = np.random.default_rng([seed, offset]).random(data.n)
     u = xp.asarray(u, dtype=acc, device=data.device)
     picked = xp.nonzero(u * phi < ell * weighted)[0]
     rows = np.asarray(to_numpy(data.take_rows(picked)))
     return (rows,)
-
-
-def _block_counts(xb, wb, frame, cand):
-    """k-means||: the weight of the rows nearest to each candidate."""
-    data = _block_data(xb, wb, frame, k=int(cand.shape[0]))
-    return (_host64(data.kernels.lloyd_pass(data, _dev(data, cand))[2]),)
 
 
 def _block_contingency(xb, wb, k, labels1, labels2):
@@ -613,8 +622,10 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
     As ``_solvers.init.kmeans_parallel_working``, with the sampling done per block: per round
     one pass that updates the distances (kept on the workers) and sums them, and one that
     draws from per-block generators seeded from the host generator; the kept rows come to
-    the client.  The candidates, weighted by the rows nearest to them (one more pass), are
-    reduced to ``k`` centres on the client by weighted k-means++ and Lloyd.
+    the client.  Each row's nearest candidate is tracked with its distance, so the
+    candidates' weights (of the rows nearest to each) come with the last update, not with one
+    more pass against all candidates (the in-memory version makes that pass).  The weighted
+    candidates are reduced to ``k`` centres on the client by weighted k-means++ and Lloyd.
     """
     from ._solvers.init import kmeans_plusplus_working
     from ._solvers.lloyd import kmeans_single_lloyd
@@ -622,24 +633,25 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
     ell = oversampling_factor * k
     first, _ = dd.take(frame, np.array([_first_index(dd, rng, wsums)]))
     cand = [first]
-    closest, (phi,) = dd.run(_block_closest, frame, dd.broadcast(first, "cand"),
-                             per_block=[None] * len(dd.xb), keep=True, phase="init")
+    n_cand = 1
+    state, (phi, counts) = dd.run(_block_closest, frame, dd.broadcast(first, "cand"), 0,
+                                  per_block=[None] * len(dd.xb), keep=True, phase="init")
     for _ in range(n_rounds):
         seed = int(_integers(rng, 2 ** 32 - 1))
         offsets = [dd.offsets[i] for i in dd.live]
-        per = [(o, c) for o, c in zip(offsets, closest)]
+        per = [(o, c) for o, c in zip(offsets, state)]
         (new,) = dd.run(_block_sample_pb, frame, phi, ell, seed, per_block=per,
                         reduce=_concat_parts, phase="init")
         if new.shape[0] == 0:
             break
         cand.append(new)
-        closest, (phi,) = dd.run(_block_closest, frame, dd.broadcast(new, "cand"),
-                                 per_block=closest, keep=True, phase="init")
-    del closest
+        state, (phi, counts) = dd.run(_block_closest, frame, dd.broadcast(new, "cand"), n_cand,
+                                      per_block=state, keep=True, phase="init")
+        n_cand += int(new.shape[0])
+    del state
     cand = np.concatenate(cand)
     if cand.shape[0] <= k:  # too few distinct candidates: k-means++ on a sample
         return kmeans_plusplus_sample(dd, frame, k, rng)[0]
-    (counts,) = dd.run(_block_counts, frame, dd.broadcast(cand, "cand"), phase="init")
     cdata = _host_data(cand, counts, frame, k)
     cdata.mean_variance = mean_variance
     c0 = kmeans_plusplus_working(cdata, k, rng)[0]
@@ -647,8 +659,8 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
 
 
 def _block_sample_pb(xb, wb, frame, phi, ell, seed, per):
-    offset, closest = per
-    return _block_sample(xb, wb, frame, phi, ell, seed, offset, closest)
+    offset, state = per
+    return _block_sample(xb, wb, frame, phi, ell, seed, offset, state)
 
 
 def random_rows(dd: DaskBlocks, frame: Frame, k: int, rng: Any) -> np.ndarray:
