@@ -81,7 +81,7 @@ def cluster(n_workers: int, memory_limit: str):
     from distributed import Client, LocalCluster
 
     lc = LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1,
-                      memory_limit=memory_limit, dashboard_address=None, silence_logs=40)
+                      memory_limit=memory_limit, dashboard_address=":0", silence_logs=40)
     cl = Client(lc, set_as_default=False)
     try:
         yield cl

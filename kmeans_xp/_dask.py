@@ -40,7 +40,6 @@ from ._validation import (
     check_2d,
     check_dtype,
     check_random_state,
-    check_centers_shape,
     _is_real,
 )
 
@@ -855,6 +854,7 @@ def kmeans_plusplus(X: Any, n_clusters: int, sample_weight: Any, random_state: A
     """
     from ._kmeans import _check_params
 
+    last_fit_log.clear()
     p = _check_params("kmeans_plusplus", n_clusters, "k-means++", 1, 1, 1e-4, 0, "lloyd", None)
     rng = check_random_state(random_state)
     X, w, n, d, storage, compute = _prepare(X, sample_weight, "kmeans_plusplus", n_clusters)

@@ -38,7 +38,7 @@ def client():
 
     with dask.config.set(WORKER_MEMORY):
         cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                               memory_limit=MEMORY_LIMIT, dashboard_address=None)
+                               memory_limit=MEMORY_LIMIT, dashboard_address=":0")
     cl = Client(cluster)
     pids = list(cl.run(os.getpid).values())
     try:
@@ -282,3 +282,21 @@ def test_data_larger_than_a_worker_memory_limit(client):
     counts = np.bincount(km.labels_.compute(), minlength=k)
     assert counts.sum() == n and counts.min() > n / (3 * k)
     del Xp, km
+
+
+def test_weighted_draws_never_pick_zero_weight_rows(client):
+    X, _ = blobs(6_000, 3, 3, seed=13)
+    Xd = da.from_array(X, chunks=(1000, 3))
+    w = np.zeros(6_000)
+    keep = np.array([17, 2500, 5999])
+    w[keep] = [1.0, 2.0, 3.0]
+    # greedy k-means++ (the sample is the whole set here) can only take the weighted rows
+    C, idx = kmeans_plusplus(Xd, 3, sample_weight=w, random_state=0)
+    assert sorted(idx.tolist()) == keep.tolist()
+    np.testing.assert_array_equal(C, X[idx])
+    # the first k-means|| candidate is drawn in proportion to the weights, block by block
+    dd = _dask.DaskBlocks(Xd, da.from_array(w, chunks=(1000,)))
+    wsums = np.array([w[i:i + 1000].sum() for i in range(0, 6_000, 1000)])
+    rng = np.random.RandomState(0)
+    firsts = {_dask._first_index(dd, rng, wsums) for _ in range(12)}
+    assert firsts <= set(keep.tolist()) and len(firsts) > 1
