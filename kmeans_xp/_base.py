@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ._compat import array_namespace, backend_name, compute_dtype, device_of
+from ._compat import (
+    array_namespace,
+    backend_name,
+    compute_dtype,
+    device_of,
+    is_dask_array,
+)
 from ._data import ChunkedData
 from ._kernels import select
 from ._sparse import is_sparse
@@ -215,12 +221,20 @@ class BaseKMeans:
 
     def predict(self, X: Any) -> Any:
         """Index of the closest centre for each sample of X (same namespace and device)."""
+        if is_dask_array(X):  # lazy, one task per block (kmeans_xp._dask)
+            from . import _dask
+
+            return _dask.predict(self, X)
         data, C = self._data_for(X, method="predict")
         return data.kernels.labels_inertia(data, C, return_inertia=False)[0]
 
     def transform(self, X: Any) -> Any:
         """Distances (n_samples, n_clusters) of X to every centre, in the fit's metric:
         Euclidean, cosine distance (1 - cos) or Manhattan."""
+        if is_dask_array(X):
+            from . import _dask
+
+            return _dask.transform(self, X)
         data, C = self._data_for(X, method="transform")
         D = data.kernels.sq_distances(data, C)
         factor, squared = data.distance_factor()
@@ -235,6 +249,10 @@ class BaseKMeans:
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X for the fitted centres."""
+        if is_dask_array(X):
+            from . import _dask
+
+            return _dask.score(self, X, sample_weight)
         data, C = self._data_for(X, sample_weight, method="score")
         inertia = data.kernels.labels_inertia(data, C)[1]
         return -float(inertia) * data.distance_factor()[0]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._base import BaseKMeans, Input, check_host_input, check_input, make_data
-from ._compat import is_out_of_memory, to_numpy
+from ._compat import is_dask_array, is_out_of_memory, to_numpy
 from ._data import ChunkedData
 from ._kernels import PRECISIONS
 
@@ -120,6 +120,10 @@ def _out_of_memory(exc: BaseException, data: ChunkedData) -> MemoryError:
 def _fit(X, sample_weight, init, random_state, p: _Params, owner: str,
          device: Any = None) -> _Fit:
     """Validate everything, then run ``p.n_init`` Lloyd runs and keep the best."""
+    if is_dask_array(X):  # a Dask array: the fit runs per block on the cluster
+        from . import _dask
+
+        return _dask.fit(X, sample_weight, init, random_state, p, owner)
     inp = check_input(X, "X", owner) if device is None else \
         check_host_input(X, "X", owner, device)
     if inp.n < p.n_clusters:
@@ -389,6 +393,11 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
     n_clusters = check_int(n_clusters, "n_clusters", owner)
     if n_local_trials is not None:
         n_local_trials = check_int(n_local_trials, "n_local_trials", owner)
+    if is_dask_array(X):  # greedy k-means++ on a sample of the rows (kmeans_xp._dask)
+        from . import _dask
+
+        return _dask.kmeans_plusplus(X, n_clusters, sample_weight, random_state,
+                                     n_local_trials)
     inp = check_input(X, "X", owner)
     if inp.n < n_clusters:
         raise ValueError(f"n_samples={inp.n} should be >= n_clusters={n_clusters}.")
