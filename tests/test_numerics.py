@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 
 from kmeans_xp import KMeans
 from kmeans_xp import _base
+from tests._memory import peak_traced
 
 
 def _mixture(n=3000, d=6, k=5, seed=0, scale=6.0):
@@ -94,16 +94,6 @@ def test_same_seed_bit_identical_on_one_backend(backend, dtype_name):
 
 
 # -- memory ----------------------------------------------------------------------------------
-def _peak_traced(fn) -> int:
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_numpy_peak_memory_is_bounded_by_the_chunk_not_by_X():
     """Peak allocation grows with n only through O(n) vectors (labels), never a copy of X
     (d floats per sample) nor an n x k matrix."""
@@ -118,7 +108,7 @@ def test_numpy_peak_memory_is_bounded_by_the_chunk_not_by_X():
     for n in (10_000, 40_000):
         X = np.random.default_rng(0).normal(size=(n, d))
         init = X[:k].copy()
-        peaks[n] = _peak_traced(lambda: KMeans(k, init=init, max_iter=3, chunk_size=chunk).fit(X))
+        peaks[n] = peak_traced(lambda: KMeans(k, init=init, max_iter=3, chunk_size=chunk).fit(X))
     per_sample = (peaks[40_000] - peaks[10_000]) / 30_000
     assert per_sample <= 64, per_sample  # O(n) int/float vectors only; X is 1600 B/sample
     chunk_bytes = 8 * chunk * max(k, d)

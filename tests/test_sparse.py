@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -20,7 +19,8 @@ import pytest
 from kmeans_xp._validation import DataNamespaceError
 
 from kmeans_xp import KMeans, k_means, kmeans_plusplus
-from kmeans_xp._validation import DataTypeError
+from kmeans_xp._validation import DataNamespaceError, DataTypeError
+from tests._memory import peak_traced
 
 sp = pytest.importorskip("scipy.sparse")
 from conftest import SELECTED, get_backend  # noqa: E402
@@ -577,16 +577,6 @@ def test_import_does_not_import_scipy():
 
 
 # -- memory ----------------------------------------------------------------------------------
-def _peak(fn):
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def _wide(n, d, per_row, seed=0):
     rng = np.random.default_rng(seed)
     X = sp.csr_matrix((rng.random(n * per_row), rng.integers(0, d, n * per_row),
@@ -603,7 +593,7 @@ def test_peak_memory_is_bounded_by_chunks_and_centres():
     for n in (5_000, 20_000):
         X = _wide(n, d, per_row)
         init = X[:k].toarray()
-        peaks[n] = _peak(lambda: KMeans(k, init=init, max_iter=3, chunk_size=chunk).fit(X))
+        peaks[n] = peak_traced(lambda: KMeans(k, init=init, max_iter=3, chunk_size=chunk).fit(X))
     per_sample = (peaks[20_000] - peaks[5_000]) / 15_000
     assert per_sample <= 64, per_sample  # labels, norms: O(n); never n x d, nor n x k
     centre_bytes = 8 * k * d
