@@ -16,8 +16,6 @@ import warnings
 import numpy as np
 import pytest
 
-from kmeans_xp._validation import DataNamespaceError
-
 from kmeans_xp import KMeans, k_means, kmeans_plusplus
 from kmeans_xp._validation import DataNamespaceError, DataTypeError
 from tests._memory import peak_traced
