@@ -341,13 +341,6 @@ class KMeans(BaseKMeans):
             del self.feature_names_in_
         return self
 
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit and return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit and return the distances of X to the centres (n_samples, n_clusters)."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
 
 def k_means(X: Any, n_clusters: int, *, sample_weight: Any = None, init: Any = "k-means++",
             n_init: Any = "auto", max_iter: int = 300, verbose: bool = False, tol: float = 1e-4,

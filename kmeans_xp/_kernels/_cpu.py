@@ -588,7 +588,9 @@ def _threads_kpp_potentials(Xk, lut, sh, s, w, cl, Cc):
 # ----------------------------------------------------------------------------------------
 # The kernel set of the seam: whole passes through the compiled kernels above
 # ----------------------------------------------------------------------------------------
+from ._numpy import NumpyKernels  # noqa: E402
 from ._reference import fusable  # noqa: E402
+from ._torch import TorchKernels  # noqa: E402  (names torch only inside its methods)
 
 _FUSED_STORAGE = ("float32", "float64", "float16", "bfloat16")
 
@@ -672,25 +674,13 @@ class _FusedCPUPasses:
         return self._wrap(kpp_update(X, cl, numpy_view(center), shift, inv))
 
 
-def _numpy_set():
-    from ._numpy import NumpyKernels
-
-    return NumpyKernels
-
-
-def _torch_set():
-    from ._torch import TorchKernels
-
-    return TorchKernels
-
-
-class FusedNumpyKernels(_FusedCPUPasses, _numpy_set()):
+class FusedNumpyKernels(_FusedCPUPasses, NumpyKernels):
     """The fused CPU pass on NumPy arrays."""
 
     _numpy = True
 
 
-class FusedTorchKernels(_FusedCPUPasses, _torch_set()):
+class FusedTorchKernels(_FusedCPUPasses, TorchKernels):
     """The fused CPU pass on torch CPU tensors (zero-copy NumPy views in and out)."""
 
     _numpy = False

@@ -876,19 +876,9 @@ def kpp_update(X: Any, closest: Any, center: Any, *, shift: Any = None,
 # ----------------------------------------------------------------------------------------
 # The kernel set of the seam: whole passes through the fused kernels above
 # ----------------------------------------------------------------------------------------
+from ._cupy import CupyKernels  # noqa: E402  (names cupy only inside its methods)
 from ._reference import fusable  # noqa: E402
-
-
-def _torch_set():
-    from ._torch import TorchKernels
-
-    return TorchKernels
-
-
-def _cupy_set():
-    from ._cupy import CupyKernels
-
-    return CupyKernels
+from ._torch import TorchKernels  # noqa: E402
 
 
 class _TritonPasses:
@@ -932,9 +922,9 @@ class _TritonPasses:
         return labels, xp.sum(m if w is None else m * xp.astype(w, acc))
 
 
-class TritonTorchKernels(_TritonPasses, _torch_set()):
+class TritonTorchKernels(_TritonPasses, TorchKernels):
     """Fused Triton passes on torch CUDA tensors (CPU tensors under the interpreter)."""
 
 
-class TritonCupyKernels(_TritonPasses, _cupy_set()):  # pragma: no cover - needs a GPU
+class TritonCupyKernels(_TritonPasses, CupyKernels):  # pragma: no cover - needs a GPU
     """Fused Triton passes on CuPy arrays (launched through zero-copy DLPack views)."""
