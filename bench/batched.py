@@ -22,11 +22,17 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+# threads pinned before NumPy / torch load their thread pools (the machine has 2 cores)
+THREADS = os.environ.get("KMEANS_XP_BENCH_THREADS", "2")
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = THREADS
 
 import numpy as np
 
@@ -81,7 +87,9 @@ def bench_batched(B, n, d, k, loop_sample, rounds):
     rows = []
     for name, (_, conv) in _backends().items():
         Xb = conv(X)
-        batched_k_means(conv(X[:4]), k, random_state=0)  # warm-up
+        # warm-up of both paths (kernel selection, numba's cached compilation)
+        batched_k_means(conv(X[:4]), k, random_state=0)
+        KMeans(k, random_state=0).fit(Xb[0, ...])
         per_b, per_l = [], []
         for _ in range(rounds):
             _sync(name)
@@ -192,7 +200,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 2)
     parts = args.parts.split(",")
-    res = {"machine": platform.node(), "date": _dt.date.today().isoformat()}
+    res = {"machine": platform.node(), "date": _dt.date.today().isoformat(),
+           "threads": THREADS}
     if "batched" in parts:
         B = 100 if args.quick else 1000
         res["batched"] = bench_batched(B, 1000, 32, 8, args.loop_sample or (20 if args.quick
