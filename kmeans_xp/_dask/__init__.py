@@ -9,6 +9,8 @@ host results (centre sums, counts, inertia, a few rows); a tree of reduce tasks 
 - :mod:`._blocks`: the frame, the block tasks and the map-reduce every driver shares;
 - :mod:`._lloyd`: ``KMeans.fit`` (k-means|| and the other initialisations, Lloyd) and
   ``kmeans_plusplus``;
+- :mod:`._minibatch`: ``MiniBatchKMeans.partial_fit`` (one mini-batch step per call, the
+  array being the batch);
 - :mod:`._apply`: ``predict``, ``transform``, ``score`` of a fitted model.
 
 Importing this package does not import Dask: every ``import dask`` is inside a function, and
@@ -33,6 +35,7 @@ from ._lloyd import (
     lloyd,
     relocate_empty,
 )
+from ._minibatch import minibatch_fit, partial_fit
 
 __all__ = [
     "FANIN",
@@ -47,6 +50,8 @@ __all__ = [
     "last_fit_log",
     "lloyd",
     "make_frame",
+    "minibatch_fit",
+    "partial_fit",
     "predict",
     "relocate_empty",
     "score",

@@ -196,12 +196,14 @@ def _sum_parts(*parts: tuple) -> tuple:
     return total
 
 
-def _block_take(xb, wb, frame, local):
-    """Rows ``local`` of the block (working coordinates) and their weights, on the host."""
+def _block_take(xb, wb, frame, local, raw=False):
+    """Rows ``local`` of the block (working coordinates, or as stored with ``raw``) and their
+    weights, on the host."""
     data = _block_data(xb, wb, frame)
     xp = data.xp
     idx = xp.asarray(np.asarray(local, dtype=np.int64), device=data.device)
-    rows = np.asarray(to_numpy(data.take_rows(idx)))
+    rows = xp.take(xb, idx, axis=0) if raw else data.take_rows(idx)
+    rows = np.asarray(to_numpy(rows))
     w = None if data.weights is None else _host64(xp.take(data.weights, idx))
     return rows, w
 
@@ -287,8 +289,10 @@ class DaskBlocks:
         last_fit_log.append((phase, _n_tasks(root)))
         return dask.compute(root)[0]  # the synchronisation
 
-    def take(self, frame: Frame, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Rows ``idx`` (global, any order) in working coordinates and their weights."""
+    def take(self, frame: Frame, idx: np.ndarray, *, raw: bool = False,
+             phase: str = "take") -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows ``idx`` (global, any order, repeats allowed) in working coordinates (as
+        stored with ``raw``) and their weights.  One synchronisation."""
         import dask
         from dask import delayed
 
@@ -301,8 +305,9 @@ class DaskBlocks:
             local = sidx[(sidx >= lo) & (sidx < hi)] - lo
             if local.size:
                 tasks.append(delayed(_block_take, pure=False)(self.xb[j], self.wb[j], frame,
-                                                               local))
-        parts = dask.compute(*tasks)
+                                                               local, raw))
+        last_fit_log.append((phase, len(tasks)))
+        parts = dask.compute(*tasks)  # the synchronisation
         rows_sorted = np.concatenate([p[0] for p in parts])
         rows = np.empty_like(rows_sorted)
         rows[order] = rows_sorted
@@ -431,14 +436,15 @@ def _integers(rng: Any, high: int, size: Any = None) -> Any:
 
 
 
-def _host_data(rows: np.ndarray, weights: Any, frame: Frame, k: int) -> ChunkedData:
+def _host_data(rows: np.ndarray, weights: Any, frame: Frame, k: int,
+               chunk_size: int | None = None) -> ChunkedData:
     """A small host set (candidates, a sample) as in-memory data in working coordinates."""
     dtype = getattr(_NP, frame.dtype)
     kern = select(_NP, "cpu", dtype, precision=frame.precision,
                   deterministic=frame.deterministic)
     w = None if weights is None else np.asarray(weights, dtype=dtype)
     return ChunkedData(np.ascontiguousarray(rows, dtype=dtype), xp=_NP, dtype=dtype, weights=w,
-                       n_clusters=k, kernels=kern)
+                       n_clusters=k, chunk_size=chunk_size, kernels=kern)
 
 
 
