@@ -162,9 +162,10 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
     rng = est._random_state
     k = int(est.n_clusters)
     w = _dask_weights(sample_weight, X, compute)
-    X = X.persist()  # read two to four times in this call: computed once, kept on the workers
-    if w is not None:
-        w = w.persist()
+    if not started or est.compute_labels:  # X is read twice or more in this call: computed
+        X = X.persist()  # once, kept on the workers (a later step alone reads it once)
+        if w is not None:
+            w = w.persist()
     dd = DaskBlocks(X, w)
     dtype = np.dtype(compute)
 
