@@ -411,6 +411,19 @@ def test_partial_fit_reassigns_centres_to_rows_of_the_blocks(synchronous):
     np.testing.assert_allclose(d, 0.0, atol=1e-9)
     a, b = next(steps)
     assert_same_partial(a, b, np.float64)
+    # a stream without labels reads each array once (not persisted): the reassignment rows
+    # come from the blocks again
+    a = MiniBatchKMeans(5, random_state=4, compute_labels=False).partial_fit(chunks[0])
+    b = MiniBatchKMeans(5, random_state=4, compute_labels=False)
+    b.partial_fit(_dask_chunk(chunks[0])[0])
+    # a heavy chunk with no row near centre 0: its weight falls under 1 % of the largest
+    X2 = chunks[1][a.predict(chunks[1]) != 0]
+    w2 = np.full(X2.shape[0], 100.0)
+    a.partial_fit(X2, sample_weight=w2)
+    Xd, wd = _dask_chunk(X2, w2)
+    b.partial_fit(Xd, sample_weight=wd)
+    assert [phase for phase, _ in _dask.last_fit_log] == ["step", "reassign"]
+    assert_same_partial(a, b, np.float64, labels=False)
 
 
 @pytest.mark.parametrize("w_dask", [False, True], ids=["numpy_weights", "dask_weights"])
