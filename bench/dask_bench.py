@@ -3,7 +3,8 @@ dask-ml's ``KMeans`` on the same cluster and data.
 
     python -m bench.dask_bench              # part A (1M x 32, k=16) and part B (2 GiB)
     python -m bench.dask_bench --quick      # smaller: a minute or two
-    python -m bench.dask_bench --skip-big   # part A only
+    python -m bench.dask_bench --skip-big   # parts A and C
+    python -m bench.dask_bench --stream-only  # part C only
 
 Part A, one data set (float32 Gaussian blobs, generated block by block on the workers and
 materialised on the client for the in-memory fits), interleaved rounds; in each round every
@@ -18,6 +19,12 @@ The inertia of every result is re-evaluated by one common float64 computation on
 Part B, a data set of ``--big-gb`` GiB (generated lazily on the workers, never on the
 client): kmeans_xp on 1 worker against 2 workers (1 thread each; the machine has 2 cores),
 fresh clusters, interleaved, same init (``--iters`` iterations) and default init.
+
+Part C, mini-batch k-means as a stream: one pass over X, one ``partial_fit`` step per row
+block (``--stream-rows`` rows), ``compute_labels=False``, k-means++ on the first block's
+``init_size`` rows: kmeans_xp ``MiniBatchKMeans.partial_fit(X.blocks[i])`` on the 2-worker
+cluster against dask-ml's ``Incremental(sklearn MiniBatchKMeans, shuffle_blocks=False)`` on the
+same cluster, and the same loop in memory with scikit-learn and kmeans_xp (X on the client).
 
 The machine is shared: compare ratios within a round, not absolute times across runs.
 Results: printed, and written to ``--out`` (JSON) when given.
@@ -142,11 +149,40 @@ def run_on(client, fn, *args):
             return timed(lambda: fn(*args))
 
 
+def stream_xp_dask(X, k):
+    from kmeans_xp import MiniBatchKMeans
+
+    km = MiniBatchKMeans(k, random_state=0, compute_labels=False)
+    for i in range(X.numblocks[0]):
+        km.partial_fit(X.blocks[i])
+    km.n_iter_ = km.n_steps_
+    return km
+
+
+def stream_daskml(X, k):
+    from dask_ml.wrappers import Incremental
+    from sklearn.cluster import MiniBatchKMeans
+
+    inc = Incremental(MiniBatchKMeans(k, random_state=0, compute_labels=False),
+                      shuffle_blocks=False, random_state=0)
+    est = inc.fit(X).estimator_
+    est.n_iter_ = est.n_steps_
+    return est
+
+
+def stream_in_memory(cls, blocks, k):
+    est = cls(k, random_state=0, compute_labels=False)
+    for b in blocks:
+        est.partial_fit(b)
+    est.n_iter_ = est.n_steps_
+    return est
+
+
 def daskml_available() -> bool:
     try:
         import dask_ml.cluster  # noqa: F401
         return True
-    except Exception:
+    except ImportError:
         return False
 
 
@@ -169,13 +205,13 @@ def part_a(n, d, k, rounds, iters, rows_per_block, results):
         C0 = X[:k].copy()
         for r in range(rounds):
             for mode, init in (("default", None), ("same init", C0)):
-                runs = [("sklearn in memory", lambda: timed(lambda: fit_sklearn(X, k, init, iters))),
-                        ("kmeans_xp in memory", lambda: timed(lambda: fit_xp(X, k, init, iters))),
-                        ("kmeans_xp dask 1 worker", lambda: run_on(c1, fit_xp, X1, k, init, iters)),
-                        ("kmeans_xp dask 2 workers", lambda: run_on(c2, fit_xp, X2, k, init, iters))]
+                runs = [("sklearn in memory", lambda init=init: timed(lambda: fit_sklearn(X, k, init, iters))),
+                        ("kmeans_xp in memory", lambda init=init: timed(lambda: fit_xp(X, k, init, iters))),
+                        ("kmeans_xp dask 1 worker", lambda init=init: run_on(c1, fit_xp, X1, k, init, iters)),
+                        ("kmeans_xp dask 2 workers", lambda init=init: run_on(c2, fit_xp, X2, k, init, iters))]
                 if with_dml:
-                    runs += [("dask-ml 1 worker", lambda: run_on(c1, fit_daskml, X1, k, init, iters)),
-                             ("dask-ml 2 workers", lambda: run_on(c2, fit_daskml, X2, k, init, iters))]
+                    runs += [("dask-ml 1 worker", lambda init=init: run_on(c1, fit_daskml, X1, k, init, iters)),
+                             ("dask-ml 2 workers", lambda init=init: run_on(c2, fit_daskml, X2, k, init, iters))]
                 for name, go in runs:
                     t, est = go()
                     n_iter = int(est.n_iter_)
@@ -186,6 +222,45 @@ def part_a(n, d, k, rounds, iters, rows_per_block, results):
                     print(f"round {r} {mode:9s} {name:26s} {t:8.2f} s  {n_iter:3d} it  "
                           f"{t / max(n_iter, 1) * 1e3:8.1f} ms/it  inertia {row['inertia']:.6e}",
                           flush=True)
+
+
+def part_c(n, d, k, rounds, rows_per_block, results):
+    from distributed import wait
+    from sklearn.cluster import MiniBatchKMeans as SKMiniBatch
+
+    from kmeans_xp import MiniBatchKMeans as XPMiniBatch
+
+    print(f"\n== part C: ({n}, {d}) float32, k={k}, partial_fit per block of "
+          f"{rows_per_block} rows (one pass) ==")
+    with_dml = daskml_available()
+    Xd = lazy_blobs(n, d, k, rows_per_block, seed=2)
+    with cluster(2, "2GB") as c2:
+        X2 = c2.persist(Xd)
+        with c2.as_current():
+            wait(X2)
+        X = c2.compute(Xd).result()
+        blocks = [X[s:s + rows_per_block] for s in range(0, n, rows_per_block)]
+        runs = [("sklearn partial_fit loop in memory",
+                 lambda: timed(lambda: stream_in_memory(SKMiniBatch, blocks, k))),
+                ("kmeans_xp partial_fit loop in memory",
+                 lambda: timed(lambda: stream_in_memory(XPMiniBatch, blocks, k))),
+                ("kmeans_xp partial_fit dask 2 workers",
+                 lambda: run_on(c2, stream_xp_dask, X2, k))]
+        if with_dml:
+            runs.append(("dask-ml Incremental 2 workers",
+                         lambda: run_on(c2, stream_daskml, X2, k)))
+        for _, go in runs:  # warm-up, not recorded: imports and compilation on the workers
+            go()
+        for r in range(rounds):
+            for name, go in (runs if r % 2 == 0 else runs[::-1]):
+                t, est = go()
+                row = {"part": "C", "round": r, "impl": name, "n": n, "d": d, "k": k,
+                       "seconds": t, "n_steps": int(est.n_steps_),
+                       "inertia": inertia_of(X, np.asarray(est.cluster_centers_))}
+                results.append(row)
+                print(f"round {r} {name:38s} {t:8.2f} s  {row['n_steps']:3d} steps  "
+                      f"{t / row['n_steps'] * 1e3:8.1f} ms/step  inertia {row['inertia']:.6e}",
+                      flush=True)
 
 
 def part_b(gb, d, k, rounds, iters, rows_per_block, results):
@@ -267,6 +342,18 @@ def summarise(results):
         if cp:
             out[f"B {mode}: 1 worker CPU s / busiest of 2 workers CPU s"] = (
                 float(np.median(cp)), None)
+    C = [r for r in results if r["part"] == "C"]
+    for ref in ("sklearn partial_fit loop in memory", "dask-ml Incremental 2 workers"):
+        for impl in sorted({r["impl"] for r in C}):
+            ratios, iratios = [], []
+            for rnd in sorted({r["round"] for r in C}):
+                a = [r for r in C if r["round"] == rnd and r["impl"] == impl]
+                b = [r for r in C if r["round"] == rnd and r["impl"] == ref]
+                if a and b:
+                    ratios.append(a[0]["seconds"] / b[0]["seconds"])
+                    iratios.append(a[0]["inertia"] / b[0]["inertia"])
+            if ratios:
+                out[f"C: {impl} / {ref}"] = (float(np.median(ratios)), float(np.median(iratios)))
     print("\n== summary (median over rounds; time ratio, inertia ratio; same init: per "
           "iteration) ==")
     for key, (t, i) in out.items():
@@ -285,13 +372,20 @@ def main(argv=None) -> int:
     ap.add_argument("--big-gb", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--stream-rows", type=int, default=50_000,
+                    help="rows per block (per partial_fit step) in part C")
+    ap.add_argument("--stream-only", action="store_true", help="part C only")
     ap.add_argument("--out", type=str, default=None)
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.big_gb, args.rounds = 200_000, 0.25, 1
+    if args.stream_only:
+        args.skip_small = args.skip_big = True
     results: list = []
     if not args.skip_small:
         part_a(args.n, args.d, args.k, args.rounds, args.iters, 125_000, results)
+    if not args.skip_small or args.stream_only:
+        part_c(args.n, args.d, args.k, max(2, args.rounds), args.stream_rows, results)
     if not args.skip_big:
         part_b(args.big_gb, args.d, args.k, args.rounds, args.iters, 500_000, results)
     summary = summarise(results)

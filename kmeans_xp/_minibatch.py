@@ -241,6 +241,12 @@ class MiniBatchKMeans(BaseKMeans):
         -------
         self
         """
+        from ._compat import is_dask_array
+
+        if is_dask_array(X):  # refused, naming the routes that work (kmeans_xp._dask)
+            from . import _dask
+
+            _dask.minibatch_fit(self, X)
         p = self._check_params()
         self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
         inp = check_input(X, "X", OWNER)
@@ -317,6 +323,12 @@ class MiniBatchKMeans(BaseKMeans):
         -------
         self
         """
+        from ._compat import is_dask_array
+
+        if is_dask_array(X):  # one map-reduce over the blocks (kmeans_xp._dask)
+            from . import _dask
+
+            return _dask.partial_fit(self, X, sample_weight)
         started = hasattr(self, "_state") and hasattr(self, "cluster_centers_")
         if started:
             xp_fit, dev_fit, compute = self._fit_where

@@ -17,11 +17,11 @@ da = pytest.importorskip("dask.array")
 pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
-import dask  # noqa: E402
+import dask
 
-import kmeans_xp  # noqa: E402
-from kmeans_xp import KMeans, kmeans_plusplus  # noqa: E402
-from kmeans_xp import _dask  # noqa: E402
+import kmeans_xp
+from kmeans_xp import KMeans, MiniBatchKMeans, _dask, kmeans_plusplus
+from kmeans_xp._validation import DataNamespaceError
 
 MEMORY_LIMIT = 600_000_000  # bytes per worker
 #: worker memory thresholds raised from (0.6, 0.7, 0.8, 0.95): a worker holds about half of
@@ -129,7 +129,7 @@ def test_empty_cluster_relocation_equals_in_memory(client):
 def test_predict_transform_score_lazy_and_equal_to_in_memory(client):
     X, _ = blobs(20_000, 5, 6, seed=4)
     C0 = X[:6].copy()
-    km, kd, Xd = in_memory_and_dask(X, C0)
+    km, kd, _ = in_memory_and_dask(X, C0)
     Y, _ = blobs(7_000, 5, 6, seed=5)
     Yd = da.from_array(Y, chunks=(1500, 5))
     pred, dist = kd.predict(Yd), kd.transform(Yd)
@@ -268,7 +268,7 @@ def test_data_larger_than_a_worker_memory_limit(client):
     Xp = X.persist()
     wait(Xp)
     held = {}
-    for key, workers in client.who_has(Xp).items():
+    for workers in client.who_has(Xp).values():
         for wk in workers:
             held[wk] = held.get(wk, 0) + X.nbytes // X.numblocks[0]
     assert len(held) == 2 and max(held.values()) < MEMORY_LIMIT  # spread over both workers
@@ -307,3 +307,254 @@ def test_a_non_euclidean_metric_on_dask_is_refused_clearly():
     for metric in ("cosine", "manhattan"):
         with pytest.raises(ValueError, match=f"metric='{metric}' does not take a Dask array"):
             KMeans(2, metric=metric).fit(X)
+
+
+# -- MiniBatchKMeans.partial_fit on Dask arrays ------------------------------------------------
+MB_CHUNKS = (1500, 2500, 1, 0, 2000, 1999)  # 8000 rows: uneven, a 1-row and an empty block
+
+
+@pytest.fixture
+def synchronous():
+    """The single-threaded scheduler in this process: fast, and the same results (tested on
+    the cluster below)."""
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+def _dask_chunk(X, w=None):
+    chunks = MB_CHUNKS if X.shape[0] == sum(MB_CHUNKS) else max(1, X.shape[0] // 3)
+    Xd = da.from_array(X, chunks=(chunks, X.shape[1]))
+    return Xd, None if w is None else da.from_array(w, chunks=(Xd.chunks[0],))
+
+
+def _stream(seed, sizes, dtype, d=4, k=5, offset=0.0):
+    """Chunks of one blob distribution (same centres), one per size."""
+    centers = np.random.default_rng(seed).normal(size=(k, d)) * 5 + offset
+    out = []
+    for i, n in enumerate(sizes):
+        r = np.random.default_rng([seed, i])
+        out.append((centers[r.integers(0, k, n)] + r.normal(size=(n, d))).astype(dtype))
+    return out
+
+
+def assert_same_partial(a, b, dtype, labels=True):
+    """``b`` (fed Dask chunks) matches ``a`` (fed the same chunks in memory)."""
+    tol = 1e-5 if dtype == np.float32 else 1e-11
+    assert b.n_steps_ == a.n_steps_
+    assert type(b.cluster_centers_) is np.ndarray
+    assert b.cluster_centers_.dtype == a.cluster_centers_.dtype
+    scale = np.abs(a.cluster_centers_).max()
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=0, atol=tol * scale)
+    np.testing.assert_allclose(np.asarray(b._state.counts), np.asarray(a._state.counts),
+                               rtol=tol)
+    if labels:
+        assert isinstance(b.labels_, da.Array)
+        np.testing.assert_array_equal(b.labels_.compute(), a.labels_)
+        assert b.inertia_ == pytest.approx(a.inertia_, rel=tol)
+
+
+def _both(chunks, weights=None, **params):
+    """The same stream into one estimator in memory, and as Dask arrays into another."""
+    a, b = MiniBatchKMeans(**params), MiniBatchKMeans(**params)
+    weights = weights or [None] * len(chunks)
+    for X, w in zip(chunks, weights):
+        a.partial_fit(X, sample_weight=w)
+        Xd, wd = _dask_chunk(X, w)
+        b.partial_fit(Xd, sample_weight=wd)
+        yield a, b
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("init", ["k-means++", "random", "k-means||"])
+def test_partial_fit_equals_in_memory_partial_fit(synchronous, dtype, init):
+    # the first chunk is larger than init_size (3 * 1024): the initialisation's rows are a
+    # random subset, drawn by the host generator as in memory
+    chunks = _stream(20, [8000, 3000, 5000], dtype)
+    for a, b in _both(chunks, n_clusters=5, init=init, random_state=3):
+        assert_same_partial(a, b, dtype)
+    assert b.n_steps_ == 3
+
+
+def test_partial_fit_small_first_chunk_callable_and_array_init(synchronous):
+    # a first chunk smaller than init_size: the initialisation runs on all its rows
+    chunks = _stream(21, [2000, 8000], np.float32)
+    for a, b in _both(chunks, n_clusters=4, random_state=1):
+        assert_same_partial(a, b, np.float32)
+    seen = []
+
+    def init(X, k, random_state):
+        seen.append(X)
+        return X[random_state.choice(X.shape[0], k, replace=False)]
+
+    for a, b in _both(chunks, n_clusters=4, init=init, random_state=2):
+        assert_same_partial(a, b, np.float32)
+    # the callable saw the same rows (as stored) in both runs
+    assert len(seen) == 2 and type(seen[1]) is np.ndarray
+    np.testing.assert_array_equal(seen[0], seen[1])
+    C0 = chunks[0][:4] + 0.5
+    for a, b in _both(chunks, n_clusters=4, init=C0, random_state=2):
+        assert_same_partial(a, b, np.float32)
+
+
+def test_partial_fit_reassigns_centres_to_rows_of_the_blocks(synchronous):
+    chunks = _stream(22, [8000, 8000], np.float64)
+    # two centres far away receive no rows: they are reassigned to random rows of the batch,
+    # fetched from the blocks
+    C0 = np.vstack([chunks[0][:3], np.full((2, 4), 1e3)])
+    steps = _both(chunks, n_clusters=5, init=C0, random_state=4)
+    a, b = next(steps)
+    assert "reassign" in [phase for phase, _ in _dask.last_fit_log]
+    assert_same_partial(a, b, np.float64)
+    moved = b.cluster_centers_[3:]
+    # each reassigned centre is one of the chunk's rows
+    d = np.min(np.linalg.norm(chunks[0][:, None, :] - moved[None], axis=2), axis=0)
+    np.testing.assert_allclose(d, 0.0, atol=1e-9)
+    a, b = next(steps)
+    assert_same_partial(a, b, np.float64)
+    # a stream without labels reads each array once (not persisted): the reassignment rows
+    # come from the blocks again
+    a = MiniBatchKMeans(5, random_state=4, compute_labels=False).partial_fit(chunks[0])
+    b = MiniBatchKMeans(5, random_state=4, compute_labels=False)
+    b.partial_fit(_dask_chunk(chunks[0])[0])
+    # a heavy chunk with no row near centre 0: its weight falls under 1 % of the largest
+    X2 = chunks[1][a.predict(chunks[1]) != 0]
+    w2 = np.full(X2.shape[0], 100.0)
+    a.partial_fit(X2, sample_weight=w2)
+    Xd, wd = _dask_chunk(X2, w2)
+    b.partial_fit(Xd, sample_weight=wd)
+    assert [phase for phase, _ in _dask.last_fit_log] == ["step", "reassign"]
+    assert_same_partial(a, b, np.float64, labels=False)
+
+
+@pytest.mark.parametrize("w_dask", [False, True], ids=["numpy_weights", "dask_weights"])
+def test_weighted_partial_fit_far_from_origin(synchronous, w_dask):
+    # data far from the origin: both fix a centring shift on the first chunk
+    chunks = _stream(23, [8000, 8000], np.float32, offset=1e4)
+    rng = np.random.default_rng(0)
+    weights = [rng.uniform(0, 2, 8000).astype(np.float32) for _ in chunks]
+    weights[0][::5] = 0.0
+    a, b = MiniBatchKMeans(5, random_state=6), MiniBatchKMeans(5, random_state=6)
+    for X, w in zip(chunks, weights):
+        a.partial_fit(X, sample_weight=w)
+        Xd, wd = _dask_chunk(X, w)
+        b.partial_fit(Xd, sample_weight=wd if w_dask else w)
+        assert b._frame[1] is not None  # centred
+        assert_same_partial(a, b, np.float32)
+
+
+def test_partial_fit_mixes_dask_and_in_memory_chunks(synchronous):
+    chunks = _stream(24, [8000, 8000, 8000], np.float64)
+    ref = MiniBatchKMeans(5, random_state=7)
+    for X in chunks:
+        ref.partial_fit(X)
+    for pattern in ("ndn", "dnd"):
+        km = MiniBatchKMeans(5, random_state=7)
+        for X, kind in zip(chunks, pattern):
+            km.partial_fit(_dask_chunk(X)[0] if kind == "d" else X)
+        assert_same_partial(ref, km, np.float64, labels=pattern[-1] == "d")
+        if pattern[-1] == "n":
+            np.testing.assert_array_equal(km.labels_, ref.labels_)
+    # fit in memory, then continue on a Dask chunk
+    a = MiniBatchKMeans(5, random_state=8, batch_size=512).fit(chunks[0]).partial_fit(chunks[1])
+    b = MiniBatchKMeans(5, random_state=8, batch_size=512).fit(chunks[0])
+    b.partial_fit(_dask_chunk(chunks[1])[0])
+    assert_same_partial(a, b, np.float64)
+
+
+def test_partial_fit_syncs_and_lazy_labels(synchronous):
+    chunks = _stream(25, [8000, 8000, 8000], np.float64)
+    km = MiniBatchKMeans(5, random_state=9)
+    km.partial_fit(_dask_chunk(chunks[0])[0])
+    assert [phase for phase, _ in _dask.last_fit_log] == ["frame", "init", "step", "labels"]
+    km.partial_fit(_dask_chunk(chunks[1])[0])
+    # one synchronisation for the step's statistics, one for labels_ and inertia_
+    assert [phase for phase, _ in _dask.last_fit_log] == ["step", "labels"]
+    step_tasks = _dask.last_fit_log[0][1]
+    n_live = sum(1 for s in MB_CHUNKS if s)
+    assert step_tasks <= 2 * n_live + 3  # blocks, centres, a reduce tree: no history
+    labels = km.labels_
+    assert isinstance(labels, da.Array) and labels.shape == (8000,)
+    km.set_params(compute_labels=False)
+    km.partial_fit(_dask_chunk(chunks[2])[0])
+    assert [phase for phase, _ in _dask.last_fit_log] == ["step"]  # the one synchronisation
+    assert km.labels_ is labels  # left as it was, as in memory
+    assert km.n_steps_ == 3
+
+
+def test_partial_fit_on_the_cluster(client):
+    chunks = _stream(26, [8000, 8000], np.float32)
+    with dask.config.set(scheduler="synchronous"):
+        ref = list(_both(chunks, n_clusters=5, random_state=10))
+    a_mem, b_sync = ref[-1]
+    b = MiniBatchKMeans(5, random_state=10)
+    for X in chunks:
+        b.partial_fit(_dask_chunk(X)[0])
+    # the same bits as on the single-threaded scheduler; in memory within rounding
+    np.testing.assert_array_equal(b.cluster_centers_, b_sync.cluster_centers_)
+    np.testing.assert_array_equal(b.labels_.compute(), b_sync.labels_.compute())
+    assert b.inertia_ == b_sync.inertia_
+    assert_same_partial(a_mem, b, np.float32)
+
+
+def test_minibatch_predict_transform_score_on_dask(synchronous):
+    chunks = _stream(27, [8000, 6000], np.float64)
+    km = MiniBatchKMeans(5, random_state=11).partial_fit(_dask_chunk(chunks[0])[0])
+    Y = chunks[1]
+    Yd = da.from_array(Y, chunks=(1500, 4))
+    pred, dist = km.predict(Yd), km.transform(Yd)
+    assert isinstance(pred, da.Array) and isinstance(dist, da.Array)
+    np.testing.assert_array_equal(pred.compute(), km.predict(Y))
+    np.testing.assert_allclose(dist.compute(), km.transform(Y), rtol=1e-12, atol=1e-12)
+    wy = np.random.default_rng(2).uniform(0, 1, Y.shape[0])
+    assert km.score(Yd, sample_weight=wy) == pytest.approx(km.score(Y, sample_weight=wy),
+                                                           rel=1e-12)
+    # independent reference: distances to the centres by NumPy
+    ref = np.linalg.norm(Y[:, None, :] - km.cluster_centers_[None], axis=2)
+    np.testing.assert_array_equal(pred.compute(), ref.argmin(axis=1))
+    assert km.score(Yd) == pytest.approx(-(ref.min(axis=1) ** 2).sum(), rel=1e-10)
+
+
+def test_minibatch_fit_refuses_a_dask_array():
+    X = da.from_array(np.random.default_rng(0).normal(size=(100, 3)), chunks=30)
+    with pytest.raises(TypeError, match="partial_fit") as info:
+        MiniBatchKMeans(2).fit(X)
+    assert "KMeans(n_clusters).fit(X)" in str(info.value)
+    with pytest.raises(TypeError, match="partial_fit"):
+        MiniBatchKMeans(2).fit_predict(X)
+
+
+def test_partial_fit_bad_input(synchronous):
+    chunks = _stream(28, [3000, 3000], np.float64)
+    bad = chunks[0].copy()
+    bad[1234, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):  # first call: the frame pass
+        MiniBatchKMeans(3).partial_fit(_dask_chunk(bad)[0])
+    km = MiniBatchKMeans(3, random_state=0).partial_fit(_dask_chunk(chunks[0])[0])
+    before = km.cluster_centers_.copy(), np.asarray(km._state.counts).copy(), km.n_steps_
+    for value, msg in ((np.nan, "NaN"), (np.inf, "infinity")):
+        bad = chunks[1].copy()
+        bad[2500, 0] = value
+        with pytest.raises(ValueError, match=f"X contains {msg}"):  # later call: the step
+            km.partial_fit(_dask_chunk(bad)[0])
+    w = np.ones(3000)
+    w[17] = -1.0
+    with pytest.raises(ValueError, match="Negative"):
+        km.partial_fit(_dask_chunk(chunks[1])[0], sample_weight=w)
+    with pytest.raises(ValueError, match="sums to zero"):
+        km.partial_fit(_dask_chunk(chunks[1])[0], sample_weight=np.zeros(3000))
+    # nothing changed
+    np.testing.assert_array_equal(km.cluster_centers_, before[0])
+    np.testing.assert_array_equal(np.asarray(km._state.counts), before[1])
+    assert km.n_steps_ == before[2]
+    with pytest.raises(ValueError, match="features"):
+        km.partial_fit(_dask_chunk(chunks[1][:, :3])[0])
+    with pytest.raises(ValueError, match="n_clusters"):
+        MiniBatchKMeans(5).partial_fit(_dask_chunk(chunks[0][:3])[0])
+    # a model of another namespace does not take NumPy-backed Dask chunks
+    xps = pytest.importorskip("array_api_strict")
+    other = MiniBatchKMeans(3, random_state=0).partial_fit(xps.asarray(chunks[0]))
+    with pytest.raises(DataNamespaceError, match="namespace"):
+        other.partial_fit(_dask_chunk(chunks[1])[0])
+    # and the metric refusal of KMeans stays
+    with pytest.raises(ValueError, match="does not take a Dask array"):
+        KMeans(2, metric="cosine").fit(_dask_chunk(chunks[1])[0])
