@@ -491,7 +491,7 @@ class SparseData(ChunkedData):
 
     def __init__(self, csr: CSR, *, xp: Any, dtype: Any, weights: Any = None,
                  n_clusters: int = 1, chunk_size: int | None = None, kernels: Any = None,
-                 deterministic: bool = True) -> None:
+                 deterministic: bool = True, ops: _Ops | None = None) -> None:
         from ._compat import default_chunk_budget, is_float64_supported
 
         self.csr = csr
@@ -502,14 +502,15 @@ class SparseData(ChunkedData):
         self.weights = weights
         self.n, self.d = csr.shape
         self.n_clusters = n_clusters
-        self.ops = _ops_for(csr.library, xp, deterministic)
+        self.ops = ops or _ops_for(csr.library, xp, deterministic)
         self.budget = default_chunk_budget(xp, self.device)
         if chunk_size:
             self.budget = chunk_size * max(n_clusters, 1)
         self.nnz_budget = max(self.budget, 1)
         self.rows = min(self.n, chunk_size or max(1, self.budget // max(n_clusters, 1)))
         self._bounds: dict = {}
-        self.check_memory(n_clusters)
+        if ops is None:  # a subset (ops given) lies within a checked X: no query per batch
+            self.check_memory(n_clusters)
         self.scale = 1.0
         self.shift = None
         self.mean_variance = float("nan")
@@ -575,7 +576,9 @@ class SparseData(ChunkedData):
         """The rows ``indices`` as a SparseData of their own (a copy of their stored values
         only), in the same frame (scale) and with the same kernel set: a mini-batch.
 
-        ``weights``: the batch's weights (None: unit weights).
+        ``indices``: host or device integers; ``weights``: the batch's weights (None: unit
+        weights).  The subset shares this data's sparse operations and work blocks
+        (``buffers``), not its per-data results (``cache``).
         """
         xp, csr = self.xp, self.csr
         _, lengths, pos = self._positions(indices)
@@ -591,10 +594,11 @@ class SparseData(ChunkedData):
                   self.device, host_indptr=host_ip)
         out = SparseData(sub, xp=xp, dtype=self.dtype, weights=weights,
                          n_clusters=self.n_clusters, kernels=self.kernels,
-                         deterministic=self.ops.deterministic)
+                         deterministic=self.ops.deterministic, ops=self.ops)
         out.budget, out.nnz_budget = self.budget, self.nnz_budget
         out.rows = min(max(m, 1), self.rows)
         out.scale, out.mean_variance = self.scale, self.mean_variance
+        out.buffers = self.buffers  # work blocks (C^T): no fresh (d, k) block per batch
         return out
 
     def dense_rows(self, indices: Any, dtype: Any = None, *, working: bool = True) -> Any:
