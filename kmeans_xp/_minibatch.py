@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._base import BaseKMeans, check_input, make_data
-from ._compat import to_numpy
+from ._compat import array_namespace, device_of, to_numpy
 from ._data import ChunkedData
 from ._kmeans import _check_params, _Params
 from ._solvers.init import check_user_centers, initial_centers
@@ -231,7 +231,7 @@ class MiniBatchKMeans(BaseKMeans):
         return step, res.inertia
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "MiniBatchKMeans":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """Compute the centres on X by mini-batches.
 
         Parameters
@@ -250,7 +250,7 @@ class MiniBatchKMeans(BaseKMeans):
         p = self._check_params()
         self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
         inp = check_input(X, "X", OWNER)
-        for stale in ("_state", "_frame", "_fit_where", "feature_names_in_", "labels_"):
+        for stale in ("_state", "_frame", "feature_names_in_", "labels_"):
             self.__dict__.pop(stale, None)
         if inp.n < p.n_clusters:
             raise ValueError(f"n_samples={inp.n} should be >= n_clusters={p.n_clusters}.")
@@ -301,11 +301,16 @@ class MiniBatchKMeans(BaseKMeans):
         # what partial_fit continues from
         self._state = state
         self._frame = (data.scale, data.shift, data.mean_variance)
-        self._fit_where = (xp, dev, inp.compute)
         return self
 
+    def _fit_where(self) -> tuple[Any, Any, Any]:
+        """The namespace, device and compute dtype of the fit (from the state's centres:
+        a namespace is a module, which pickle cannot store)."""
+        C = self._state.centers
+        return array_namespace(C), device_of(C), C.dtype
+
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None
-                    ) -> "MiniBatchKMeans":
+                    ) -> MiniBatchKMeans:
         """Update the centres with one mini-batch (or one chunk of a stream).
 
         The first call checks the parameters, fixes the coordinate frame on this chunk and
@@ -323,7 +328,7 @@ class MiniBatchKMeans(BaseKMeans):
         """
         started = hasattr(self, "_state") and hasattr(self, "cluster_centers_")
         if started:
-            xp_fit, dev_fit, compute = self._fit_where
+            xp_fit, dev_fit, compute = self._fit_where()
             inp = check_input(X, "X", OWNER, xp=xp_fit, device=dev_fit)
             check_same_namespace(inp.X, inp.xp, inp.device, xp_fit, dev_fit, "X")
             if inp.d != self.n_features_in_:
@@ -355,7 +360,6 @@ class MiniBatchKMeans(BaseKMeans):
             self._state = MiniBatchState(c0, xp.zeros(k, dtype=inp.compute, device=dev),
                                          batch_size)
             self._frame = (data.scale, data.shift, data.mean_variance)
-            self._fit_where = (xp, dev, inp.compute)
         else:
             data.check_finite_and_scale("X")
             data.scale, data.shift, data.mean_variance = self._frame
@@ -365,8 +369,8 @@ class MiniBatchKMeans(BaseKMeans):
         offset = data.shift if inp.sparse else None
         if offset is not None:
             state.centers = state.centers + offset
-        labels, sums, wsum, inertia = data.kernels.lloyd_pass(data, state.centers,
-                                                              need_inertia=True)
+        _, sums, wsum, inertia = data.kernels.lloyd_pass(data, state.centers,
+                                                         need_inertia=True)
         minibatch_update(
             state, sums, wsum, inertia, xp=xp,
             rows_of=lambda ids: data.take_rows(xp.asarray(ids, device=dev)),

@@ -135,3 +135,18 @@ def test_init_size_warning_and_few_samples():
         MiniBatchKMeans(8).fit(X[:5])
     with pytest.raises(ValueError, match="features"):
         MiniBatchKMeans(8, random_state=0).partial_fit(X).partial_fit(X[:, :3])
+
+
+def test_fitted_model_pickles_and_continues(backend):
+    """A fitted model holds no namespace module (pickle cannot store one): a copy made by
+    pickle continues a stream exactly as the original does."""
+    import pickle
+
+    X = _blobs(n=3000, seed=6)
+    km = MiniBatchKMeans(8, random_state=0).fit(backend.asarray(X[:2000]))
+    copy = pickle.loads(pickle.dumps(km))
+    km.partial_fit(backend.asarray(X[2000:]))
+    copy.partial_fit(backend.asarray(X[2000:]))
+    backend.assert_native(copy.cluster_centers_, backend.dtype("float64"))
+    np.testing.assert_array_equal(backend.to_numpy(copy.cluster_centers_),
+                                  backend.to_numpy(km.cluster_centers_))
