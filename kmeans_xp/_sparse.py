@@ -36,8 +36,9 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class _Ops:
         self.xp = xp
         self.deterministic = deterministic
 
-    def spmm(self, block: "SparseBlock", dense: Any) -> Any:  # pragma: no cover - abstract
+    def spmm(self, block: SparseBlock, dense: Any) -> Any:  # pragma: no cover - abstract
         """``block @ dense`` (m, c) for a C-contiguous (d, c) ``dense``."""
         raise NotImplementedError
 
@@ -152,7 +153,7 @@ class _ScipyOps(_Ops):
 
         self.sp = scipy.sparse
 
-    def matrix(self, block: "SparseBlock") -> Any:
+    def matrix(self, block: SparseBlock) -> Any:
         # attribute assignment: the constructor copies (and checks) the three arrays
         m = self.sp.csr_matrix(block.shape, dtype=block.data.dtype)
         m.indptr, m.indices, m.data = block.indptr, block.indices, block.data
@@ -199,7 +200,7 @@ class _TorchOps(_Ops):
 
     name = "torch"
 
-    def matrix(self, block: "SparseBlock") -> Any:
+    def matrix(self, block: SparseBlock) -> Any:
         import torch
 
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
@@ -572,7 +573,7 @@ class SparseData(ChunkedData):
         pos = np.repeat(ip[idx] - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         return idx, lengths, pos
 
-    def subset(self, indices: Any, weights: Any = None) -> "SparseData":
+    def subset(self, indices: Any, weights: Any = None) -> SparseData:
         """The rows ``indices`` as a SparseData of their own (a copy of their stored values
         only), in the same frame (scale) and with the same kernel set: a mini-batch.
 

@@ -31,7 +31,7 @@ import pytest
 sklearn = pytest.importorskip("sklearn")
 scipy_sparse = pytest.importorskip("scipy.sparse")
 
-import kmeans_xp  # noqa: E402
+import kmeans_xp
 
 # -- tests left out, with the reason for each -----------------------------------------
 PRIVATE = "tests a private scikit-learn function or attribute, not the public API"
