@@ -100,6 +100,10 @@ class _Ops:
     def contiguous(self, a: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def gram(self, a: SparseBlock, b: SparseBlock) -> Any:  # pragma: no cover
+        """``a @ b^T`` (m_a, m_b) as a dense array: a sparse-sparse product."""
+        raise NotImplementedError
+
     def sq_norms(self, C: Any) -> Any:
         """``||c_i||^2`` (m,) of the rows of a dense (m, d) array."""
         return self.xp.vecdot(C, C)
@@ -162,6 +166,9 @@ class _ScipyOps(_Ops):
     def spmm(self, block, dense):
         return self.matrix(block) @ dense
 
+    def gram(self, a, b):
+        return (self.matrix(a) @ self.matrix(b).T).toarray()
+
     def contiguous(self, a):
         return np.ascontiguousarray(a)
 
@@ -210,6 +217,11 @@ class _TorchOps(_Ops):
 
     def spmm(self, block, dense):
         return self.matrix(block) @ dense
+
+    def gram(self, a, b):
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return (self.matrix(a) @ self.matrix(b).t()).to_dense()
 
     def contiguous(self, a):
         return a.contiguous()
@@ -602,9 +614,14 @@ class SparseData(ChunkedData):
         out.buffers = self.buffers  # work blocks (C^T): no fresh (d, k) block per batch
         return out
 
-    def dense_rows(self, indices: Any, dtype: Any = None, *, working: bool = True) -> Any:
+    def dense_rows(self, indices: Any, dtype: Any = None, *, working: bool = True,
+                   transposed: bool = False) -> Any:
         """Rows ``indices`` as a dense (m, d) array (working coordinates, or X's values in
-        ``dtype`` with ``working=False``).  For a few rows only: centres, candidates."""
+        ``dtype`` with ``working=False``).  For a few rows only: centres, candidates.
+
+        ``transposed``: their C-contiguous transpose (d, m) instead, the right operand of
+        a sparse-dense product (made directly: no (m, d) array, no transposing copy).
+        """
         xp, csr = self.xp, self.csr
         dtype = dtype or self.dtype
         idx, lengths, pos = self._positions(indices)
@@ -616,10 +633,11 @@ class SparseData(ChunkedData):
         vals = vals if vals.dtype == dtype else xp.astype(vals, dtype)
         if working and self.scale != 1.0:
             vals = vals * self.inv_scale
-        flat = xp.asarray(out_row, device=self.device) * self.d + cols
+        rows = xp.asarray(out_row, device=self.device)
+        flat = cols * m + rows if transposed else rows * self.d + cols
         out = xp.zeros((m * self.d,), dtype=dtype, device=self.device)
         out = self.ops.scatter_add(out, flat, vals)  # distinct positions (canonical CSR)
-        return xp.reshape(out, (m, self.d))
+        return xp.reshape(out, (self.d, m) if transposed else (m, self.d))
 
     def take_rows(self, indices: Any) -> Any:
         return self.dense_rows(indices)

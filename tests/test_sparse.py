@@ -825,12 +825,122 @@ def test_predict_sparse_of_another_library_is_refused():
         km.predict(Container("torch_csr")(X))
 
 
-def test_silhouette_refuses_sparse_clearly():
-    from kmeans_xp.metrics import silhouette_score
+# -- metrics ----------------------------------------------------------------------------------
+SIL_METRICS = ["euclidean", "sqeuclidean", "cosine", "manhattan"]
+
+
+def _sk_silhouette(func, X, y, metric, **kw):
+    """scikit-learn's value; its 'sqeuclidean' (a scipy metric) refuses sparse X, so that
+    one is computed on the dense copy (kmeans_xp takes it sparse: a superset)."""
+    from sklearn import metrics as skm
+
+    return getattr(skm, func)(X.toarray() if metric == "sqeuclidean" else X, y,
+                              metric=metric, **kw)
+
+
+@pytest.mark.parametrize("metric", SIL_METRICS)
+def test_silhouette_on_sparse_equals_sklearn(container, metric):
+    from kmeans_xp import metrics
+
+    X = make_docs(n=500, d=200, seed=40)
+    y = np.random.default_rng(10).integers(0, 5, 500)
+    Xc = container(X)
+    before = _snapshot(Xc)
+    ref = _sk_silhouette("silhouette_score", X, y, metric)
+    got = metrics.silhouette_score(Xc, container.dense(y), metric=metric)
+    assert type(got) is float
+    assert got == pytest.approx(ref, rel=1e-10, abs=1e-14)
+    samples = metrics.silhouette_samples(Xc, container.dense(y), metric=metric)
+    container.backend.assert_native(samples, container.backend.dtype("float64"))
+    np.testing.assert_allclose(container.to_numpy(samples),
+                               _sk_silhouette("silhouette_samples", X, y, metric), atol=1e-12)
+    _assert_unchanged(Xc, before)
+
+
+@pytest.mark.parametrize("metric", SIL_METRICS)
+def test_silhouette_on_sparse_blocks_of_odd_sizes_and_samples(csr_container, metric):
+    """Blocks that do not divide n (a diagonal split across blocks), a sample of rows
+    drawn as scikit-learn draws it, string labels."""
+    from kmeans_xp import metrics
+
+    X = make_docs(n=300, d=120, seed=41)
+    y = np.random.default_rng(11).integers(0, 4, 300)
+    ref = _sk_silhouette("silhouette_score", X, y, metric)
+    for chunk in (37, 299):
+        assert metrics.silhouette_score(csr_container(X), y, metric=metric,
+                                        chunk_size=chunk) == pytest.approx(ref, rel=1e-10)
+    for seed in (0, 7):
+        want = _sk_silhouette("silhouette_score", X, y, metric, sample_size=80,
+                              random_state=seed)
+        assert metrics.silhouette_score(csr_container(X), y, metric=metric, sample_size=80,
+                                        random_state=seed) == pytest.approx(want, rel=1e-10)
+    names = np.array(["a", "b", "c", "d"])[y]
+    assert metrics.silhouette_score(csr_container(X), names, metric=metric) == \
+        pytest.approx(ref, rel=1e-10)
+
+
+def test_silhouette_on_sparse_float32_and_integers(csr_container):
+    """float32: distances in float64 (as scikit-learn's Euclidean distances of float32
+    data), samples returned in float32; integer data: float64."""
+    from kmeans_xp import metrics
+
+    X = make_docs(n=400, d=150, seed=42, dtype=np.float32)
+    y = np.arange(400) % 3
+    samples = metrics.silhouette_samples(csr_container(X), y)
+    csr_container.backend.assert_native(samples, csr_container.backend.dtype("float32"))
+    ref = _sk_silhouette("silhouette_samples", X, y, "euclidean")
+    np.testing.assert_allclose(csr_container.to_numpy(samples), ref, atol=1e-6)
+    Xi = (X * 10).astype(np.int64)
+    assert metrics.silhouette_score(Xi, y) == pytest.approx(
+        _sk_silhouette("silhouette_score", Xi.astype(np.float64), y, "euclidean"), rel=1e-10)
+
+
+def test_metrics_on_sparse_errors():
+    """Bad sparse X raises as the estimators do; Calinski-Harabasz, Davies-Bouldin (which
+    scikit-learn refuses on sparse X too) and inertia refuse sparse X with a TypeError
+    that says how to make it dense."""
+    from sklearn import metrics as skm
+
+    from kmeans_xp import metrics
 
     X = make_docs(n=60, d=20, seed=24)
+    y = np.arange(60) % 2
+    for func in ("calinski_harabasz_score", "davies_bouldin_score"):
+        with pytest.raises(TypeError):
+            getattr(skm, func)(X, y)
+        with pytest.raises(TypeError, match="sparse matrix was passed as X.*toarray"):
+            getattr(metrics, func)(X, y)
     with pytest.raises(TypeError, match="sparse matrix was passed as X"):
-        silhouette_score(X, np.arange(60) % 2)
+        metrics.inertia(X, y)
+    f = metrics.silhouette_score
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        f(_with_value(X, np.nan), y)
+    with pytest.raises(ValueError, match="Number of labels is 1"):
+        f(X, np.zeros(60, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"inconsistent numbers of samples: \[60, 59\]"):
+        f(X, y[:59])
+    with pytest.raises(DataTypeError, match="complex"):
+        f(X.astype(np.complex128), y)
+    with pytest.raises(ValueError, match="'metric' parameter of silhouette_samples"):
+        metrics.silhouette_samples(X, y, metric="chebyshev")
+
+
+@pytest.mark.parametrize("metric,n,limit", [("euclidean", 3000, 20e6),
+                                            ("cosine", 3000, 20e6),
+                                            ("manhattan", 600, 80e6)])
+def test_silhouette_on_wide_sparse_data_is_chunked(metric, n, limit):
+    """n x 2**17 data (dense: 3 GB for n = 3000): the peak is a few blocks, never X dense
+    nor n x n; the value is scikit-learn's."""
+    from kmeans_xp import metrics
+
+    X = _wide(n, 2 ** 17, 12)
+    y = np.arange(n) % 4
+    out = []
+    peak = peak_traced(lambda: out.append(metrics.silhouette_score(X, y, metric=metric,
+                                                                   chunk_size=500)))
+    assert peak < limit, peak
+    assert out[0] == pytest.approx(_sk_silhouette("silhouette_score", X, y, metric),
+                                   rel=1e-9, abs=1e-15)
 
 
 def test_import_does_not_import_scipy():
