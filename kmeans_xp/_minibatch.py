@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._base import BaseKMeans, check_input, make_data
-from ._compat import to_numpy
+from ._compat import array_namespace, device_of, to_numpy
 from ._data import ChunkedData
 from ._kmeans import _check_params, _Params
 from ._solvers.init import check_user_centers, initial_centers
@@ -21,9 +21,10 @@ from ._solvers.minibatch import (
     BatchSampler,
     EarlyStopping,
     MiniBatchState,
-    batch_statistics,
+    batches_of,
     minibatch_update,
 )
+from ._sparse import is_sparse_data
 from ._validation import (
     InvalidParameterError,
     check_int,
@@ -44,26 +45,22 @@ def _randint(rng: Any, n: int, size: int) -> np.ndarray:
 
 
 def _subset(data: ChunkedData, idx: np.ndarray) -> ChunkedData:
-    """Rows ``idx`` (host) of ``data`` as a small ChunkedData in the same frame."""
+    """Rows ``idx`` (host) of ``data``, with their weights, as a small ChunkedData in the
+    same frame (for sparse data its ``subset``: sparse too)."""
     xp = data.xp
     idx_dev = xp.asarray(idx, device=data.device)
-    X = xp.take(data.X, idx_dev, axis=0)
     w = None if data.weights is None else xp.take(data.weights, idx_dev)
+    if is_sparse_data(data):
+        return data.subset(idx, w)
+    X = xp.take(data.X, idx_dev, axis=0)
     sub = ChunkedData(X, xp=xp, dtype=data.dtype, weights=w, n_clusters=1,
                       kernels=data.kernels)
     sub.scale, sub.shift, sub.mean_variance = data.scale, data.shift, data.mean_variance
     return sub
 
 
-def _no_sparse(inp) -> None:
-    if inp.sparse:
-        raise TypeError(
-            "MiniBatchKMeans does not take sparse X yet: use KMeans (which does), or pass "
-            "X dense.")
-
-
 class MiniBatchKMeans(BaseKMeans):
-    """Mini-Batch K-Means clustering on any Array API namespace.
+    """Mini-Batch K-Means clustering on any Array API namespace (dense or sparse X).
 
     The parameters, attributes and semantics of :class:`sklearn.cluster.MiniBatchKMeans`
     (per-centre learning rate, reassignment of small clusters, early stopping on an
@@ -116,6 +113,12 @@ class MiniBatchKMeans(BaseKMeans):
     that keep float32 distances accurate) on its first chunk and keeps it for every later
     chunk, so a stream of chunks is clustered in one frame.
 
+    Sparse X (scipy.sparse matrices and arrays, torch sparse tensors, cupyx.scipy.sparse)
+    is taken by ``fit``, ``partial_fit``, ``predict``, ``transform`` and ``score``, as by
+    :class:`~kmeans_xp.KMeans`: never densified nor centred; a mini-batch is the batch's
+    stored values (only the rows that become centres are made dense), drawn as for dense
+    data, so float64 fits equal scikit-learn's on the same sparse data.
+
     Examples
     --------
     >>> import numpy as np
@@ -127,6 +130,9 @@ class MiniBatchKMeans(BaseKMeans):
     >>> km.cluster_centers_.shape
     (2, 2)
     """
+
+    #: sparse X is taken (the tag scikit-learn's ``check_estimator`` reads)
+    _accepts_sparse = True
 
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", max_iter: int = 100,
                  batch_size: int = 1024, verbose: int = 0, compute_labels: bool = True,
@@ -206,32 +212,32 @@ class MiniBatchKMeans(BaseKMeans):
                stop: EarlyStopping, rng: Any, n_steps: int, tol: float, p: _Params
                ) -> tuple[int, float]:
         """The mini-batch steps of ``fit``; returns the last step's index and batch inertia."""
-        xp, dev, kern = data.xp, data.device, data.kernels
+        xp = data.xp
         batch_size = state.batch_size
+        batches = batches_of(data)  # dense rows, or sparse subsets of X
         step, res = 0, None
-        for step in range(n_steps):
-            idx = sampler.draw(rng, batch_size)
-            Xb = data.take_rows(xp.asarray(idx, device=dev))
-            sums, wsum, inertia = batch_statistics(kern, Xb, None, state.centers,
-                                                   data.buffers)
-            res = minibatch_update(
-                state, sums, wsum, inertia, xp=xp,
-                rows_of=lambda ids, Xb=Xb: xp.take(Xb, xp.asarray(ids, device=dev), axis=0),
-                n_rows=batch_size, rng=rng,
-                random_reassign=state.random_reassign(p.n_clusters),
-                reassignment_ratio=float(self.reassignment_ratio), need_diff=tol > 0.0,
-                verbose=p.verbose)
-            if stop.converged(step, n_steps, res.squared_diff, res.inertia):
-                break
+        with data.kernels.small_work(batches.flops(batch_size, p.n_clusters)):
+            for step in range(n_steps):
+                idx = sampler.draw(rng, batch_size)
+                sums, wsum, inertia, rows_of = batches.statistics(idx, state.centers)
+                res = minibatch_update(
+                    state, sums, wsum, inertia, xp=xp, rows_of=rows_of,
+                    n_rows=batch_size, rng=rng,
+                    random_reassign=state.random_reassign(p.n_clusters),
+                    reassignment_ratio=float(self.reassignment_ratio), need_diff=tol > 0.0,
+                    verbose=p.verbose)
+                if stop.converged(step, n_steps, res.squared_diff, res.inertia):
+                    break
         return step, res.inertia
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "MiniBatchKMeans":
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """Compute the centres on X by mini-batches.
 
         Parameters
         ----------
-        X : array (n_samples, n_features), any Array API namespace or array-like
+        X : array (n_samples, n_features), any Array API namespace or array-like, or sparse
+            (scipy.sparse, torch sparse, cupyx.scipy.sparse; see the class notes)
         y : ignored
         sample_weight : array (n_samples,), optional
             Mini-batches are drawn with probability proportional to the weights (and then
@@ -250,8 +256,7 @@ class MiniBatchKMeans(BaseKMeans):
         p = self._check_params()
         self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
         inp = check_input(X, "X", OWNER)
-        _no_sparse(inp)
-        for stale in ("_state", "_frame", "_fit_where", "feature_names_in_", "labels_"):
+        for stale in ("_state", "_frame", "feature_names_in_", "labels_"):
             self.__dict__.pop(stale, None)
         if inp.n < p.n_clusters:
             raise ValueError(f"n_samples={inp.n} should be >= n_clusters={p.n_clusters}.")
@@ -288,8 +293,7 @@ class MiniBatchKMeans(BaseKMeans):
                                batch_size)
         stop = EarlyStopping(batch_size, n, tol, self.max_no_improvement, p.verbose)
         n_steps = (p.max_iter * n) // batch_size
-        with kern.small_work(2 * batch_size * p.n_clusters * inp.d):
-            step, last = self._steps(data, state, sampler, stop, rng, n_steps, tol, p)
+        step, last = self._steps(data, state, sampler, stop, rng, n_steps, tol, p)
 
         self._set_results(data, state, inp)
         self.n_steps_ = step + 1
@@ -303,11 +307,16 @@ class MiniBatchKMeans(BaseKMeans):
         # what partial_fit continues from
         self._state = state
         self._frame = (data.scale, data.shift, data.mean_variance)
-        self._fit_where = (xp, dev, inp.compute)
         return self
 
+    def _fit_where(self) -> tuple[Any, Any, Any]:
+        """The namespace, device and compute dtype of the fit (from the state's centres:
+        a namespace is a module, which pickle cannot store)."""
+        C = self._state.centers
+        return array_namespace(C), device_of(C), C.dtype
+
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None
-                    ) -> "MiniBatchKMeans":
+                    ) -> MiniBatchKMeans:
         """Update the centres with one mini-batch (or one chunk of a stream).
 
         The first call checks the parameters, fixes the coordinate frame on this chunk and
@@ -315,7 +324,7 @@ class MiniBatchKMeans(BaseKMeans):
 
         Parameters
         ----------
-        X : array (n_samples, n_features)
+        X : array (n_samples, n_features), dense or sparse; chunks of a stream may mix both
         y : ignored
         sample_weight : array (n_samples,), optional
 
@@ -331,9 +340,8 @@ class MiniBatchKMeans(BaseKMeans):
             return _dask.partial_fit(self, X, sample_weight)
         started = hasattr(self, "_state") and hasattr(self, "cluster_centers_")
         if started:
-            xp_fit, dev_fit, compute = self._fit_where
+            xp_fit, dev_fit, compute = self._fit_where()
             inp = check_input(X, "X", OWNER, xp=xp_fit, device=dev_fit)
-            _no_sparse(inp)
             check_same_namespace(inp.X, inp.xp, inp.device, xp_fit, dev_fit, "X")
             if inp.d != self.n_features_in_:
                 raise ValueError(
@@ -345,8 +353,6 @@ class MiniBatchKMeans(BaseKMeans):
             p = self._check_params()
             self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
             inp = check_input(X, "X", OWNER)
-            _no_sparse(inp)
-        _no_sparse(inp)
         xp, dev = inp.xp, inp.device
         if not hasattr(self, "_random_state"):
             self._random_state = check_random_state(self.random_state)
@@ -366,21 +372,27 @@ class MiniBatchKMeans(BaseKMeans):
             self._state = MiniBatchState(c0, xp.zeros(k, dtype=inp.compute, device=dev),
                                          batch_size)
             self._frame = (data.scale, data.shift, data.mean_variance)
-            self._fit_where = (xp, dev, inp.compute)
         else:
             data.check_finite_and_scale("X")
             data.scale, data.shift, data.mean_variance = self._frame
         state = self._state
-        labels, sums, wsum, inertia = data.kernels.lloyd_pass(data, state.centers,
-                                                              need_inertia=True)
+        # sparse rows are never centred: in the centred frame of a dense first chunk, a
+        # sparse chunk's step runs on uncentred centres (the update commutes with a shift)
+        offset = data.shift if inp.sparse else None
+        if offset is not None:
+            state.centers = state.centers + offset
+        _, sums, wsum, inertia = data.kernels.lloyd_pass(data, state.centers,
+                                                         need_inertia=True)
         minibatch_update(
             state, sums, wsum, inertia, xp=xp,
             rows_of=lambda ids: data.take_rows(xp.asarray(ids, device=dev)),
             n_rows=inp.n, rng=rng, random_reassign=state.random_reassign(k),
             reassignment_ratio=float(self.reassignment_ratio), need_diff=False,
             verbose=int(self.verbose))
-        self._set_results(data, state, inp)
         if self.compute_labels:
             self._labels_inertia(data, state.centers)
+        if offset is not None:
+            state.centers = state.centers - offset
+        self._set_results(data, state, inp)
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
         return self

@@ -36,8 +36,9 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -92,11 +93,15 @@ class _Ops:
         self.xp = xp
         self.deterministic = deterministic
 
-    def spmm(self, block: "SparseBlock", dense: Any) -> Any:  # pragma: no cover - abstract
+    def spmm(self, block: SparseBlock, dense: Any) -> Any:  # pragma: no cover - abstract
         """``block @ dense`` (m, c) for a C-contiguous (d, c) ``dense``."""
         raise NotImplementedError
 
     def contiguous(self, a: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def gram(self, a: SparseBlock, b: SparseBlock) -> Any:  # pragma: no cover
+        """``a @ b^T`` (m_a, m_b) as a dense array: a sparse-sparse product."""
         raise NotImplementedError
 
     def sq_norms(self, C: Any) -> Any:
@@ -152,7 +157,7 @@ class _ScipyOps(_Ops):
 
         self.sp = scipy.sparse
 
-    def matrix(self, block: "SparseBlock") -> Any:
+    def matrix(self, block: SparseBlock) -> Any:
         # attribute assignment: the constructor copies (and checks) the three arrays
         m = self.sp.csr_matrix(block.shape, dtype=block.data.dtype)
         m.indptr, m.indices, m.data = block.indptr, block.indices, block.data
@@ -160,6 +165,9 @@ class _ScipyOps(_Ops):
 
     def spmm(self, block, dense):
         return self.matrix(block) @ dense
+
+    def gram(self, a, b):
+        return (self.matrix(a) @ self.matrix(b).T).toarray()
 
     def contiguous(self, a):
         return np.ascontiguousarray(a)
@@ -199,7 +207,7 @@ class _TorchOps(_Ops):
 
     name = "torch"
 
-    def matrix(self, block: "SparseBlock") -> Any:
+    def matrix(self, block: SparseBlock) -> Any:
         import torch
 
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
@@ -209,6 +217,11 @@ class _TorchOps(_Ops):
 
     def spmm(self, block, dense):
         return self.matrix(block) @ dense
+
+    def gram(self, a, b):
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return (self.matrix(a) @ self.matrix(b).t()).to_dense()
 
     def contiguous(self, a):
         return a.contiguous()
@@ -491,7 +504,7 @@ class SparseData(ChunkedData):
 
     def __init__(self, csr: CSR, *, xp: Any, dtype: Any, weights: Any = None,
                  n_clusters: int = 1, chunk_size: int | None = None, kernels: Any = None,
-                 deterministic: bool = True) -> None:
+                 deterministic: bool = True, ops: _Ops | None = None) -> None:
         from ._compat import default_chunk_budget, is_float64_supported
 
         self.csr = csr
@@ -502,14 +515,15 @@ class SparseData(ChunkedData):
         self.weights = weights
         self.n, self.d = csr.shape
         self.n_clusters = n_clusters
-        self.ops = _ops_for(csr.library, xp, deterministic)
+        self.ops = ops or _ops_for(csr.library, xp, deterministic)
         self.budget = default_chunk_budget(xp, self.device)
         if chunk_size:
             self.budget = chunk_size * max(n_clusters, 1)
         self.nnz_budget = max(self.budget, 1)
         self.rows = min(self.n, chunk_size or max(1, self.budget // max(n_clusters, 1)))
         self._bounds: dict = {}
-        self.check_memory(n_clusters)
+        if ops is None:  # a subset (ops given) lies within a checked X: no query per batch
+            self.check_memory(n_clusters)
         self.scale = 1.0
         self.shift = None
         self.mean_variance = float("nan")
@@ -571,11 +585,13 @@ class SparseData(ChunkedData):
         pos = np.repeat(ip[idx] - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         return idx, lengths, pos
 
-    def subset(self, indices: Any, weights: Any = None) -> "SparseData":
+    def subset(self, indices: Any, weights: Any = None) -> SparseData:
         """The rows ``indices`` as a SparseData of their own (a copy of their stored values
         only), in the same frame (scale) and with the same kernel set: a mini-batch.
 
-        ``weights``: the batch's weights (None: unit weights).
+        ``indices``: host or device integers; ``weights``: the batch's weights (None: unit
+        weights).  The subset shares this data's sparse operations and work blocks
+        (``buffers``), not its per-data results (``cache``).
         """
         xp, csr = self.xp, self.csr
         _, lengths, pos = self._positions(indices)
@@ -591,15 +607,21 @@ class SparseData(ChunkedData):
                   self.device, host_indptr=host_ip)
         out = SparseData(sub, xp=xp, dtype=self.dtype, weights=weights,
                          n_clusters=self.n_clusters, kernels=self.kernels,
-                         deterministic=self.ops.deterministic)
+                         deterministic=self.ops.deterministic, ops=self.ops)
         out.budget, out.nnz_budget = self.budget, self.nnz_budget
         out.rows = min(max(m, 1), self.rows)
         out.scale, out.mean_variance = self.scale, self.mean_variance
+        out.buffers = self.buffers  # work blocks (C^T): no fresh (d, k) block per batch
         return out
 
-    def dense_rows(self, indices: Any, dtype: Any = None, *, working: bool = True) -> Any:
+    def dense_rows(self, indices: Any, dtype: Any = None, *, working: bool = True,
+                   transposed: bool = False) -> Any:
         """Rows ``indices`` as a dense (m, d) array (working coordinates, or X's values in
-        ``dtype`` with ``working=False``).  For a few rows only: centres, candidates."""
+        ``dtype`` with ``working=False``).  For a few rows only: centres, candidates.
+
+        ``transposed``: their C-contiguous transpose (d, m) instead, the right operand of
+        a sparse-dense product (made directly: no (m, d) array, no transposing copy).
+        """
         xp, csr = self.xp, self.csr
         dtype = dtype or self.dtype
         idx, lengths, pos = self._positions(indices)
@@ -611,10 +633,11 @@ class SparseData(ChunkedData):
         vals = vals if vals.dtype == dtype else xp.astype(vals, dtype)
         if working and self.scale != 1.0:
             vals = vals * self.inv_scale
-        flat = xp.asarray(out_row, device=self.device) * self.d + cols
+        rows = xp.asarray(out_row, device=self.device)
+        flat = cols * m + rows if transposed else rows * self.d + cols
         out = xp.zeros((m * self.d,), dtype=dtype, device=self.device)
         out = self.ops.scatter_add(out, flat, vals)  # distinct positions (canonical CSR)
-        return xp.reshape(out, (m, self.d))
+        return xp.reshape(out, (self.d, m) if transposed else (m, self.d))
 
     def take_rows(self, indices: Any) -> Any:
         return self.dense_rows(indices)

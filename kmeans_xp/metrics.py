@@ -6,6 +6,10 @@ Python floats for scores (arrays in the input's namespace and device for per-sam
 
 - :func:`silhouette_score` / :func:`silhouette_samples` never build the n x n distance
   matrix: they work on (block x block) distance blocks and keep (block x k) per-cluster sums.
+  They also take sparse X (scipy.sparse, torch sparse, cupyx.scipy.sparse), as
+  scikit-learn's do: never densified whole nor centred (see :class:`_SparseBlocks`).
+  :func:`calinski_harabasz_score`, :func:`davies_bouldin_score` and :func:`inertia` refuse
+  sparse X with a ``TypeError``, as scikit-learn's two scores do.
 - :func:`calinski_harabasz_score`, :func:`davies_bouldin_score` and :func:`inertia` read X
   twice, chunk by chunk, and keep only (k x d) sums.
 - :func:`adjusted_rand_score` builds its contingency table from one-hot blocks.
@@ -17,12 +21,11 @@ the error messages follow scikit-learn's.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ._kernels._reference import onehot
-from ._data import ChunkedData, accumulate
 from ._compat import (
     array_namespace,
     backend_name,
@@ -32,6 +35,9 @@ from ._compat import (
     to_device,
     to_numpy,
 )
+from ._data import ChunkedData, accumulate
+from ._kernels._reference import onehot
+from ._sparse import is_sparse
 from ._validation import (
     InvalidParameterError,
     as_array,
@@ -195,6 +201,14 @@ class _Blocks:
         if metric in ("euclidean", "sqeuclidean"):
             self.sq = xp.concat([xp.sum(c * c, axis=1) for _, _, c, _ in self.data.chunks()])
 
+    def outer(self):
+        """The row blocks whose silhouettes are computed (rows of the distance blocks)."""
+        return self.chunks()
+
+    def inner(self):
+        """The row blocks each outer block is compared with (columns of the blocks)."""
+        return self.chunks()
+
     def chunks(self):
         """``(start, stop, rows)`` in the form the metric's block product wants."""
         xp = self.xp
@@ -223,12 +237,138 @@ class _Blocks:
                 g = min(f + tile, d)
                 part = xp.sum(xp.abs(A[:, None, f:g] - B[None, :, f:g]), axis=2)
                 D = accumulate(D, part)
-        if s2 < e and s < e2:  # the block holds part of the diagonal: a point is 0 from itself
-            dev = device_of(D)
-            r = xp.arange(s, e, dtype=xp.int64, device=dev)
-            c = xp.arange(s2, e2, dtype=xp.int64, device=dev)
-            D = xp.where(r[:, None] == c[None, :], xp.zeros_like(D), D)
-        return D
+        return _zero_diagonal(D, s, e, s2, e2, xp)
+
+
+def _zero_diagonal(D: Any, s: int, e: int, s2: int, e2: int, xp: Any) -> Any:
+    """The (e - s, e2 - s2) block ``D`` with a point's distance to itself set to 0."""
+    if s2 < e and s < e2:  # the block holds part of the diagonal
+        dev = device_of(D)
+        r = xp.arange(s, e, dtype=xp.int64, device=dev)
+        c = xp.arange(s2, e2, dtype=xp.int64, device=dev)
+        D = xp.where(r[:, None] == c[None, :], xp.zeros_like(D), D)
+    return D
+
+
+class _SparseBlocks:
+    """Distance blocks of a sparse X (a checked :class:`~kmeans_xp._sparse.SparseData`),
+    as scikit-learn's pairwise distances compute them on sparse data:
+
+    - euclidean / sqeuclidean: ``||a||^2 - 2 a.b + ||b||^2`` (never centred), cosine:
+      ``1 - a.b / (||a|| ||b||)`` (rows of zeros at distance 1 from any row), from the
+      sparse-sparse product of two row blocks (views of X's stored values), made dense
+      (rows x rows);
+    - manhattan: ``||a||_1 + sum over b's stored values of (|b_j - a_j| - |a_j|)``: the
+      outer rows made dense and transposed (at most ``2 * budget`` elements), gathered at
+      an inner block's columns (stored values x outer rows, at most ``4 * budget``) and
+      summed per row by a product with the block's row indicator.
+
+    Arithmetic runs in the accumulator dtype (float64 where the device has it, as
+    scikit-learn computes float32 Euclidean distances); the silhouettes are returned in X's
+    compute dtype.  Row norms are computed once.  X is never densified whole, nor a block
+    larger than those above.
+    """
+
+    def __init__(self, data: Any, metric: str, rows: int | None) -> None:
+        self.metric = metric
+        self.data = data
+        self.xp = xp = data.xp
+        data.rows = min(rows or SILHOUETTE_ROWS, max(data.n, 1))
+        self.outer_rows = data.rows
+        if metric == "manhattan":
+            self.outer_rows = max(1, min(data.rows, (2 * data.budget) // max(data.d, 1)))
+            data.nnz_budget = max(1, (4 * data.budget) // self.outer_rows)
+        data._bounds = {}
+        sq, l1 = [], []
+        for _, _, B, _ in data.chunks():
+            if metric == "manhattan":
+                l1.append(B.row_sums(xp.abs(B.data)))
+            else:
+                sq.append(B.row_sums(B.data * B.data))
+        if metric == "manhattan":
+            self.l1 = _concat(l1, xp)
+        else:
+            self.sq = _concat(sq, xp)
+            if metric == "cosine":
+                norm = xp.sqrt(self.sq)
+                self.inv_norm = xp.where(norm > 0, 1.0 / xp.where(norm > 0, norm,
+                                                                 xp.ones_like(norm)),
+                                         xp.zeros_like(norm))
+
+    def outer(self):
+        """``(start, stop, A)``: the row blocks whose silhouettes are computed: views of X
+        (manhattan: the rows made dense, as the contiguous (d, rows) transpose)."""
+        data = self.data
+        if self.metric != "manhattan":
+            yield from self.inner()
+            return
+        for s in range(0, data.n, self.outer_rows):
+            e = min(s + self.outer_rows, data.n)
+            yield s, e, data.dense_rows(np.arange(s, e, dtype=np.int64), transposed=True)
+
+    def inner(self):
+        for s, e, B, _ in self.data.chunks():
+            yield s, e, B
+
+    def distances(self, s: int, e: int, A: Any, s2: int, e2: int, B: Any) -> Any:
+        """The (e - s, e2 - s2) block of distances between rows s:e and s2:e2."""
+        xp, metric = self.xp, self.metric
+        if metric == "manhattan":
+            cols = xp.astype(B.indices, xp.int64)
+            G = xp.take(A, cols, axis=0)  # (stored values, outer rows): a_j at b's columns
+            V = xp.abs(B.data[:, None] - G) - xp.abs(G)
+            nnz = B.nnz
+            ind = _sparse_block(B, xp.astype(xp.arange(nnz, device=B.data.device),
+                                             B.indptr.dtype), xp.ones_like(B.data),
+                                (B.shape[0], nnz))
+            D = xp.matrix_transpose(ind.matmul(B.ops.contiguous(V)) + self.l1[None, s:e])
+        else:
+            D = B.ops.gram(A, B)  # (outer, inner): a.b, a fresh block (updated in place)
+            if metric == "cosine":
+                D *= -self.inv_norm[s:e, None]
+                D *= self.inv_norm[None, s2:e2]
+                D += 1.0
+                D = xp.clip(D, min=0.0, max=2.0)
+            else:
+                D *= -2.0
+                D += self.sq[s:e, None]
+                D += self.sq[None, s2:e2]
+                D = xp.clip(D, min=0.0)
+                if metric == "euclidean":
+                    D = xp.sqrt(D)
+        return _zero_diagonal(D, s, e, s2, e2, xp)
+
+
+def _sparse_block(B: Any, indices: Any, data: Any, shape: tuple) -> Any:
+    """A :class:`~kmeans_xp._sparse.SparseBlock` with ``B``'s row pointers."""
+    from ._sparse import SparseBlock
+
+    return SparseBlock(B.indptr, indices, data, shape, B.ops)
+
+
+def _concat(parts: list, xp: Any) -> Any:
+    return parts[0] if len(parts) == 1 else xp.concat(parts)
+
+
+def _sparse_X(X: Any, owner: str) -> tuple[Any, Any, Any, int, Any]:
+    """A sparse X checked (shape, dtype) as the estimators check it: ``(data, xp, device,
+    n, compute dtype)``, ``data`` a SparseData in the accumulator dtype."""
+    from ._compat import is_float64_supported
+    from ._sparse import SparseData, sparse_input
+
+    csr, _, compute = sparse_input(X, "X", owner)
+    xp, dev = csr.xp, csr.device
+    acc = xp.float64 if is_float64_supported(xp, dev) else compute
+    data = SparseData(csr, xp=xp, dtype=acc, n_clusters=1)
+    return data, xp, dev, csr.shape[0], compute
+
+
+def _sparse_silhouette(data: Any, lab: Any, k: int, metric: str, rows: int | None,
+                       compute: Any) -> Any:
+    _check_number_of_labels(k, data.n)
+    data.check_finite_and_scale("X")
+    blocks = _SparseBlocks(data, metric, rows)
+    return data.xp.astype(_silhouette_blocks(blocks, [(lab, k)])[0], compute)
 
 
 def _silhouette_blocks(blocks: _Blocks, labelings: Sequence[tuple[Any, int]]) -> list[Any]:
@@ -247,9 +387,9 @@ def _silhouette_blocks(blocks: _Blocks, labelings: Sequence[tuple[Any, int]]) ->
             c = accumulate(c, xp.sum(onehot(lab[s:e], k, dtype, xp), axis=0))
         counts.append(c)
     out: list[list[Any]] = [[] for _ in labelings]
-    for s, e, A in blocks.chunks():
+    for s, e, A in blocks.outer():
         sums: list[Any] = [None] * len(labelings)  # (rows, k): distances to each cluster
-        for s2, e2, B in blocks.chunks():
+        for s2, e2, B in blocks.inner():
             D = blocks.distances(s, e, A, s2, e2, B)
             for j, (lab, k) in enumerate(labelings):
                 sums[j] = accumulate(sums[j], xp.matmul(D, onehot(lab[s2:e2], k, dtype, xp)))
@@ -280,13 +420,17 @@ def silhouette_samples(X: Any, labels: Any, *, metric: str = "euclidean",
     Parameters
     ----------
     X : array of shape (n_samples, n_features)
-        Any namespace and device (or an array-like).
+        Any namespace and device (or an array-like), or sparse: scipy.sparse (any
+        format), torch sparse, cupyx.scipy.sparse (the result is then an array of the
+        sparse arrays' namespace: NumPy for scipy).
     labels : array-like of shape (n_samples,)
         Cluster labels of any values; 2 <= number of labels <= n_samples - 1.
     metric : {'euclidean', 'sqeuclidean', 'cosine', 'manhattan'}, default='euclidean'
         The distance between samples ('l2', 'l1' and 'cityblock' are accepted aliases).
     chunk_size : int, optional
         Rows per block (a block of distances is chunk_size x chunk_size; default 2048).
+        For sparse X the rows made dense at a time are fewer for wide X (about 4 * 2**20
+        elements on the CPU).
 
     Returns
     -------
@@ -304,6 +448,10 @@ def silhouette_samples(X: Any, labels: Any, *, metric: str = "euclidean",
     owner = "silhouette_samples"
     metric = _check_metric(metric, owner)
     chunk_size = _check_optional_int(chunk_size, "chunk_size", owner)
+    if is_sparse(X):
+        data, xp, dev, n, compute = _sparse_X(X, owner)
+        lab, k = _labels_in(labels, "labels", xp, dev, n)
+        return _sparse_silhouette(data, lab, k, metric, chunk_size, compute)
     X, xp, dev, n, _, compute = _check_X(X, owner)
     lab, k = _labels_in(labels, "labels", xp, dev, n)
     _check_number_of_labels(k, n)
@@ -312,11 +460,15 @@ def silhouette_samples(X: Any, labels: Any, *, metric: str = "euclidean",
 
 def _sample_rows(X: Any, lab: Any, sample_size: int, random_state: Any, xp: Any,
                  dev: Any) -> tuple[Any, Any, int]:
-    """scikit-learn's draw: ``check_random_state(rs).permutation(n)[:sample_size]``."""
-    n = int(X.shape[0])
-    idx = check_random_state(random_state).permutation(n)[:sample_size]
-    idx = xp.asarray(np.asarray(idx, dtype=np.int64), device=dev)
+    """scikit-learn's draw: ``check_random_state(rs).permutation(n)[:sample_size]``
+    (for sparse X, a SparseData: its ``subset``)."""
+    n = int(X.shape[0]) if not hasattr(X, "subset") else X.n
+    host = np.asarray(check_random_state(random_state).permutation(n)[:sample_size],
+                      dtype=np.int64)
+    idx = xp.asarray(host, device=dev)
     sub, k = _compact(xp.take(lab, idx), xp)
+    if hasattr(X, "subset"):
+        return X.subset(host), sub, k
     return xp.take(X, idx, axis=0), sub, k
 
 
@@ -328,7 +480,8 @@ def silhouette_score(X: Any, labels: Any, *, metric: str = "euclidean",
     Parameters
     ----------
     X : array of shape (n_samples, n_features)
-        Any namespace and device (or an array-like).
+        Any namespace and device (or an array-like), or sparse (scipy.sparse, torch
+        sparse, cupyx.scipy.sparse; see :func:`silhouette_samples`).
     labels : array-like of shape (n_samples,)
         Cluster labels of any values; 2 <= number of labels <= n_samples - 1 (among the
         drawn rows when ``sample_size`` is given).
@@ -360,6 +513,13 @@ def silhouette_score(X: Any, labels: Any, *, metric: str = "euclidean",
     metric = _check_metric(metric, owner)
     sample_size = _check_optional_int(sample_size, "sample_size", owner)
     chunk_size = _check_optional_int(chunk_size, "chunk_size", owner)
+    if is_sparse(X):
+        data, xp, dev, n, compute = _sparse_X(X, owner)
+        lab, k = _labels_in(labels, "labels", xp, dev, n)
+        if sample_size is not None:
+            data, lab, k = _sample_rows(data, lab, sample_size, random_state, xp, dev)
+        s = _sparse_silhouette(data, lab, k, metric, chunk_size, compute)
+        return _scalar(xp.sum(xp.astype(s, data.accumulator_dtype())), data.n)
     X, xp, dev, n, _, compute = _check_X(X, owner)
     lab, k = _labels_in(labels, "labels", xp, dev, n)
     if sample_size is not None:
@@ -430,7 +590,7 @@ def calinski_harabasz_score(X: Any, labels: Any) -> float:
     >>> calinski_harabasz_score(X, [0, 0, 1, 1])
     256.0
     """
-    data, lab, k, n = _score_data(X, labels, "calinski_harabasz_score")
+    data, lab, k, _ = _score_data(X, labels, "calinski_harabasz_score")
     return _calinski_harabasz(data, lab, k)
 
 

@@ -17,14 +17,14 @@ DATASETS = ("iris", "wine", "digits")
 SIL_METRICS = ("euclidean", "sqeuclidean", "cosine", "manhattan")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dataset(name: str, dtype_name: str) -> tuple[np.ndarray, np.ndarray]:
     """X in ``dtype_name`` and the true classes as labels (an independent labeling)."""
     X, y = getattr(sk_datasets, f"load_{name}")(return_X_y=True)
     return X.astype(dtype_name), y
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(func: str, name: str, dtype_name: str, **kw) -> float:
     """scikit-learn's value on the float64 copy of the very values we pass (so the tolerance
     measures our rounding, not the cast)."""

@@ -135,3 +135,65 @@ def test_init_size_warning_and_few_samples():
         MiniBatchKMeans(8).fit(X[:5])
     with pytest.raises(ValueError, match="features"):
         MiniBatchKMeans(8, random_state=0).partial_fit(X).partial_fit(X[:, :3])
+
+
+def test_fitted_model_pickles_and_continues(backend):
+    """A fitted model holds no namespace module (pickle cannot store one): a copy made by
+    pickle continues a stream exactly as the original does."""
+    import pickle
+
+    X = _blobs(n=3000, seed=6)
+    km = MiniBatchKMeans(8, random_state=0).fit(backend.asarray(X[:2000]))
+    copy = pickle.loads(pickle.dumps(km))
+    km.partial_fit(backend.asarray(X[2000:]))
+    copy.partial_fit(backend.asarray(X[2000:]))
+    backend.assert_native(copy.cluster_centers_, backend.dtype("float64"))
+    np.testing.assert_array_equal(backend.to_numpy(copy.cluster_centers_),
+                                  backend.to_numpy(km.cluster_centers_))
+
+
+def _sparse_of(backend, X):
+    """``X`` as a sparse CSR matrix of the backend's library, or a skip saying why not."""
+    if backend.kind == "numpy":
+        sp = pytest.importorskip("scipy.sparse")
+        return sp.csr_matrix(X)
+    if backend.kind == "torch":
+        import warnings
+
+        with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return backend.asarray(X).to_sparse_csr()
+    if backend.kind == "cupy":  # pragma: no cover - needs a GPU
+        import cupyx.scipy.sparse as cpsp
+
+        return cpsp.csr_matrix(backend.asarray(X))
+    pytest.skip(f"{backend.name} has no sparse arrays")
+
+
+def test_sparse_fit_and_partial_fit_equal_the_dense_ones(backend):
+    """scikit-learn's test_dense_sparse property on every backend with sparse arrays: the
+    same host draws give the same steps, centres and labels from X sparse as from X dense
+    (the dense frame is centred, the sparse one is not: equal up to rounding)."""
+    rng = np.random.default_rng(12)
+    X = _blobs(n=3000, seed=12) * (rng.random((3000, 6)) < 0.5)  # half the entries zero
+    w = rng.uniform(0.5, 2.0, 3000)
+    Xs = _sparse_of(backend, X)
+    dense = MiniBatchKMeans(8, random_state=0, batch_size=256).fit(
+        backend.asarray(X), sample_weight=backend.asarray(w))
+    sparse = MiniBatchKMeans(8, random_state=0, batch_size=256).fit(
+        Xs, sample_weight=backend.asarray(w))
+    backend.assert_native(sparse.cluster_centers_, backend.dtype("float64"))
+    assert sparse.n_steps_ == dense.n_steps_
+    np.testing.assert_allclose(backend.to_numpy(sparse.cluster_centers_),
+                               backend.to_numpy(dense.cluster_centers_), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(backend.to_numpy(sparse.labels_),
+                                  backend.to_numpy(dense.labels_))
+    assert sparse.inertia_ == pytest.approx(dense.inertia_, rel=1e-9)
+    a, b = MiniBatchKMeans(8, random_state=1), MiniBatchKMeans(8, random_state=1)
+    for s in range(0, 3000, 1000):
+        a.partial_fit(backend.asarray(X[s:s + 1000]))
+        b.partial_fit(_sparse_of(backend, X[s:s + 1000]))
+    np.testing.assert_allclose(backend.to_numpy(b.cluster_centers_),
+                               backend.to_numpy(a.cluster_centers_), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(backend.to_numpy(b.predict(Xs)),
+                                  backend.to_numpy(a.predict(backend.asarray(X))))

@@ -1,19 +1,13 @@
 """scikit-learn's own k-means tests, run against kmeans_xp.
 
 The installed ``sklearn/cluster/tests/test_k_means.py`` is loaded as a fresh module (scikit-learn's
-copy is left untouched), its public names ``KMeans``, ``k_means``, ``kmeans_plusplus`` (and
-``MiniBatchKMeans`` once kmeans_xp has it) are rebound to kmeans_xp's, the same substitution is
-made in every ``parametrize`` value, and every applicable test function is collected here.
+copy is left untouched), its public names ``KMeans``, ``k_means``, ``kmeans_plusplus`` and
+``MiniBatchKMeans`` are rebound to kmeans_xp's, the same substitution is made in every
+``parametrize`` value, and every applicable test function is collected here.
 
-Capabilities switch tests on by themselves, detected rather than hard-coded:
-
-- sparse input: parametrizations with a SciPy sparse container are
-  ``xfail(strict=True)`` "pending: sparse input not yet supported" while kmeans_xp rejects a
-  CSR matrix; the day ``KMeans().fit(csr)`` works they run (and a strict xfail that passed
-  would fail, so the mark cannot outlive the feature);
-- ``MiniBatchKMeans``: while ``kmeans_xp.MiniBatchKMeans`` does not exist, its
-  parametrizations and the tests that use it directly are skipped with the reason "pending:
-  MiniBatchKMeans not yet in kmeans_xp"; scikit-learn's class is never used in its place.
+Every collected case runs, dense and sparse (SciPy CSR matrices and arrays), ``KMeans`` and
+``MiniBatchKMeans``: no case is marked xfail or skip (``test_harness_substitutes_kmeans_xp``
+checks it).  The tests left out are listed in ``LEFT_OUT`` below with the reason for each.
 
 The comparison objects of the tests (``ConvergenceWarning``, ``pairwise_distances``,
 ``v_measure_score``, ...) stay scikit-learn's: they are the reference.
@@ -37,7 +31,7 @@ import pytest
 sklearn = pytest.importorskip("sklearn")
 scipy_sparse = pytest.importorskip("scipy.sparse")
 
-import kmeans_xp  # noqa: E402
+import kmeans_xp
 
 # -- tests left out, with the reason for each -----------------------------------------
 PRIVATE = "tests a private scikit-learn function or attribute, not the public API"
@@ -64,66 +58,6 @@ LEFT_OUT = {
 # one-cluster warning) apply and run; scikit-learn has no test of elkan internals in this
 # module beyond the private helpers above.
 
-SPARSE_PENDING = "pending: sparse input not yet supported by kmeans_xp"
-MINIBATCH_PENDING = "pending: MiniBatchKMeans not yet in kmeans_xp"
-
-
-def _sparse_supported() -> bool:
-    """Whether kmeans_xp fits and predicts a SciPy CSR matrix (capability, not version)."""
-    X = scipy_sparse.csr_matrix(np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 2.0]]))
-    try:
-        km = kmeans_xp.KMeans(n_clusters=2, n_init=1, random_state=0).fit(X)
-        km.predict(X)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-HAS_SPARSE = _sparse_supported()
-XP_MINIBATCH = getattr(kmeans_xp, "MiniBatchKMeans", None)
-MINIBATCH_SPARSE_PENDING = "pending: sparse input to MiniBatchKMeans not yet supported"
-
-
-def _minibatch_sparse_supported() -> bool:
-    """Whether kmeans_xp's MiniBatchKMeans fits a SciPy CSR matrix (capability)."""
-    X = scipy_sparse.csr_matrix(np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 2.0]]))
-    try:
-        XP_MINIBATCH(n_clusters=2, n_init=1, random_state=0).fit(X)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-if XP_MINIBATCH is not None and not _minibatch_sparse_supported():
-    class _DenseMiniBatchKMeans(XP_MINIBATCH):
-        """kmeans_xp's MiniBatchKMeans; a sparse X marks the test as pending (xfail)."""
-
-        def fit(self, X, *args, **kwargs):
-            if scipy_sparse.issparse(X):
-                pytest.xfail(MINIBATCH_SPARSE_PENDING)
-            return super().fit(X, *args, **kwargs)
-
-        def partial_fit(self, X, *args, **kwargs):
-            if scipy_sparse.issparse(X):
-                pytest.xfail(MINIBATCH_SPARSE_PENDING)
-            return super().partial_fit(X, *args, **kwargs)
-
-    _DenseMiniBatchKMeans.__name__ = _DenseMiniBatchKMeans.__qualname__ = "MiniBatchKMeans"
-    XP_MINIBATCH = _DenseMiniBatchKMeans
-
-
-class _PendingMiniBatchKMeans:
-    """Stands for kmeans_xp's MiniBatchKMeans in test ids while it does not exist."""
-
-    __name__ = "MiniBatchKMeans"
-
-    def __init__(self, *args, **kwargs):
-        pytest.skip(MINIBATCH_PENDING)
-
-
-_PendingMiniBatchKMeans.__name__ = "MiniBatchKMeans"
-
-
 def _load_sklearn_tests():
     """A fresh copy of scikit-learn's installed test module (scikit-learn's own untouched)."""
     path = pathlib.Path(sklearn.__file__).parent / "cluster" / "tests" / "test_k_means.py"
@@ -135,56 +69,35 @@ def _load_sklearn_tests():
 
 _SK, SKLEARN_TEST_FILE = _load_sklearn_tests()
 _SK_KMEANS, _SK_MINIBATCH = _SK.KMeans, _SK.MiniBatchKMeans
-_MINIBATCH = XP_MINIBATCH if XP_MINIBATCH is not None else _PendingMiniBatchKMeans
 SUBSTITUTES = {
     id(_SK.KMeans): kmeans_xp.KMeans,
     id(_SK.k_means): kmeans_xp.k_means,
     id(_SK.kmeans_plusplus): kmeans_xp.kmeans_plusplus,
-    id(_SK.MiniBatchKMeans): _MINIBATCH,
+    id(_SK.MiniBatchKMeans): kmeans_xp.MiniBatchKMeans,
 }
 # Module globals the test functions read at call time.
 _SK.KMeans = kmeans_xp.KMeans
 _SK.k_means = kmeans_xp.k_means
 _SK.kmeans_plusplus = kmeans_xp.kmeans_plusplus
-_SK.MiniBatchKMeans = _MINIBATCH
-
-
-def _is_sparse_value(v) -> bool:
-    if scipy_sparse.issparse(v):
-        return True
-    if isinstance(v, type) and issubclass(v, scipy_sparse.sparray | scipy_sparse.spmatrix):
-        return True
-    return any(v is c for c in _SK.CSR_CONTAINERS)
+_SK.MiniBatchKMeans = kmeans_xp.MiniBatchKMeans
 
 
 def _substitute(value):
-    """(new value, marks) for one parametrize value (tuples element-wise)."""
+    """One parametrize value with scikit-learn's estimators and functions replaced by
+    kmeans_xp's (tuples element-wise)."""
     if isinstance(value, tuple):
-        parts = [_substitute(v) for v in value]
-        return tuple(p[0] for p in parts), [m for p in parts for m in p[1]]
-    marks = []
-    if _is_sparse_value(value) and not HAS_SPARSE:
-        marks.append(pytest.mark.xfail(strict=True, reason=SPARSE_PENDING))
-    if value is _SK_MINIBATCH and XP_MINIBATCH is None:
-        marks.append(pytest.mark.skip(reason=MINIBATCH_PENDING))
-    return SUBSTITUTES.get(id(value), value), marks
+        return tuple(_substitute(v) for v in value)
+    return SUBSTITUTES.get(id(value), value)
 
 
 def _rewrite_parametrize(mark):
     argvalues = []
     for value in mark.args[1]:
         if isinstance(value, type(pytest.param(None))):  # already a ParameterSet
-            new, marks = _substitute(value.values if len(value.values) > 1
-                                     else value.values[0])
-            new = new if isinstance(new, tuple) and len(value.values) > 1 else (new,)
-            argvalues.append(pytest.param(*new, marks=list(value.marks) + marks,
-                                          id=value.id))
+            new = _substitute(value.values)
+            argvalues.append(pytest.param(*new, marks=value.marks, id=value.id))
         else:
-            new, marks = _substitute(value)
-            if marks:
-                new = pytest.param(*(new if isinstance(new, tuple) else (new,)),
-                                   marks=marks)
-            argvalues.append(new)
+            argvalues.append(_substitute(value))
     return pytest.mark.parametrize(mark.args[0], argvalues, *mark.args[2:], **mark.kwargs)
 
 
@@ -197,25 +110,14 @@ def _flat(argvalues) -> list:
     return out
 
 
-def _uses_minibatch_directly(func) -> bool:
-    """The body names MiniBatchKMeans and no parametrization hands it in."""
-    if "MiniBatchKMeans" not in func.__code__.co_names:
-        return False
-    return not any(v is _SK_MINIBATCH for m in getattr(func, "pytestmark", [])
-                   if m.name == "parametrize" for v in _flat(m.args[1]))
-
-
 COLLECTED = []
 for _name, _func in list(vars(_SK).items()):
     if not (_name.startswith("test_") and inspect.isfunction(_func)):
         continue
     if _name in LEFT_OUT:
         continue
-    _direct_minibatch = _uses_minibatch_directly(_func)
     _func.pytestmark = [_rewrite_parametrize(m) if m.name == "parametrize" else m
                         for m in getattr(_func, "pytestmark", [])]
-    if XP_MINIBATCH is None and _direct_minibatch:
-        _func.pytestmark.append(pytest.mark.skip(reason=MINIBATCH_PENDING))
     globals()[_name] = _func
     COLLECTED.append(_name)
 
@@ -260,3 +162,16 @@ def test_harness_substitutes_kmeans_xp():
             if mark.name == "parametrize":
                 flat = _flat(mark.args[1])
                 assert not any(v is _SK_KMEANS or v is _SK_MINIBATCH for v in flat), name
+
+
+def test_harness_runs_every_case():
+    """No collected case is expected to fail or skipped here: no xfail or skip mark on a
+    test or a parametrization, and scikit-learn's own skipif (no BLAS found) is off."""
+    for name in COLLECTED:
+        for mark in getattr(_SK.__dict__[name], "pytestmark", []):
+            assert mark.name not in ("xfail", "skip"), (name, mark)
+            if mark.name == "skipif":
+                assert not any(mark.args), (name, mark)
+            if mark.name == "parametrize":
+                for value in mark.args[1]:
+                    assert not getattr(value, "marks", ()), (name, value)

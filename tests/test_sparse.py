@@ -1,10 +1,10 @@
 """Sparse X (scipy.sparse, torch sparse tensors, cupyx where present).
 
-References: scikit-learn's KMeans / kmeans_plusplus on the same scipy CSR data (its own
-sparse code path), NumPy float64 computations on the densified data, and the pure-standard
+References: scikit-learn's KMeans / MiniBatchKMeans / kmeans_plusplus on the same scipy CSR
+data (its own sparse code path), NumPy float64 computations on the densified data, and the pure-standard
 reference kernel set on the densified data.  Containers run as the backend selection
 allows: scipy ones with ``numpy``, torch ones with ``torch`` (``torch_cuda`` for CUDA),
-cupyx with ``cupy``.
+cupyx with ``cupy``; array_api_strict has no sparse arrays, so no container runs on it.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ import warnings
 import numpy as np
 import pytest
 
-from kmeans_xp import KMeans, k_means, kmeans_plusplus
+from kmeans_xp import KMeans, MiniBatchKMeans, k_means, kmeans_plusplus
 from kmeans_xp._validation import DataNamespaceError, DataTypeError
 from tests._memory import peak_traced
 
 sp = pytest.importorskip("scipy.sparse")
-from conftest import SELECTED, get_backend  # noqa: E402
+from conftest import SELECTED, get_backend
 
 sklearn = pytest.importorskip("sklearn")
-from sklearn.cluster import KMeans as SKKMeans  # noqa: E402
-from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus  # noqa: E402
+from sklearn.cluster import KMeans as SKKMeans
+from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
+from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def test_seeded_fit_equals_sklearn(csr_container, init):
 
 def test_k_means_function_and_k_means_parallel_on_sparse(csr_container):
     X = make_docs(seed=2)
-    c, lab, inertia, n_iter = k_means(csr_container(X), 6, random_state=0, return_n_iter=True)
+    c, lab, inertia, _ = k_means(csr_container(X), 6, random_state=0, return_n_iter=True)
     csr_container.backend.assert_native(c)
     Xd = X.toarray()
     C = csr_container.to_numpy(c)
@@ -425,6 +426,271 @@ def test_large_values_are_scaled_exactly():
     assert b.inertia_ == pytest.approx(a.inertia_ * 2.0 ** 200, rel=1e-9)
 
 
+# -- MiniBatchKMeans ---------------------------------------------------------------------------
+def make_counts(n, d, seed, dtype=np.float64):
+    """make_docs rows scaled by random factors: rows of different topics are orthogonal,
+    so unit rows as centres would be exactly equidistant from them (ties that each code
+    breaks by its own rounding of ||c||^2); distinct norms leave no exact ties."""
+    X = make_docs(n=n, d=d, seed=seed)
+    scale = np.random.default_rng(seed + 1000).uniform(0.5, 2.0, n)
+    X = sp.csr_matrix(sp.diags(scale) @ X)
+    X.sort_indices()
+    return X.astype(dtype)
+
+
+MINIBATCH_CASES = [{}, {"tol": 1e-3}, {"init": "random"},
+                   {"batch_size": 100, "max_iter": 2, "max_no_improvement": None},
+                   {"reassignment_ratio": 0.2, "batch_size": 64}]
+
+
+def _snapshot(X):
+    """Copies of what a sparse input holds, to prove it is never modified."""
+    if sp.issparse(X):
+        X = X.tocsr() if X.format == "csr" else X
+        return [np.array(a, copy=True) for a in
+                ((X.data, X.indices, X.indptr) if X.format in ("csr", "csc")
+                 else (X.data, X.row, X.col) if X.format == "coo" else (X.toarray(),))]
+    if X.layout == X.to_sparse_csr().layout:
+        return [X.crow_indices().clone(), X.col_indices().clone(), X.values().clone()]
+    return [X._indices().clone(), X._values().clone()]
+
+
+def _assert_unchanged(X, snapshot):
+    for got, want in zip(_snapshot(X), snapshot):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.mark.parametrize("kw", MINIBATCH_CASES)
+def test_minibatch_fit_equals_sklearn_float64(container, kw):
+    """The same host draws on sparse data: same steps, centres, inertia and labels as
+    scikit-learn's MiniBatchKMeans (its sparse code path), on every container."""
+    X = make_counts(2000, 300, 30)
+    Xc = container(X)
+    before = _snapshot(Xc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MiniBatchKMeans(6, random_state=0, **kw).fit(Xc)
+    ref = SKMiniBatchKMeans(6, random_state=0, **kw).fit(X)
+    b = container.backend
+    b.assert_native(ours.cluster_centers_, b.dtype("float64"))
+    b.assert_native(ours.labels_)
+    assert ours.n_steps_ == ref.n_steps_ and ours.n_iter_ == ref.n_iter_
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+    np.testing.assert_allclose(container.to_numpy(ours.cluster_centers_), ref.cluster_centers_,
+                               rtol=1e-9, atol=1e-12)
+    assert_labels_equal_up_to_ties(X, ref.cluster_centers_, container.to_numpy(ours.labels_),
+                                   ref.labels_)
+    _assert_unchanged(Xc, before)
+
+
+def test_minibatch_weighted_and_compute_labels_false_equal_sklearn(csr_container):
+    """Weighted draws (batches drawn with probability proportional to the weights), the
+    weighted validation inertia of n_init=3 random inits, and the EWA inertia."""
+    X = make_counts(2000, 300, 31)
+    sw = np.random.default_rng(6).uniform(0.2, 3.0, X.shape[0])
+    Xc = csr_container(X)
+    sw_c = csr_container.dense(sw)
+    kw = {"init": "random", "n_init": 3, "compute_labels": False, "random_state": 3}
+    ours = MiniBatchKMeans(6, **kw).fit(Xc, sample_weight=sw_c)
+    ref = SKMiniBatchKMeans(6, **kw).fit(X, sample_weight=sw)
+    assert not hasattr(ours, "labels_")
+    assert ours.n_steps_ == ref.n_steps_
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+    np.testing.assert_allclose(csr_container.to_numpy(ours.cluster_centers_),
+                               ref.cluster_centers_, rtol=1e-9, atol=1e-12)
+    assert ours.score(Xc, sample_weight=sw_c) == pytest.approx(
+        ref.score(X, sample_weight=sw), rel=1e-9)
+
+
+def test_minibatch_float32_equals_sklearn(csr_container):
+    X = make_counts(2000, 300, 1, dtype=np.float32)
+    ours = MiniBatchKMeans(6, random_state=1).fit(csr_container(X))
+    ref = SKMiniBatchKMeans(6, random_state=1).fit(X)
+    csr_container.backend.assert_native(ours.cluster_centers_,
+                                        csr_container.backend.dtype("float32"))
+    assert ours.n_steps_ == ref.n_steps_
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+    np.testing.assert_allclose(csr_container.to_numpy(ours.cluster_centers_),
+                               ref.cluster_centers_, rtol=1e-4, atol=1e-5)
+    assert_labels_equal_up_to_ties(X, ref.cluster_centers_,
+                                   csr_container.to_numpy(ours.labels_), ref.labels_,
+                                   rtol=2e-5)
+
+
+@pytest.mark.parametrize("init", ["array", "callable", "k-means||"])
+def test_minibatch_other_inits_on_sparse(csr_container, init):
+    X = make_counts(1500, 300, 32)
+    C0 = centres_from(X, [3, 250, 500, 750, 1000, 1250])
+    if init == "array":
+        ours = MiniBatchKMeans(6, init=csr_container.dense(C0), random_state=0).fit(
+            csr_container(X))
+        ref = SKMiniBatchKMeans(6, init=C0, random_state=0).fit(X)
+        assert ours.n_steps_ == ref.n_steps_
+        np.testing.assert_allclose(csr_container.to_numpy(ours.cluster_centers_),
+                                   ref.cluster_centers_, rtol=1e-9, atol=1e-12)
+        return
+    seen = []
+
+    def from_sample(X, k, random_state):  # receives sparse rows (the init_size sample)
+        seen.append(X.shape)
+        return csr_container.dense(C0)
+    km = MiniBatchKMeans(6, init=from_sample if init == "callable" else init,
+                         random_state=0).fit(csr_container(X))
+    if init == "callable":
+        assert [tuple(shape) for shape in seen] == [(1500, 300)] * 3  # n_init='auto': 3
+    Xd = X.toarray()
+    C = csr_container.to_numpy(km.cluster_centers_)
+    D = ((Xd[:, None, :] - C[None]) ** 2).sum(-1)
+    assert km.inertia_ == pytest.approx(D.min(1).sum(), rel=1e-9)
+    # a fair clustering of the six topics: within 10 % of KMeans from the same seed
+    assert km.inertia_ <= 1.1 * KMeans(6, random_state=0).fit(X).inertia_
+
+
+def test_minibatch_predict_transform_score_on_sparse(container):
+    X = make_counts(1500, 300, 33)
+    Xnew = make_counts(90, 300, 34)
+    sw = np.random.default_rng(7).uniform(0.5, 2.0, 90)
+    km = MiniBatchKMeans(6, random_state=0).fit(container(X))
+    C = container.to_numpy(km.cluster_centers_)
+    Xd = Xnew.toarray()
+    D = ((Xd[:, None, :] - C[None]) ** 2).sum(-1)  # float64 reference
+    pred = km.predict(container(Xnew))
+    container.backend.assert_native(pred)
+    np.testing.assert_array_equal(container.to_numpy(pred), D.argmin(1))
+    T = km.transform(container(Xnew))
+    container.backend.assert_native(T, container.backend.dtype("float64"))
+    np.testing.assert_allclose(container.to_numpy(T), np.sqrt(D), rtol=1e-9, atol=1e-9)
+    assert km.score(container(Xnew), sample_weight=container.dense(sw)) == pytest.approx(
+        -(sw * D.min(1)).sum(), rel=1e-10)
+    np.testing.assert_array_equal(container.to_numpy(km.predict(container.dense(Xd))),
+                                  D.argmin(1))
+
+
+def test_minibatch_partial_fit_on_a_sparse_stream_equals_sklearn(csr_container):
+    """Chunks of a sparse stream, weighted: the same centres, labels and inertia per chunk
+    as scikit-learn's partial_fit on the same chunks; the inputs are left as they were."""
+    X = make_counts(2400, 300, 35)
+    sw = np.random.default_rng(8).uniform(0.5, 2.0, X.shape[0])
+    ours, ref = MiniBatchKMeans(6, random_state=0), SKMiniBatchKMeans(6, random_state=0)
+    for s in range(0, 2400, 400):
+        chunk = csr_container(X[s:s + 400])
+        before = _snapshot(chunk)
+        ours.partial_fit(chunk, sample_weight=csr_container.dense(sw[s:s + 400]))
+        ref.partial_fit(X[s:s + 400], sample_weight=sw[s:s + 400])
+        _assert_unchanged(chunk, before)
+        np.testing.assert_allclose(csr_container.to_numpy(ours.cluster_centers_),
+                                   ref.cluster_centers_, rtol=1e-9, atol=1e-12)
+        assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+        assert_labels_equal_up_to_ties(X[s:s + 400], ref.cluster_centers_,
+                                       csr_container.to_numpy(ours.labels_), ref.labels_)
+    assert ours.n_steps_ == ref.n_steps_ == 6
+
+
+def test_minibatch_partial_fit_frame_is_fixed_on_the_first_sparse_chunk():
+    """Values near 2**50 are scaled by a power of two chosen on the first chunk and kept:
+    a later chunk with other magnitudes is clustered in the same frame (same fit as on the
+    data divided by 2**50, times 2**50)."""
+    X = make_counts(1200, 200, 36)
+    big = X * 2.0 ** 50
+    a, b = MiniBatchKMeans(4, random_state=0), MiniBatchKMeans(4, random_state=0)
+    a.partial_fit(big[:600])
+    frame = a._frame
+    assert frame[0] == 2.0 ** round(np.log2(abs(big).max())) and frame[1] is None  # never centred
+    a.partial_fit(big[600:] * 4.0)
+    assert a._frame is frame
+    b.partial_fit(X[:600]).partial_fit(X[600:] * 4.0)
+    np.testing.assert_allclose(a.cluster_centers_ / 2.0 ** 50, b.cluster_centers_,
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+def test_minibatch_partial_fit_mixes_dense_and_sparse_chunks():
+    """A dense first chunk far from the origin fixes a centred frame; sparse chunks after
+    it (never centred) step in uncentred coordinates: the same centres as scikit-learn's
+    partial_fit on the same chunks."""
+    rng = np.random.default_rng(9)
+    X = make_counts(1800, 60, 37)
+    first = X[:600].toarray() + 3.0 + rng.normal(scale=0.01, size=(600, 60))
+    ours, ref = MiniBatchKMeans(5, random_state=0), SKMiniBatchKMeans(5, random_state=0)
+    ours.partial_fit(first)
+    ref.partial_fit(first)
+    assert ours._frame[1] is not None  # centred on the dense chunk
+    for chunk in (X[600:1200], X[1200:].toarray(), X[600:900]):
+        ours.partial_fit(chunk)
+        ref.partial_fit(chunk)
+        np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-9,
+                                   atol=1e-9)
+        assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+
+
+def test_minibatch_pickles_and_continues():
+    import pickle
+
+    X = make_counts(800, 100, 38)
+    km = MiniBatchKMeans(4, random_state=0).partial_fit(X[:400])
+    copy = pickle.loads(pickle.dumps(km))
+    km.partial_fit(X[400:])
+    copy.partial_fit(X[400:])
+    np.testing.assert_array_equal(copy.cluster_centers_, km.cluster_centers_)
+
+
+BAD_SPARSE = [
+    (lambda X: X.astype(np.complex128), None, DataTypeError, "complex"),
+    (lambda X: sp.coo_array(np.ones(5)), None, ValueError, "Expected 2D"),
+    (lambda X: sp.csr_matrix((0, 5)), None, ValueError, "0 sample"),
+    (lambda X: sp.csr_matrix((5, 0)), None, ValueError, "0 feature"),
+    (lambda X: _with_value(X, np.nan), None, ValueError, "Input X contains NaN"),
+    (lambda X: _with_value(X, np.inf), None, ValueError, "Input X contains infinity"),
+    (lambda X: X, lambda n: sp.csr_matrix(np.ones((1, n))), TypeError,
+     "sparse matrix was passed as sample_weight"),
+    (lambda X: X, lambda n: np.ones(n - 1), ValueError, "sample_weight"),
+]
+
+
+@pytest.mark.parametrize("make,weights,exc,match", BAD_SPARSE)
+def test_minibatch_bad_sparse_input_as_kmeans(make, weights, exc, match):
+    """The same exception and message as KMeans for the same bad sparse input, in fit,
+    in a first partial_fit and in a later one."""
+    X = make_counts(40, 20, 22)
+    bad = make(X)
+    sw = None if weights is None else weights(40)
+    with pytest.raises(exc, match=match) as theirs:
+        KMeans(2, n_init=1).fit(bad, sample_weight=sw)
+    with pytest.raises(exc, match=match) as ours:
+        MiniBatchKMeans(2).fit(bad, sample_weight=sw)
+    assert type(ours.value) is type(theirs.value)
+    assert str(ours.value).replace("MiniBatchKMeans", "KMeans") == str(theirs.value)
+    with pytest.raises(exc, match=match):
+        MiniBatchKMeans(2).partial_fit(bad, sample_weight=sw)
+    started = MiniBatchKMeans(2, random_state=0).partial_fit(X)
+    if bad.ndim == 2 and bad.shape[1] == 20:  # (other shapes: the features check first)
+        with pytest.raises(exc, match=match):
+            started.partial_fit(bad, sample_weight=sw)
+
+
+def test_minibatch_few_samples_and_features_on_sparse():
+    X = make_counts(40, 20, 22)
+    with pytest.raises(ValueError, match="n_samples=40 should be >= n_clusters=41"):
+        MiniBatchKMeans(41).fit(X)
+    km = MiniBatchKMeans(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="X has 21 features"):
+        km.partial_fit(make_counts(40, 21, 22))
+    with pytest.raises(ValueError, match="X has 21 features"):
+        km.predict(make_counts(40, 21, 22))
+
+
+def test_minibatch_peak_memory_is_bounded_on_wide_sparse_data():
+    """20k x 2**17 data (a dense batch of 1024 rows would be 1 GiB): the peak is a few
+    dense (k, d) centre arrays, a batch of stored values and O(n) vectors."""
+    d, k, per_row = 2 ** 17, 8, 12
+    X = _wide(20_000, d, per_row)
+    init = X[:k].toarray()
+    peak = peak_traced(lambda: MiniBatchKMeans(k, init=init, max_iter=1, batch_size=1024,
+                                               random_state=0).fit(X))
+    centre_bytes = 8 * k * d
+    assert peak <= 12 * centre_bytes + 64 * 20_000, (peak, centre_bytes)
+
+
 # -- validation --------------------------------------------------------------------------
 def _with_value(X, value):
     Y = X.copy()
@@ -559,12 +825,122 @@ def test_predict_sparse_of_another_library_is_refused():
         km.predict(Container("torch_csr")(X))
 
 
-def test_silhouette_refuses_sparse_clearly():
-    from kmeans_xp.metrics import silhouette_score
+# -- metrics ----------------------------------------------------------------------------------
+SIL_METRICS = ["euclidean", "sqeuclidean", "cosine", "manhattan"]
+
+
+def _sk_silhouette(func, X, y, metric, **kw):
+    """scikit-learn's value; its 'sqeuclidean' (a scipy metric) refuses sparse X, so that
+    one is computed on the dense copy (kmeans_xp takes it sparse: a superset)."""
+    from sklearn import metrics as skm
+
+    return getattr(skm, func)(X.toarray() if metric == "sqeuclidean" else X, y,
+                              metric=metric, **kw)
+
+
+@pytest.mark.parametrize("metric", SIL_METRICS)
+def test_silhouette_on_sparse_equals_sklearn(container, metric):
+    from kmeans_xp import metrics
+
+    X = make_docs(n=500, d=200, seed=40)
+    y = np.random.default_rng(10).integers(0, 5, 500)
+    Xc = container(X)
+    before = _snapshot(Xc)
+    ref = _sk_silhouette("silhouette_score", X, y, metric)
+    got = metrics.silhouette_score(Xc, container.dense(y), metric=metric)
+    assert type(got) is float
+    assert got == pytest.approx(ref, rel=1e-10, abs=1e-14)
+    samples = metrics.silhouette_samples(Xc, container.dense(y), metric=metric)
+    container.backend.assert_native(samples, container.backend.dtype("float64"))
+    np.testing.assert_allclose(container.to_numpy(samples),
+                               _sk_silhouette("silhouette_samples", X, y, metric), atol=1e-12)
+    _assert_unchanged(Xc, before)
+
+
+@pytest.mark.parametrize("metric", SIL_METRICS)
+def test_silhouette_on_sparse_blocks_of_odd_sizes_and_samples(csr_container, metric):
+    """Blocks that do not divide n (a diagonal split across blocks), a sample of rows
+    drawn as scikit-learn draws it, string labels."""
+    from kmeans_xp import metrics
+
+    X = make_docs(n=300, d=120, seed=41)
+    y = np.random.default_rng(11).integers(0, 4, 300)
+    ref = _sk_silhouette("silhouette_score", X, y, metric)
+    for chunk in (37, 299):
+        assert metrics.silhouette_score(csr_container(X), y, metric=metric,
+                                        chunk_size=chunk) == pytest.approx(ref, rel=1e-10)
+    for seed in (0, 7):
+        want = _sk_silhouette("silhouette_score", X, y, metric, sample_size=80,
+                              random_state=seed)
+        assert metrics.silhouette_score(csr_container(X), y, metric=metric, sample_size=80,
+                                        random_state=seed) == pytest.approx(want, rel=1e-10)
+    names = np.array(["a", "b", "c", "d"])[y]
+    assert metrics.silhouette_score(csr_container(X), names, metric=metric) == \
+        pytest.approx(ref, rel=1e-10)
+
+
+def test_silhouette_on_sparse_float32_and_integers(csr_container):
+    """float32: distances in float64 (as scikit-learn's Euclidean distances of float32
+    data), samples returned in float32; integer data: float64."""
+    from kmeans_xp import metrics
+
+    X = make_docs(n=400, d=150, seed=42, dtype=np.float32)
+    y = np.arange(400) % 3
+    samples = metrics.silhouette_samples(csr_container(X), y)
+    csr_container.backend.assert_native(samples, csr_container.backend.dtype("float32"))
+    ref = _sk_silhouette("silhouette_samples", X, y, "euclidean")
+    np.testing.assert_allclose(csr_container.to_numpy(samples), ref, atol=1e-6)
+    Xi = (X * 10).astype(np.int64)
+    assert metrics.silhouette_score(Xi, y) == pytest.approx(
+        _sk_silhouette("silhouette_score", Xi.astype(np.float64), y, "euclidean"), rel=1e-10)
+
+
+def test_metrics_on_sparse_errors():
+    """Bad sparse X raises as the estimators do; Calinski-Harabasz, Davies-Bouldin (which
+    scikit-learn refuses on sparse X too) and inertia refuse sparse X with a TypeError
+    that says how to make it dense."""
+    from sklearn import metrics as skm
+
+    from kmeans_xp import metrics
 
     X = make_docs(n=60, d=20, seed=24)
+    y = np.arange(60) % 2
+    for func in ("calinski_harabasz_score", "davies_bouldin_score"):
+        with pytest.raises(TypeError):
+            getattr(skm, func)(X, y)
+        with pytest.raises(TypeError, match="sparse matrix was passed as X.*toarray"):
+            getattr(metrics, func)(X, y)
     with pytest.raises(TypeError, match="sparse matrix was passed as X"):
-        silhouette_score(X, np.arange(60) % 2)
+        metrics.inertia(X, y)
+    f = metrics.silhouette_score
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        f(_with_value(X, np.nan), y)
+    with pytest.raises(ValueError, match="Number of labels is 1"):
+        f(X, np.zeros(60, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"inconsistent numbers of samples: \[60, 59\]"):
+        f(X, y[:59])
+    with pytest.raises(DataTypeError, match="complex"):
+        f(X.astype(np.complex128), y)
+    with pytest.raises(ValueError, match="'metric' parameter of silhouette_samples"):
+        metrics.silhouette_samples(X, y, metric="chebyshev")
+
+
+@pytest.mark.parametrize("metric,n,limit", [("euclidean", 3000, 20e6),
+                                            ("cosine", 3000, 20e6),
+                                            ("manhattan", 600, 80e6)])
+def test_silhouette_on_wide_sparse_data_is_chunked(metric, n, limit):
+    """n x 2**17 data (dense: 3 GB for n = 3000): the peak is a few blocks, never X dense
+    nor n x n; the value is scikit-learn's."""
+    from kmeans_xp import metrics
+
+    X = _wide(n, 2 ** 17, 12)
+    y = np.arange(n) % 4
+    out = []
+    peak = peak_traced(lambda: out.append(metrics.silhouette_score(X, y, metric=metric,
+                                                                   chunk_size=500)))
+    assert peak < limit, peak
+    assert out[0] == pytest.approx(_sk_silhouette("silhouette_score", X, y, metric),
+                                   rel=1e-9, abs=1e-15)
 
 
 def test_import_does_not_import_scipy():
@@ -591,7 +967,8 @@ def test_peak_memory_is_bounded_by_chunks_and_centres():
     for n in (5_000, 20_000):
         X = _wide(n, d, per_row)
         init = X[:k].toarray()
-        peaks[n] = peak_traced(lambda: KMeans(k, init=init, max_iter=3, chunk_size=chunk).fit(X))
+        peaks[n] = peak_traced(lambda X=X, init=init: KMeans(
+            k, init=init, max_iter=3, chunk_size=chunk).fit(X))
     per_sample = (peaks[20_000] - peaks[5_000]) / 15_000
     assert per_sample <= 64, per_sample  # labels, norms: O(n); never n x d, nor n x k
     centre_bytes = 8 * k * d

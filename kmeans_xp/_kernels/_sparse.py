@@ -64,6 +64,9 @@ class SparseKernels(ReferenceKernels):
     def __repr__(self) -> str:
         return f"<SparseKernels over {self.dense!r}>"
 
+    def small_work(self, flops):
+        return self.dense.small_work(flops)
+
     # -- dense primitives: the dense set's ---------------------------------------------
     def partial_sq_distances(self, Xt, m2t, c_sq, buffers=None):
         return self.dense.partial_sq_distances(Xt, m2t, c_sq, buffers)

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._compat import to_numpy
 from .._kernels._reference import center_terms
+from .._sparse import is_sparse_data
 
 
 def uniform_draws(rng: Any, size: int) -> np.ndarray:
@@ -97,6 +98,49 @@ def batch_statistics(kern: Any, Xt: Any, w: Any, centers: Any, buffers: dict | N
     inertia = xp.sum(dist if w is None else dist * w)
     sums, wsum = kern.cluster_sums(Xt, labels, w, k)
     return sums, wsum, inertia
+
+
+class DenseBatches:
+    """Mini-batches of a dense :class:`~kmeans_xp._data.ChunkedData`: the rows, gathered
+    in working coordinates as one block, and their statistics from the chunk primitives of
+    the fit's kernel set (one block: no chunk loop per step)."""
+
+    def __init__(self, data: Any) -> None:
+        self.data, self.xp, self.device, self.kern = data, data.xp, data.device, data.kernels
+
+    def flops(self, batch_size: int, n_clusters: int) -> int:
+        """About the work of one step's distances (for ``kernels.small_work``)."""
+        return 2 * batch_size * n_clusters * self.data.d
+
+    def statistics(self, idx: np.ndarray, centers: Any) -> tuple[Any, Any, Any, Any]:
+        """``(sums, weights, inertia, rows_of)`` of the rows ``idx`` (host int64, unit
+        weights) for :func:`minibatch_update`."""
+        xp, dev = self.xp, self.device
+        Xb = self.data.take_rows(xp.asarray(idx, device=dev))
+        sums, wsum, inertia = batch_statistics(self.kern, Xb, None, centers,
+                                               self.data.buffers)
+        return sums, wsum, inertia, \
+            lambda ids: xp.take(Xb, xp.asarray(ids, device=dev), axis=0)
+
+
+class SparseBatches(DenseBatches):
+    """Mini-batches of a :class:`~kmeans_xp._sparse.SparseData`: a batch is its
+    ``subset`` (the batch's stored values, never dense), its statistics a pass of the
+    sparse kernel set, and reassigned centres its rows made dense."""
+
+    def flops(self, batch_size: int, n_clusters: int) -> int:
+        per_row = max(1, self.data.csr.nnz // max(self.data.n, 1))
+        return 2 * batch_size * n_clusters * per_row
+
+    def statistics(self, idx, centers):
+        sub = self.data.subset(idx)
+        _, sums, wsum, inertia = self.kern.lloyd_pass(sub, centers, need_inertia=True)
+        return sums, wsum, inertia, sub.take_rows
+
+
+def batches_of(data: Any) -> DenseBatches:
+    """The mini-batch source for ``data`` (chosen once per fit)."""
+    return SparseBatches(data) if is_sparse_data(data) else DenseBatches(data)
 
 
 def minibatch_update(state: MiniBatchState, sums: Any, wsum: Any, inertia: Any, *,
