@@ -146,7 +146,7 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
     dev = device_of(X._meta)
     storage, compute = check_dtype(X, _NP, "cpu", "X")
     if started:
-        xp_fit, dev_fit, compute = est._fit_where
+        xp_fit, dev_fit, compute = est._fit_where()
         check_same_namespace(X._meta, xpm, dev, xp_fit, dev_fit, "X", OWNER, "partial_fit")
         if d != est.n_features_in_:
             raise ValueError(
@@ -208,7 +208,6 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
         state, centers=xp_fit.asarray(state.centers, device=dev_fit),
         counts=xp_fit.asarray(state.counts, device=dev_fit))
     est._frame = frame_fit
-    est._fit_where = (xp_fit, dev_fit, compute)
     est.cluster_centers_ = xp_fit.asarray(to_data(state.centers, frame, storage), device=dev_fit)
     est.n_features_in_ = d
     est._n_features_out = k
