@@ -461,6 +461,21 @@ def test_partial_fit_mixes_dask_and_in_memory_chunks(synchronous):
     assert_same_partial(a, b, np.float64)
 
 
+def test_partial_fit_on_dask_pickles_and_continues(synchronous):
+    # the model keeps no module (the fit's namespace comes from its centres): a model fed
+    # Dask chunks pickles, and the unpickled one continues the stream exactly as the original
+    import pickle
+
+    chunks = _stream(25, [6000, 4000], np.float64)
+    a = MiniBatchKMeans(4, random_state=2, compute_labels=False)
+    a.partial_fit(_dask_chunk(chunks[0])[0])
+    b = pickle.loads(pickle.dumps(a))
+    a.partial_fit(_dask_chunk(chunks[1])[0])
+    b.partial_fit(_dask_chunk(chunks[1])[0])
+    assert_same_partial(a, b, np.float64, labels=False)
+    np.testing.assert_array_equal(b.cluster_centers_, a.cluster_centers_)
+
+
 def test_partial_fit_syncs_and_lazy_labels(synchronous):
     chunks = _stream(25, [8000, 8000, 8000], np.float64)
     km = MiniBatchKMeans(5, random_state=9)
