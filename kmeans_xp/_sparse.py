@@ -3,7 +3,7 @@
 A sparse input becomes a :class:`CSR`: its three arrays (``indptr``, ``indices``,
 ``data``) in the namespace of its library (NumPy for scipy, torch, CuPy), a host copy
 of ``indptr`` (row boundaries of chunks without device syncs) and a small
-:class:`_Ops` object with the few operations the Array API standard has no word for
+:class:`SparseOps` object with the few operations the Array API standard has no word for
 (a sparse-dense product, a deterministic scatter-add).  :class:`SparseData` is the
 :class:`~kmeans_xp._data.ChunkedData` of such an input: its chunks are
 :class:`SparseBlock` views (no copy of X), and the kernel set for sparse data
@@ -27,15 +27,16 @@ int64) are accepted, where scikit-learn's KMeans rejects int64 indices; duplicat
 (which scikit-learn passes unsummed to its row norms, giving wrong norms) are summed, on a
 copy, as ``X.toarray()`` would.  Unsorted column indices are used as they are.
 
-This module names scipy, torch and CuPy, but imports each only when an input of that
-library has arrived (``sys.modules`` tells): ``import kmeans_xp`` imports none of them.
+This module recognises a scipy, torch or CuPy sparse input through ``sys.modules`` (it imports
+none of them); what each library must do itself (the canonical CSR form of a container, the
+sparse products, scatter-adds) is behind the kernel seam, in
+:mod:`kmeans_xp._kernels._sparse_ops`.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ import numpy as np
 
 from ._compat import array_namespace, compute_dtype, device_of, to_numpy
 from ._data import LOG2_RANGE, ChunkedData
+from ._kernels._sparse_ops import SparseOps, library_csr, ops_for
 
 __all__ = ["CSR", "SparseBlock", "SparseData", "is_sparse", "is_sparse_data", "sparse_input"]
 
@@ -83,253 +85,6 @@ def sparse_to_dense(a: Any) -> Any:
     return a.to_dense() if _sparse_library(a) == "torch" else a.toarray()
 
 
-# -- the operations the standard has no word for, per library -----------------------------
-class _Ops:
-    """Sparse-dense product, scatter-add and segment sums for one library."""
-
-    name = "?"
-
-    def __init__(self, xp: Any, deterministic: bool = True) -> None:
-        self.xp = xp
-        self.deterministic = deterministic
-
-    def spmm(self, block: SparseBlock, dense: Any) -> Any:  # pragma: no cover - abstract
-        """``block @ dense`` (m, c) for a C-contiguous (d, c) ``dense``."""
-        raise NotImplementedError
-
-    def contiguous(self, a: Any) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def gram(self, a: SparseBlock, b: SparseBlock) -> Any:  # pragma: no cover
-        """``a @ b^T`` (m_a, m_b) as a dense array: a sparse-sparse product."""
-        raise NotImplementedError
-
-    def sq_norms(self, C: Any) -> Any:
-        """``||c_i||^2`` (m,) of the rows of a dense (m, d) array."""
-        return self.xp.vecdot(C, C)
-
-    def take(self, a: Any, index: Any) -> Any:
-        """``a[index]`` of a 1-D array (a gather per stored value: the hot path)."""
-        return self.xp.take(a, index)
-
-    def transpose(self, C: Any, buffers: dict | None = None) -> Any:
-        """``C^T`` as a C-contiguous (d, k) array (in a block kept in ``buffers``)."""
-        return self.contiguous(self.xp.matrix_transpose(C))
-
-    def row_ids(self, indptr: Any, nnz: int) -> Any:
-        """The row of each stored value (nnz,) int64, from local offsets ``indptr``."""
-        xp = self.xp
-        pos = xp.arange(nnz, dtype=xp.int64, device=device_of(indptr))
-        return xp.searchsorted(xp.astype(indptr[1:], xp.int64), pos, side="right")
-
-    def scatter_add(self, target: Any, index: Any, values: Any) -> Any:  # pragma: no cover
-        """``target[index] += values`` in place (repeated indices add up), in a fixed order
-        when ``deterministic``; returns ``target`` (1-D)."""
-        raise NotImplementedError
-
-    def segment_sums(self, indptr: Any, values: Any, m: int) -> Any:
-        """Sums (m,) of ``values`` over each row's segment ``indptr[i]:indptr[i+1]``."""
-        xp = self.xp
-        out = xp.zeros((m,), dtype=values.dtype, device=device_of(values))
-        return self.scatter_add(out, self.row_ids(indptr, int(values.shape[0])), values)
-
-
-def _flat_buffer(buffers: dict | None, size: int, dtype: Any, empty: Any) -> Any:
-    """A 1-D block of at least ``size`` elements, kept in ``buffers`` (one per dtype, grown
-    when a pass needs more: centres and k-means|| candidate sets of any size share it)."""
-    if buffers is None:
-        return empty(size)
-    key = ("sparse_CT", str(dtype))
-    buf = buffers.get(key)
-    if buf is None or buf.shape[0] < size:
-        buf = buffers[key] = empty(size)
-    return buf
-
-
-class _ScipyOps(_Ops):
-    """scipy.sparse on NumPy arrays (and the template of the cupyx set)."""
-
-    name = "scipy"
-
-    def __init__(self, xp: Any, deterministic: bool = True) -> None:
-        super().__init__(xp, deterministic)
-        import scipy.sparse
-
-        self.sp = scipy.sparse
-
-    def matrix(self, block: SparseBlock) -> Any:
-        # attribute assignment: the constructor copies (and checks) the three arrays
-        m = self.sp.csr_matrix(block.shape, dtype=block.data.dtype)
-        m.indptr, m.indices, m.data = block.indptr, block.indices, block.data
-        return m
-
-    def spmm(self, block, dense):
-        return self.matrix(block) @ dense
-
-    def gram(self, a, b):
-        return (self.matrix(a) @ self.matrix(b).T).toarray()
-
-    def contiguous(self, a):
-        return np.ascontiguousarray(a)
-
-    def sq_norms(self, C):
-        # einsum, not vecdot: vecdot calls a BLAS dot per row, and a multi-threaded BLAS
-        # then stalls for tenths of a second per call on a busy machine (measured: 0.5 s
-        # against 1 ms for (32, 65536))
-        return np.einsum("ij,ij->i", C, C)
-
-    def transpose(self, C, buffers=None):
-        # NumPy copies a transposed (k, d) array element by element across rows: for
-        # (100, 2**18) that is 10x slower than copying blocks of 4096 columns, which stay
-        # in cache; and a reused block saves the page faults of a fresh 200 MB array
-        k, d = C.shape
-        out = _flat_buffer(buffers, d * k, C.dtype, lambda size: np.empty(size, C.dtype))
-        out = out[: d * k].reshape(d, k)
-        for j in range(0, d, 4096):
-            out[j:j + 4096] = C[:, j:j + 4096].T
-        return out
-
-    def row_ids(self, indptr, nnz):
-        m = int(indptr.shape[0]) - 1
-        return np.repeat(np.arange(m, dtype=np.int64), np.diff(indptr))
-
-    def scatter_add(self, target, index, values):
-        np.add.at(target, index, values)  # a serial loop in index order: deterministic
-        return target
-
-    def segment_sums(self, indptr, values, m):
-        ids = self.row_ids(indptr, int(values.shape[0]))
-        return np.bincount(ids, weights=values, minlength=m).astype(values.dtype, copy=False)
-
-
-class _TorchOps(_Ops):
-    """torch sparse CSR tensors (CPU and CUDA)."""
-
-    name = "torch"
-
-    def matrix(self, block: SparseBlock) -> Any:
-        import torch
-
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.sparse_csr_tensor(block.indptr, block.indices, block.data,
-                                           size=block.shape, check_invariants=False)
-
-    def spmm(self, block, dense):
-        return self.matrix(block) @ dense
-
-    def gram(self, a, b):
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore", UserWarning)
-            return (self.matrix(a) @ self.matrix(b).t()).to_dense()
-
-    def contiguous(self, a):
-        return a.contiguous()
-
-    def sq_norms(self, C):
-        import torch
-
-        return torch.linalg.vecdot(C, C)
-
-    def take(self, a, index):
-        return a.index_select(0, index)  # array_api_compat's take checks indices first
-
-    def transpose(self, C, buffers=None):
-        import torch
-
-        k, d = C.shape
-        out = _flat_buffer(buffers, d * k, C.dtype,
-                           lambda size: torch.empty(size, dtype=C.dtype, device=C.device))
-        return out[: d * k].view(d, k).copy_(C.T)
-
-    def row_ids(self, indptr, nnz):
-        import torch
-
-        m = int(indptr.shape[0]) - 1
-        counts = torch.diff(indptr).to(torch.int64)
-        return torch.repeat_interleave(torch.arange(m, device=indptr.device), counts,
-                                       output_size=nnz)
-
-    def scatter_add(self, target, index, values):
-        if target.device.type == "cpu" or not self.deterministic:
-            return target.index_add_(0, index, values)
-        return self.sorted_scatter_add(target, index, values)
-
-    @staticmethod
-    def sorted_scatter_add(target, index, values):
-        """``index_add_`` in a fixed order (CUDA's adds with atomics): sort the indices
-        (stable), sum each run of equal indices, add the run totals at distinct places."""
-        import torch
-
-        if index.shape[0] == 0:
-            return target
-        order = torch.argsort(index, stable=True)
-        idx, vals = index[order], values[order]
-        uniq, counts = torch.unique_consecutive(idx, return_counts=True)
-        totals = torch.segment_reduce(vals, "sum", lengths=counts)
-        target[uniq] += totals
-        return target
-
-    def segment_sums(self, indptr, values, m):
-        import torch
-
-        if values.shape[0] == 0:
-            return torch.zeros(m, dtype=values.dtype, device=values.device)
-        return torch.segment_reduce(values, "sum", offsets=indptr.to(torch.int64))
-
-
-class _CupyOps(_ScipyOps):  # pragma: no cover - needs a GPU
-    """cupyx.scipy.sparse on CuPy arrays: the scipy set's calls, on the device."""
-
-    name = "cupy"
-
-    def __init__(self, xp: Any, deterministic: bool = True) -> None:
-        _Ops.__init__(self, xp, deterministic)
-        import cupyx.scipy.sparse
-
-        self.sp = cupyx.scipy.sparse
-
-    def matrix(self, block):
-        return self.sp.csr_matrix((block.data, block.indices, block.indptr),
-                                  shape=block.shape, copy=False)
-
-    def contiguous(self, a):
-        import cupy
-
-        return cupy.ascontiguousarray(a)
-
-    def row_ids(self, indptr, nnz):
-        return _Ops.row_ids(self, indptr, nnz)
-
-    def scatter_add(self, target, index, values):
-        import cupy
-        import cupyx
-
-        if not self.deterministic:
-            cupyx.scatter_add(target, index, values)  # atomics
-            return target
-        if index.shape[0] == 0:
-            return target
-        # a fixed order: sort the indices (cupy's argsort is a stable radix sort), take
-        # each run's total as a difference of float64 prefix sums (absolute error about
-        # 1e-16 x the chunk's total), add the totals at distinct positions
-        order = cupy.argsort(index)
-        idx, vals = index[order], values[order]
-        starts = cupy.flatnonzero(cupy.concatenate([cupy.ones(1, bool), idx[1:] != idx[:-1]]))
-        csum = cupy.cumsum(vals.astype(cupy.float64))
-        ends = cupy.concatenate([starts[1:], cupy.asarray([idx.shape[0]])]) - 1
-        before = cupy.where(starts > 0, csum[starts - 1], 0.0)
-        target[idx[starts]] += (csum[ends] - before).astype(target.dtype)
-        return target
-
-    def segment_sums(self, indptr, values, m):
-        return _Ops.segment_sums(self, indptr, values, m)
-
-
-def _ops_for(library: str, xp: Any, deterministic: bool = True) -> _Ops:
-    return {"scipy": _ScipyOps, "torch": _TorchOps, "cupy": _CupyOps}[library](xp, deterministic)
-
-
 # -- the canonical CSR form of an input ---------------------------------------------------
 @dataclass
 class CSR:
@@ -358,83 +113,13 @@ class CSR:
         return 2
 
 
-def _check_2d_shape(shape: tuple, name: str) -> None:
-    if len(shape) != 2:
-        raise ValueError(f"Expected 2D sparse {name}, got {len(shape)}D (shape "
-                         f"{tuple(shape)}): {name} must have shape (n_samples, n_features).")
-
-
-def _scipy_csr(X: Any, name: str) -> Any:
-    _check_2d_shape(X.shape, name)
-    if X.format != "csr":
-        X = X.tocsr()  # a sparse copy, as check_array(accept_sparse="csr") makes
-    if not X.has_canonical_format:  # O(nnz) check; summing duplicates needs a copy
-        X = X.copy()
-        X.sum_duplicates()
-    return X
-
-
-def _torch_rows_canonical(indptr: Any, indices: Any) -> bool:
-    """Column indices strictly increasing within every row (sorted, no duplicates)."""
-    import torch
-
-    nnz = int(indices.shape[0])
-    if nnz < 2:
-        return True
-    increasing = indices[1:] > indices[:-1]
-    starts = torch.zeros(nnz, dtype=torch.bool, device=indices.device)
-    inner = indptr[1:-1].to(torch.int64)
-    starts[inner[inner < nnz]] = True  # positions where a new row begins
-    return bool(torch.all(increasing | starts[1:]))
-
-
-def _torch_csr(X: Any, name: str) -> Any:
-    import torch
-
-    _check_2d_shape(tuple(X.shape), name)
-    if X.requires_grad:
-        X = X.detach()
-    if X.layout == torch.sparse_coo:
-        return X.coalesce().to_sparse_csr()
-    if X.layout != torch.sparse_csr:
-        try:
-            X = X.to_sparse_csr()
-        except (RuntimeError, NotImplementedError) as exc:
-            raise TypeError(f"{name} is a torch tensor of layout {X.layout}, which cannot be "
-                            f"converted to sparse CSR: {exc}") from None
-    if X.dim() != 2 or X.values().dim() != 1:
-        raise TypeError(f"{name} is a hybrid or batched sparse tensor; pass a 2-D sparse "
-                        "CSR tensor with scalar values.")
-    if not _torch_rows_canonical(X.crow_indices(), X.col_indices()):
-        X = X.to_sparse_coo().coalesce().to_sparse_csr()  # sorted, duplicates summed (copy)
-    return X
-
-
-def _cupy_csr(X: Any, name: str) -> Any:  # pragma: no cover - needs a GPU
-    _check_2d_shape(X.shape, name)
-    if X.format != "csr":
-        X = X.tocsr()
-    if not X.has_canonical_format:
-        X = X.copy()
-        X.sum_duplicates()
-    return X
-
-
 def to_csr(X: Any, name: str = "X") -> CSR:
     """The canonical CSR form of a sparse ``X`` (a copy only when the format or duplicate
     entries require one)."""
     library = _sparse_library(X)
-    if library == "scipy":
-        X = _scipy_csr(X, name)
-        indptr, indices, data = X.indptr, X.indices, X.data
-    elif library == "torch":
-        X = _torch_csr(X, name)
-        indptr, indices, data = X.crow_indices(), X.col_indices(), X.values()
-    elif library == "cupy":  # pragma: no cover - needs a GPU
-        X = _cupy_csr(X, name)
-        indptr, indices, data = X.indptr, X.indices, X.data
-    else:  # pragma: no cover - callers check is_sparse first
+    if library is None:  # pragma: no cover - callers check is_sparse first
         raise TypeError(f"{name} is not a sparse matrix.")
+    X, indptr, indices, data = library_csr(X, library, name)
     xp = array_namespace(data)
     return CSR(X, indptr, indices, data, (int(X.shape[0]), int(X.shape[1])), library, xp,
                device_of(data), host_indptr=np.asarray(to_numpy(indptr), dtype=np.int64))
@@ -465,7 +150,7 @@ class SparseBlock:
     indices: Any
     data: Any
     shape: tuple
-    ops: _Ops
+    ops: SparseOps
     _rows: Any = field(default=None, repr=False)
 
     @property
@@ -504,7 +189,7 @@ class SparseData(ChunkedData):
 
     def __init__(self, csr: CSR, *, xp: Any, dtype: Any, weights: Any = None,
                  n_clusters: int = 1, chunk_size: int | None = None, kernels: Any = None,
-                 deterministic: bool = True, ops: _Ops | None = None) -> None:
+                 deterministic: bool = True, ops: SparseOps | None = None) -> None:
         from ._compat import default_chunk_budget, is_float64_supported
 
         self.csr = csr
@@ -515,7 +200,7 @@ class SparseData(ChunkedData):
         self.weights = weights
         self.n, self.d = csr.shape
         self.n_clusters = n_clusters
-        self.ops = ops or _ops_for(csr.library, xp, deterministic)
+        self.ops = ops or ops_for(csr.library, xp, deterministic)
         self.budget = default_chunk_budget(xp, self.device)
         if chunk_size:
             self.budget = chunk_size * max(n_clusters, 1)

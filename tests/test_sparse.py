@@ -378,7 +378,7 @@ def test_torch_sorted_scatter_add_equals_index_add():
     if "torch" not in SELECTED:
         pytest.skip("torch not selected")
     torch = get_backend("torch").module
-    from kmeans_xp._sparse import _TorchOps
+    from kmeans_xp._kernels._sparse_ops import _TorchOps
 
     rng = np.random.default_rng(26)
     index = torch.from_numpy(rng.integers(0, 50, 1000))
