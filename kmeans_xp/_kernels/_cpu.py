@@ -35,11 +35,16 @@ from typing import Any
 
 import numpy as np
 
-#: Rows per block of the compiled kernels (measured flat between 128 and 512) ...
+#: Rows per block of the compiled kernels (measured flat between 128 and 512).
 BLOCK_ROWS = 256
-#: ... fewer for large k, so that a block's (rows x k) distances stay within this many
-#: elements (two such buffers per worker, in L2)
-BLOCK_ELEMS = 1 << 16
+#: The GEMM per block computes ``xb @ -2C^T`` (row-major operands) and transposes it for
+#: the argmin up to this k, else ``-2C @ xb^T`` straight in the argmin's layout.  Measured
+#: single-threaded OpenBLAS, 256-row blocks, ms per pass of the GEMM alone: (n, d, k) =
+#: (100k, 32, 32) 1.3 vs 3.0, (1M, 16, 16) 8.6 vs 15.0, (50k, 784, 10) 26.5 vs 30.6,
+#: (100k, 64, 64) 7.0 vs 8.5, (100k, 32, 128) 6.7 vs 7.6, (100k, 64, 1024) 97 vs 89; the
+#: transpose costs about 0.25 ns per distance at small k (more at large k: strided reads),
+#: which cancels the gain from k = 64 on.
+ROWMAJOR_MAX_K = 48
 #: Rows per block of the Python-threads path (interpreter overhead needs larger blocks).
 THREAD_BLOCK_ROWS = 4096
 #: The compiled kernels use a BLAS GEMM per block when d * k is at least this, else a
@@ -233,15 +238,6 @@ def n_chunks(n: int, k: int, d: int) -> int:
     return max(1, min(c, -(-n // BLOCK_ROWS)))
 
 
-def block_rows(k: int) -> int:
-    """Rows per block of a pass against k centres: :data:`BLOCK_ROWS`, halved while the
-    block's distances exceed :data:`BLOCK_ELEMS` (at least 16 rows)."""
-    rows = BLOCK_ROWS
-    while rows > 16 and rows * k > BLOCK_ELEMS:
-        rows //= 2
-    return rows
-
-
 def _direct(Xk: np.ndarray, lut, sh, s, dt) -> tuple[bool, np.ndarray]:
     """(whether the kernels may read X's rows in place, X or a placeholder): float32/64
     storage in the compute dtype, C-contiguous, identity frame (no copy per block)."""
@@ -346,8 +342,8 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float,
     use_gemm = _use_gemm(d, k)
     with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
         inertia = kern.lloyd_pass(Xk, Xd, direct, lut, sh, s, w, C, Cm2, CT, c_sq, use_gemm,
-                                  bool(need_inertia), n_chunks(n, k, d), block_rows(k), labels,
-                                  sums, counts)
+                                  k <= ROWMAJOR_MAX_K, bool(need_inertia), n_chunks(n, k, d),
+                                  BLOCK_ROWS, labels, sums, counts)
     return labels, sums, counts, (float(inertia) if need_inertia else None)
 
 
@@ -377,8 +373,8 @@ def assign(X: Any, centers: Any, shift: Any, inv_scale: float, *, impl: str | No
     direct, Xd = _direct(Xk, lut, sh, s, dt)
     use_gemm = _use_gemm(d, k)
     with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
-        kern.assign(Xk, Xd, direct, lut, sh, s, C, Cm2, CT, c_sq, use_gemm, n_chunks(n, k, d),
-                    block_rows(k), labels, mins)
+        kern.assign(Xk, Xd, direct, lut, sh, s, C, Cm2, CT, c_sq, use_gemm, k <= ROWMAJOR_MAX_K,
+                    n_chunks(n, k, d), BLOCK_ROWS, labels, mins)
     return labels, mins
 
 

@@ -52,27 +52,35 @@ def _load(X, lut, shift, inv_scale, r0, r1, xb):
 
 
 @njit(**_JIT)
-def _block_labels(xb, xbT, Cm2, CT, c_sq, use_gemm, Dflat, Dtflat, best, idx):
+def _block_labels(xb, xbT, Cm2, CT, c_sq, use_gemm, rowmajor, Dflat, Dtflat, best, idx):
     """First nearest centre of each row of the block xb (m, d): idx[:m], and the partial
     distance ``||c||^2 - 2 x.c`` to it: best[:m].
 
     The argmin runs across rows on distances laid out (k, m), centres by rows: an
     elementwise compare-and-select that vectorises (a min along a row does not).
-    ``use_gemm``: D = xb @ CT by BLAS (CT = -2 C.T, (d, k); both operands row-major, the
-    layout single-threaded OpenBLAS runs 2-2.5x faster than Cm2 @ xb.T), then transposed
-    into (k, m) with ``||c||^2`` added on the way; otherwise a direct loop over the
-    transposed block xbT (d, m), filled here.
+    ``use_gemm``: the products by BLAS, either ``rowmajor``: D = xb @ CT (CT = -2 C.T,
+    (d, k); both operands row-major, which single-threaded OpenBLAS runs 1.7-2.3x faster
+    than the other layout at small k) transposed into (k, m) with ``||c||^2`` added on the
+    way (worth it while k is small: the transpose costs m * k moves), or Dt = Cm2 @ xb.T
+    straight into (k, m).  Otherwise a direct loop over the transposed block xbT (d, m),
+    filled here.
     """
     m, d = xb.shape
     k = Cm2.shape[0]
     Dt = Dtflat[: k * m].reshape((k, m))
-    if use_gemm:
+    if use_gemm and rowmajor:
         D = Dflat[: m * k].reshape((m, k))
         np.dot(xb, CT, D)
         for j in range(k):  # strided loads, contiguous stores: the faster order here
             cj = c_sq[j]
             for r in range(m):
                 Dt[j, r] = D[r, j] + cj
+    elif use_gemm:
+        np.dot(Cm2, xb.T, Dt)
+        for j in range(k):
+            cj = c_sq[j]
+            for r in range(m):
+                Dt[j, r] += cj
     else:
         for f in range(d):
             for r in range(m):
@@ -127,7 +135,7 @@ def _rows(direct, Xd, xflat, X, lut, shift, inv_scale, b0, b1):
 
 @njit(**_PJIT)
 def lloyd_pass(X, Xd, direct, lut, shift, inv_scale, weights, centers, Cm2, CT, c_sq, use_gemm,
-               need_inertia, n_chunks, block, labels, sums_out, counts_out):
+               rowmajor, need_inertia, n_chunks, block, labels, sums_out, counts_out):
     """One Lloyd pass; returns the inertia (float64, 0.0 unless need_inertia)."""
     n, d = X.shape
     k = centers.shape[0]
@@ -149,7 +157,7 @@ def lloyd_pass(X, Xd, direct, lut, shift, inv_scale, weights, centers, Cm2, CT, 
         for b0 in range(lo, hi, block):
             b1 = min(b0 + block, hi)
             xb = _rows(direct, Xd, xflat, X, lut, shift, inv_scale, b0, b1)
-            _block_labels(xb, xbT, Cm2, CT, c_sq, use_gemm, Dflat, Dtflat, best, idx)
+            _block_labels(xb, xbT, Cm2, CT, c_sq, use_gemm, rowmajor, Dflat, Dtflat, best, idx)
             for r in range(b1 - b0):
                 j = idx[r]
                 labels[b0 + r] = j
@@ -185,8 +193,8 @@ def lloyd_pass(X, Xd, direct, lut, shift, inv_scale, weights, centers, Cm2, CT, 
 
 
 @njit(**_PJIT)
-def assign(X, Xd, direct, lut, shift, inv_scale, centers, Cm2, CT, c_sq, use_gemm, n_chunks,
-           block, labels, mins):
+def assign(X, Xd, direct, lut, shift, inv_scale, centers, Cm2, CT, c_sq, use_gemm, rowmajor,
+           n_chunks, block, labels, mins):
     """Labels (first nearest centre) and the squared distance to it, by direct differences."""
     n, d = X.shape
     k = centers.shape[0]
@@ -202,7 +210,7 @@ def assign(X, Xd, direct, lut, shift, inv_scale, centers, Cm2, CT, c_sq, use_gem
         for b0 in range(lo, hi, block):
             b1 = min(b0 + block, hi)
             xb = _rows(direct, Xd, xflat, X, lut, shift, inv_scale, b0, b1)
-            _block_labels(xb, xbT, Cm2, CT, c_sq, use_gemm, Dflat, Dtflat, best, idx)
+            _block_labels(xb, xbT, Cm2, CT, c_sq, use_gemm, rowmajor, Dflat, Dtflat, best, idx)
             for r in range(b1 - b0):
                 j = idx[r]
                 labels[b0 + r] = j
