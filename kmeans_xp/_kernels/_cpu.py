@@ -11,9 +11,12 @@ Two implementations, the same results up to rounding:
 ``"numba"`` (default when numba is installed: ``pip install kmeans_xp[cpu]``)
     one compiled pass (:mod:`._cpu_numba`): the rows cut into :func:`n_chunks` ranges
     shared between numba's threads, each walked in blocks of :data:`BLOCK_ROWS`; per
-    block the frame, the distances ``||c||^2 - 2 x.c`` (a single-threaded BLAS GEMM, or a
-    direct loop for tiny ``d * k``), the first argmin (across rows, vectorised) and the
-    centre sums in float64 per chunk, reduced in chunk order.
+    block the frame (rows read in place when it is the identity), the distances
+    ``||c||^2 - 2 x.c`` (a single-threaded BLAS GEMM in the layout that is faster for the
+    k at hand, see :data:`ROWMAJOR_MAX_K`, or a direct loop for tiny ``d * k``), the first
+    argmin (across rows, vectorised) and the centre sums in float64 per chunk, reduced in
+    chunk order.  :func:`frame_stats` is the one read of X that checks finiteness and
+    takes the moments for the frame (``ChunkedData.prepare`` asks the kernel set for it).
 ``"threads"`` (the pure-NumPy path, used when numba is missing)
     the same structure with Python threads and NumPy operations per block (larger blocks
     to amortise the interpreter), BLAS limited to one thread per worker with threadpoolctl
