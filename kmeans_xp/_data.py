@@ -173,6 +173,15 @@ class ChunkedData:
         :meth:`center` then reuses (unless the data had to be scaled).
         """
         xp = self.xp
+        fused = getattr(self.kernels, "frame_stats", None)
+        stats = None if fused is None else fused(self, None, 2.0 ** LOG2_RANGE)
+        if stats is not None:  # one compiled pass (the fused CPU set), host float64 results
+            finite, amax, sums, sqs = stats
+            if not finite:
+                self._raise_not_finite(name)
+            self._set_scale(amax)
+            self._moments = ("host", sums, sqs) if (moments and self.scale == 1.0) else None
+            return
         ok = amax = sums = sqs = None  # running reductions: no per-chunk results kept
         # a one-off pass holding several chunk-size temporaries: smaller chunks keep its
         # peak under the Lloyd pass's, at no measurable cost
@@ -191,12 +200,19 @@ class ChunkedData:
             del a, c
         flags = to_numpy(xp.stack([xp.astype(ok, self.dtype), amax]))  # host sync
         if not bool(flags[0]):
-            has_nan = any(bool(xp.any(xp.isnan(self._raw(s, e)))) for s, e in self.ranges())
-            raise ValueError(f"Input {name} contains {'NaN' if has_nan else 'infinity'}.")
-        amax = float(flags[1])
+            self._raise_not_finite(name)
+        self._set_scale(float(flags[1]))
+        self._moments = (sums, sqs) if (moments and self.scale == 1.0) else None
+
+    def _raise_not_finite(self, name: str) -> None:
+        xp = self.xp
+        has_nan = any(bool(xp.any(xp.isnan(self._raw(s, e)))) for s, e in self.ranges())
+        raise ValueError(f"Input {name} contains {'NaN' if has_nan else 'infinity'}.")
+
+    def _set_scale(self, amax: float) -> None:
+        """The power-of-two ``scale`` for data whose largest magnitude is ``amax``."""
         if amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE:
             self.scale = 2.0 ** round(math.log2(amax))
-        self._moments = (sums, sqs) if (moments and self.scale == 1.0) else None
 
     def center(self) -> None:
         """Centre on the column means, when that buys accuracy.  One host sync.
@@ -220,6 +236,10 @@ class ChunkedData:
             self.mean_variance = float(total) / self.d  # host sync
             return
         moments = getattr(self, "_moments", None)
+        if moments is not None and len(moments) == 3:  # ("host", sums, sqs): compiled pass
+            self._moments = None
+            self._center_host(moments[1], moments[2])
+            return
         if moments is None:
             sums = sqs = None
             for start, stop in self.ranges():
@@ -241,6 +261,19 @@ class ChunkedData:
         for _, _, c, _ in self.chunks():
             sq = accumulate(sq, xp.sum(c * c, axis=0))
         self.mean_variance = float(xp.mean(sq / self.n))  # host sync
+
+    def _center_host(self, sums: np.ndarray, sqs: np.ndarray) -> None:
+        """:meth:`center` from float64 host moments of the kernel set's compiled pass; the
+        centred variance, when centring is on, from a second compiled pass."""
+        mean = sums / self.n
+        total_var = float(np.sum(np.clip(sqs / self.n - mean * mean, 0.0, None)))
+        if float(mean @ mean) <= total_var:
+            self.shift = None
+            self.mean_variance = total_var / self.d
+            return
+        self.shift = self.xp.asarray(mean, dtype=self.dtype, device=self.device)
+        sq = self.kernels.frame_stats(self, self.shift, np.inf)[3]
+        self.mean_variance = float(np.mean(sq / self.n))
 
     def distance_factor(self) -> tuple[float, bool]:
         """``(factor, squared)``: a distance the kernels compute in working coordinates (squared

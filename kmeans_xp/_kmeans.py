@@ -21,7 +21,7 @@ from ._kernels import PRECISIONS
 #: Distances a fit can use (``metric``).
 METRICS = ("euclidean", "cosine", "manhattan")
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
-from ._solvers.lloyd import kmeans_single_lloyd, same_clustering
+from ._solvers.lloyd import kmeans_single_lloyd, n_distinct, same_clustering
 from ._validation import (
     ConvergenceWarning,
     InvalidParameterError,
@@ -152,7 +152,7 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str,
 
 def _run(data: ChunkedData, inp: Input, init: Any, rng: Any, p: _Params) -> _Fit:
     """The passes over X and the ``p.n_init`` Lloyd runs; keeps the best run."""
-    xp, w = data.xp, data.weights
+    w = data.weights
     data.prepare("X")
     tol = p.tol * data.mean_variance
     host_w = to_numpy(w) if (w is not None and p.init_kind == "random") else None
@@ -171,7 +171,7 @@ def _run(data: ChunkedData, inp: Input, init: Any, rng: Any, p: _Params) -> _Fit
             best = (labels, inertia, centers, n_iter)
     labels, inertia, centers, n_iter = best
 
-    distinct = int(xp.unique_values(labels).shape[0])
+    distinct = n_distinct(data, labels, p.n_clusters)
     if distinct < p.n_clusters:
         warnings.warn(
             f"Number of distinct clusters ({distinct}) found smaller than n_clusters "

@@ -19,9 +19,12 @@ from kmeans_xp._kernels import _cpu
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 NO_NUMBA = "numba is not installed (pip install kmeans_xp[cpu]): compiled kernels not tested"
 
-# (implementation, distance mode): "gemm"/"direct" force the compiled kernel's choice
+# (implementation, distance mode): "gemm"/"direct" force the compiled kernel's choice;
+# "gemm" runs the row-major GEMM (then transposed) and "gemm-kxm" the (k, m) one
 VARIANTS = [
     pytest.param(("numba", "gemm"), id="numba-gemm",
+                 marks=pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)),
+    pytest.param(("numba", "gemm-kxm"), id="numba-gemm-kxm",
                  marks=pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)),
     pytest.param(("numba", "direct"), id="numba-direct",
                  marks=pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)),
@@ -34,6 +37,10 @@ def impl(request, monkeypatch):
     name, mode = request.param
     if mode == "gemm":
         monkeypatch.setattr(_cpu, "GEMM_MIN_DK", 0)
+        monkeypatch.setattr(_cpu, "ROWMAJOR_MAX_K", 2**62)
+    elif mode == "gemm-kxm":
+        monkeypatch.setattr(_cpu, "GEMM_MIN_DK", 0)
+        monkeypatch.setattr(_cpu, "ROWMAJOR_MAX_K", 0)
     elif mode == "direct":
         monkeypatch.setattr(_cpu, "GEMM_MIN_DK", 2**62)
     return name
@@ -298,8 +305,10 @@ def test_non_contiguous_x_and_bad_inputs(impl):
     X, C, _ = make(400, 6, 4, np.float64, seed=21)
     wide = np.repeat(X, 2, axis=1)[:, ::2]
     assert not wide.flags.c_contiguous
-    np.testing.assert_array_equal(_cpu.lloyd_pass(wide, C, None, None, 1.0, impl=impl)[0],
-                                  _cpu.lloyd_pass(X, C, None, None, 1.0, impl=impl)[0])
+    # the compiled kernels read C-contiguous rows in place, others through a block copy
+    got, expect = (_cpu.lloyd_pass(A, C, None, None, 1.0, impl=impl) for A in (wide, X))
+    np.testing.assert_array_equal(got[0], expect[0])
+    np.testing.assert_allclose(got[1], expect[1], rtol=1e-12)
     with pytest.raises(TypeError, match="float32"):
         _cpu.lloyd_pass(X.astype(np.int32), C, None, None, 1.0, impl=impl)
     with pytest.raises(ValueError, match="centers"):
@@ -382,3 +391,104 @@ def test_concurrent_calls_from_python_threads(impl):
     for labels, sums, counts, _ in outs:
         np.testing.assert_array_equal(labels, expect[0])
         assert sums.tobytes() == expect[1].tobytes()
+
+
+# ----------------------------------------------------------------------------------------
+# frame_stats: the compiled pass behind ChunkedData.check_finite_and_scale / center
+# ----------------------------------------------------------------------------------------
+needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bf16"])
+@pytest.mark.parametrize("framed", [False, True])
+def test_frame_stats_matches_float64_reference(dtype, framed):
+    X, _, _ = make(1531, 7, 3, np.float64 if dtype == "bf16" else dtype, offset=40.0, seed=5)
+    if dtype == "bf16":  # bfloat16 bits: the top half of float32
+        X = (X.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    cd = compute_dtype(np.float32 if dtype == "bf16" else dtype)
+    shift = (np.linspace(30, 50, 7).astype(cd) if framed else None)
+    inv = 0.25 if framed else 1.0
+    finite, amax, sums, sqs = _cpu.frame_stats(X, shift, inv, np.inf)
+    Xt = frame64(X, shift, inv)
+    assert finite is True and sums.dtype == np.float64 and sqs.shape == (7,)
+    assert amax == pytest.approx(np.abs(Xt).max(), rel=1e-6 if cd == np.float32 else 1e-15)
+    rel = 1e-6 if cd == np.float32 else 1e-12  # rows are framed in the compute dtype
+    np.testing.assert_allclose(sums, Xt.sum(0), rtol=rel, atol=rel * np.abs(Xt).sum(0).max())
+    np.testing.assert_allclose(sqs, (Xt * Xt).sum(0), rtol=rel)
+
+
+@needs_numba
+def test_frame_stats_flags_nan_inf_and_leaves_big_values_out():
+    X = np.arange(60, dtype=np.float32).reshape(20, 3)
+    X[7, 1] = 1e30
+    finite, amax, sums, sqs = _cpu.frame_stats(X, None, 1.0, 2.0**40)
+    assert finite and amax == pytest.approx(1e30)
+    keep = np.where(np.abs(X) <= 2.0**40, X, 0).astype(np.float64)
+    np.testing.assert_array_equal(sums, keep.sum(0))
+    np.testing.assert_array_equal(sqs, (keep * keep).sum(0))
+    for bad in (np.nan, np.inf, -np.inf):
+        Y = X.copy()
+        Y[13, 2] = bad
+        finite, amax, _, _ = _cpu.frame_stats(Y, None, 1.0, 2.0**40)
+        assert finite is False and amax == pytest.approx(1e30)  # the largest finite value
+
+
+@needs_numba
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_chunked_data_frame_is_the_reference_frame(offset):
+    """The fused set's compiled pass gives ChunkedData the frame (shift, variance, scale)
+    of the pure-standard chunk loop, and the same errors."""
+    from kmeans_xp._data import ChunkedData
+    from kmeans_xp._kernels import _reference
+    from kmeans_xp._kernels._cpu import FusedNumpyKernels
+
+    X, _, _ = make(3001, 6, 4, np.float32, offset=offset, seed=8)
+    frames = []
+    for kern in (FusedNumpyKernels(np, "cpu", np.float32), _reference.ReferenceKernels(
+            np, "cpu", np.float32)):
+        data = ChunkedData(X, xp=np, dtype=np.float32, n_clusters=4, kernels=kern)
+        data.prepare("X")
+        frames.append(data)
+    fused, ref = frames
+    assert (fused.shift is None) == (ref.shift is None) == (offset == 0.0)
+    if offset:
+        assert fused.shift.dtype == np.float32
+        np.testing.assert_allclose(fused.shift, ref.shift, rtol=1e-6)
+    assert fused.mean_variance == pytest.approx(ref.mean_variance, rel=1e-5)
+    assert fused.scale == ref.scale == 1.0
+    big = X * np.float32(2.0**60)
+    data = ChunkedData(big, xp=np, dtype=np.float32, n_clusters=4,
+                       kernels=FusedNumpyKernels(np, "cpu", np.float32))
+    data.prepare("X")
+    assert data.scale == 2.0 ** round(np.log2(np.abs(big).max()))
+    for bad, word in ((np.nan, "NaN"), (np.inf, "infinity")):
+        Y = X.copy()
+        Y[100, 3] = bad
+        data = ChunkedData(Y, xp=np, dtype=np.float32, n_clusters=4,
+                           kernels=FusedNumpyKernels(np, "cpu", np.float32))
+        with pytest.raises(ValueError, match=f"Input X contains {word}"):
+            data.prepare("X")
+
+
+@needs_numba
+def test_label_counts_and_equality_of_the_fused_sets():
+    from kmeans_xp._kernels._cpu import FusedNumpyKernels
+
+    kern = FusedNumpyKernels(np, "cpu", np.float32)
+    lab = np.array([0, 3, 3, 5, 0], dtype=np.int64)
+    assert kern.n_distinct(lab, 7) == 3
+    assert bool(kern.labels_equal(lab, lab.copy()))
+    other = lab.copy()
+    other[4] = 1
+    assert not bool(kern.labels_equal(lab, other))
+    torch = pytest.importorskip("torch")
+    from kmeans_xp._compat import array_namespace
+    from kmeans_xp._kernels._cpu import FusedTorchKernels
+
+    t = torch.from_numpy(lab)
+    tk = FusedTorchKernels(array_namespace(t), t.device, torch.float32)
+    assert tk.n_distinct(t, 6) == 3
+    same = tk.labels_equal(t, t.clone())
+    assert isinstance(same, torch.Tensor) and same.ndim == 0 and bool(same)
+    assert not bool(tk.labels_equal(t, torch.from_numpy(other)))

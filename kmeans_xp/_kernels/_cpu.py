@@ -11,9 +11,12 @@ Two implementations, the same results up to rounding:
 ``"numba"`` (default when numba is installed: ``pip install kmeans_xp[cpu]``)
     one compiled pass (:mod:`._cpu_numba`): the rows cut into :func:`n_chunks` ranges
     shared between numba's threads, each walked in blocks of :data:`BLOCK_ROWS`; per
-    block the frame, the distances ``||c||^2 - 2 x.c`` (a single-threaded BLAS GEMM, or a
-    direct loop for tiny ``d * k``), the first argmin (across rows, vectorised) and the
-    centre sums in float64 per chunk, reduced in chunk order.
+    block the frame (rows read in place when it is the identity), the distances
+    ``||c||^2 - 2 x.c`` (a single-threaded BLAS GEMM in the layout that is faster for the
+    k at hand, see :data:`ROWMAJOR_MAX_K`, or a direct loop for tiny ``d * k``), the first
+    argmin (across rows, vectorised) and the centre sums in float64 per chunk, reduced in
+    chunk order.  :func:`frame_stats` is the one read of X that checks finiteness and
+    takes the moments for the frame (``ChunkedData.prepare`` asks the kernel set for it).
 ``"threads"`` (the pure-NumPy path, used when numba is missing)
     the same structure with Python threads and NumPy operations per block (larger blocks
     to amortise the interpreter), BLAS limited to one thread per worker with threadpoolctl
@@ -37,6 +40,14 @@ import numpy as np
 
 #: Rows per block of the compiled kernels (measured flat between 128 and 512).
 BLOCK_ROWS = 256
+#: The GEMM per block computes ``xb @ -2C^T`` (row-major operands) and transposes it for
+#: the argmin up to this k, else ``-2C @ xb^T`` straight in the argmin's layout.  Measured
+#: single-threaded OpenBLAS, 256-row blocks, ms per pass of the GEMM alone: (n, d, k) =
+#: (100k, 32, 32) 1.3 vs 3.0, (1M, 16, 16) 8.6 vs 15.0, (50k, 784, 10) 26.5 vs 30.6,
+#: (100k, 64, 64) 7.0 vs 8.5, (100k, 32, 128) 6.7 vs 7.6, (100k, 64, 1024) 97 vs 89; the
+#: transpose costs about 0.25 ns per distance at small k (more at large k: strided reads),
+#: which cancels the gain from k = 64 on.
+ROWMAJOR_MAX_K = 48
 #: Rows per block of the Python-threads path (interpreter overhead needs larger blocks).
 THREAD_BLOCK_ROWS = 4096
 #: The compiled kernels use a BLAS GEMM per block when d * k is at least this, else a
@@ -230,6 +241,20 @@ def n_chunks(n: int, k: int, d: int) -> int:
     return max(1, min(c, -(-n // BLOCK_ROWS)))
 
 
+def _direct(Xk: np.ndarray, lut, sh, s, dt) -> tuple[bool, np.ndarray]:
+    """(whether the kernels may read X's rows in place, X or a placeholder): float32/64
+    storage in the compute dtype, C-contiguous, identity frame (no copy per block)."""
+    ok = (lut is None and sh is None and s == 1 and Xk.dtype == dt
+          and Xk.flags.c_contiguous)
+    return ok, (Xk if ok else np.empty((0, Xk.shape[1]), dt))
+
+
+def _centre_terms(C: np.ndarray):
+    """-2 C (k, d), its transpose (d, k) (C-contiguous: the GEMM operand) and ||c||^2."""
+    Cm2 = -2 * C
+    return Cm2, np.ascontiguousarray(Cm2.T), np.einsum("ij,ij->i", C, C)
+
+
 def _use_gemm(d: int, k: int) -> bool:
     """BLAS per block when d * k is large, and when numba has a BLAS (scipy) whose threads
     threadpoolctl can limit (two workers each calling a 2-thread BLAS ran 10-40x slower)."""
@@ -315,12 +340,13 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float,
     labels = np.empty(n, np.int64)
     sums = np.empty((k, d), dt)
     counts = np.empty(k, dt)
-    Cm2 = -2 * C
-    c_sq = np.einsum("ij,ij->i", C, C)
+    Cm2, CT, c_sq = _centre_terms(C)
+    direct, Xd = _direct(Xk, lut, sh, s, dt)
     use_gemm = _use_gemm(d, k)
     with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
-        inertia = kern.lloyd_pass(Xk, lut, sh, s, w, C, Cm2, c_sq, use_gemm, bool(need_inertia),
-                                  n_chunks(n, k, d), BLOCK_ROWS, labels, sums, counts)
+        inertia = kern.lloyd_pass(Xk, Xd, direct, lut, sh, s, w, C, Cm2, CT, c_sq, use_gemm,
+                                  k <= ROWMAJOR_MAX_K, bool(need_inertia), n_chunks(n, k, d),
+                                  BLOCK_ROWS, labels, sums, counts)
     return labels, sums, counts, (float(inertia) if need_inertia else None)
 
 
@@ -343,14 +369,15 @@ def assign(X: Any, centers: Any, shift: Any, inv_scale: float, *, impl: str | No
     if _resolve(impl) == "threads":
         return _threads_assign(Xk, lut, sh, s, C)
     kern = _kernels()
+    k = C.shape[0]
     labels = np.empty(n, np.int64)
     mins = np.empty(n, dt)
-    Cm2 = -2 * C
-    c_sq = np.einsum("ij,ij->i", C, C)
-    use_gemm = _use_gemm(d, C.shape[0])
+    Cm2, CT, c_sq = _centre_terms(C)
+    direct, Xd = _direct(Xk, lut, sh, s, dt)
+    use_gemm = _use_gemm(d, k)
     with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
-        kern.assign(Xk, lut, sh, s, C, Cm2, c_sq, use_gemm, n_chunks(n, C.shape[0], d),
-                    BLOCK_ROWS, labels, mins)
+        kern.assign(Xk, Xd, direct, lut, sh, s, C, Cm2, CT, c_sq, use_gemm, k <= ROWMAJOR_MAX_K,
+                    n_chunks(n, k, d), BLOCK_ROWS, labels, mins)
     return labels, mins
 
 
@@ -435,6 +462,26 @@ def kpp_update(X: Any, closest: Any, center: Any, shift: Any, inv_scale: float, 
         kern.kpp_update(Xk, lut, sh, s, cl, c, n_chunks(n, 1, d), BLOCK_ROWS, out,
                         np.empty(0, dt))
     return out
+
+
+def frame_stats(X: Any, shift: Any, inv_scale: float, big: float) -> tuple:
+    """One compiled read of X for the frame (numba): ``(finite, amax, sums, sqs)``.
+
+    ``finite``: no NaN or inf; ``amax``: the largest finite magnitude; ``sums``, ``sqs``
+    (d,) float64: column sums and sums of squares of the rows in the frame
+    ``x * inv_scale - shift`` (values with magnitude above ``big`` left out), accumulated
+    in float64 in a fixed order (deterministic whatever the thread count).
+    """
+    Xk, lut, dt = _storage(X)
+    n, d = Xk.shape
+    sh = _vec(shift, dt, d, "shift")
+    sums = np.empty(d, np.float64)
+    sqs = np.empty(d, np.float64)
+    kern = _kernels()
+    with _CALL_LOCK:
+        finite, amax = kern.frame_stats(Xk, lut, sh, dt(inv_scale), float(big),
+                                        n_chunks(n, 2, d), np.empty(0, dt), sums, sqs)
+    return bool(finite), float(amax), sums, sqs
 
 
 class _NoOp:
@@ -658,6 +705,27 @@ class _FusedCPUPasses:
         X, w, shift, inv = self._args(data)
         d = sq_dist_to_assigned(X, numpy_view(centers), numpy_view(labels), shift, inv)
         return self._total(d, w, data)
+
+    def frame_stats(self, data, shift=None, big=np.inf):
+        """``(finite, amax, sums, sqs)`` of X in the frame (see :func:`frame_stats`), on the
+        host in float64; None when the data are not read by the fused kernels (then the
+        caller's pure-standard pass runs)."""
+        if not self._ok(data):
+            return None
+        return frame_stats(numpy_view(data.X), None if shift is None else numpy_view(shift),
+                           data.inv_scale, big)
+
+    def labels_equal(self, a, b):
+        """0-d bool array: ``all(a == b)`` computed on NumPy views (for torch CPU tensors:
+        no torch operation over n elements, whose OpenMP threads would spin next to the
+        compiled kernels' workers)."""
+        return self.xp.asarray(bool(np.array_equal(numpy_view(a), numpy_view(b))),
+                               device=self.device)
+
+    def n_distinct(self, labels, n_clusters):
+        """How many of the ``n_clusters`` labels occur in ``labels`` (a count, no sort)."""
+        lab = numpy_view(labels)
+        return int(np.count_nonzero(np.bincount(lab, minlength=n_clusters)))
 
     def kpp_potentials(self, data, closest, cand):
         if not self._ok(data):
