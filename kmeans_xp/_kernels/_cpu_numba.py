@@ -147,7 +147,7 @@ def lloyd_pass(X, Xd, direct, lut, shift, inv_scale, weights, centers, Cm2, CT, 
         lo, hi = _chunk_range(n, n_chunks, t)
         xflat = np.empty(block * d, dt)
         xbT = np.empty((d, block), dt)
-        Dflat = np.empty(block * k, dt)
+        Dflat = np.empty(block * k if use_gemm and rowmajor else 0, dt)  # row-major GEMM only
         Dtflat = np.empty(block * k, dt)
         best = np.empty(block, dt)
         idx = np.empty(block, np.int64)
@@ -203,7 +203,7 @@ def assign(X, Xd, direct, lut, shift, inv_scale, centers, Cm2, CT, c_sq, use_gem
         lo, hi = _chunk_range(n, n_chunks, t)
         xflat = np.empty(block * d, dt)
         xbT = np.empty((d, block), dt)
-        Dflat = np.empty(block * k, dt)
+        Dflat = np.empty(block * k if use_gemm and rowmajor else 0, dt)  # row-major GEMM only
         Dtflat = np.empty(block * k, dt)
         best = np.empty(block, dt)
         idx = np.empty(block, np.int64)
