@@ -240,11 +240,10 @@ def test_sparse_equals_dense_fit(container):
 
 
 # -- using a fitted model --------------------------------------------------------------------
-def test_predict_transform_score_on_sparse(container):
-    X = make_docs(seed=8)
-    Xnew = make_docs(n=90, seed=9)
-    sw = np.random.default_rng(3).uniform(0.5, 2.0, 90)
-    km = KMeans(6, random_state=0, n_init=1).fit(container(X))
+def check_apply_on_sparse(container, km, Xnew, sw):
+    """predict / transform / score of a fitted ``km`` on sparse ``Xnew`` against float64
+    distances to its centres, results native to the container's backend; returns the
+    centres, ``Xnew`` dense and the distances (host float64)."""
     C = container.to_numpy(km.cluster_centers_)
     Xd = Xnew.toarray()
     D = ((Xd[:, None, :] - C[None]) ** 2).sum(-1)  # float64 reference
@@ -256,6 +255,15 @@ def test_predict_transform_score_on_sparse(container):
     np.testing.assert_allclose(container.to_numpy(T), np.sqrt(D), rtol=1e-9, atol=1e-9)
     score = km.score(container(Xnew), sample_weight=container.dense(sw))
     assert score == pytest.approx(-(sw * D.min(1)).sum(), rel=1e-10)
+    return C, Xd, D
+
+
+def test_predict_transform_score_on_sparse(container):
+    X = make_docs(seed=8)
+    Xnew = make_docs(n=90, seed=9)
+    sw = np.random.default_rng(3).uniform(0.5, 2.0, 90)
+    km = KMeans(6, random_state=0, n_init=1).fit(container(X))
+    C, Xd, D = check_apply_on_sparse(container, km, Xnew, sw)
     # a model fitted on sparse data predicts dense data, and the other way round
     np.testing.assert_array_equal(container.to_numpy(km.predict(container.dense(Xd))),
                                   D.argmin(1))
@@ -551,17 +559,7 @@ def test_minibatch_predict_transform_score_on_sparse(container):
     Xnew = make_counts(90, 300, 34)
     sw = np.random.default_rng(7).uniform(0.5, 2.0, 90)
     km = MiniBatchKMeans(6, random_state=0).fit(container(X))
-    C = container.to_numpy(km.cluster_centers_)
-    Xd = Xnew.toarray()
-    D = ((Xd[:, None, :] - C[None]) ** 2).sum(-1)  # float64 reference
-    pred = km.predict(container(Xnew))
-    container.backend.assert_native(pred)
-    np.testing.assert_array_equal(container.to_numpy(pred), D.argmin(1))
-    T = km.transform(container(Xnew))
-    container.backend.assert_native(T, container.backend.dtype("float64"))
-    np.testing.assert_allclose(container.to_numpy(T), np.sqrt(D), rtol=1e-9, atol=1e-9)
-    assert km.score(container(Xnew), sample_weight=container.dense(sw)) == pytest.approx(
-        -(sw * D.min(1)).sum(), rel=1e-10)
+    _, Xd, D = check_apply_on_sparse(container, km, Xnew, sw)
     np.testing.assert_array_equal(container.to_numpy(km.predict(container.dense(Xd))),
                                   D.argmin(1))
 
