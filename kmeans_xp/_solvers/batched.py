@@ -248,11 +248,11 @@ def batched_kmeans_plusplus(data: BatchedData, rngs: list, n_local_trials: int |
     centers = [center]
     closest = closest_to(center, None)
     weighted = closest if w is None else closest * w
-    pot = xp.sum(xp.astype(weighted, acc), axis=1)
+    pot = xp.sum(xp.astype(weighted, acc, copy=False), axis=1)
     for _ in range(1, k):
         rand = np.stack([r.uniform(size=m) for r in rngs])
         rand = xp.asarray(rand, dtype=acc, device=dev) * pot[:, None]
-        cum = xp.cumulative_sum(xp.astype(weighted, acc), axis=1)
+        cum = xp.cumulative_sum(xp.astype(weighted, acc, copy=False), axis=1)
         cand = data.kernels.batched_searchsorted(cum, rand)  # side='left', per problem
         cand = xp.minimum(cand, n - 1) if last is None else xp.minimum(cand, last[:, None])
         cand_rows = data.take_rows(cand)  # (B, m, d)

@@ -63,7 +63,7 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
 
     for _ in range(1, n_clusters):
         rand = xp.asarray(rng.uniform(size=n_local_trials), dtype=acc, device=dev) * current_pot
-        cum = xp.cumulative_sum(xp.astype(weighted, acc))
+        cum = xp.cumulative_sum(xp.astype(weighted, acc, copy=False))
         cand = xp.clip(xp.searchsorted(cum, rand), max=n - 1)
         cand_rows = data.take_rows(cand)
         pots = kern.kpp_potentials(data, closest, cand_rows)
