@@ -173,8 +173,8 @@ class ChunkedData:
         :meth:`center` then reuses (unless the data had to be scaled).
         """
         xp = self.xp
-        fused = getattr(self.kernels, "frame_stats", None)
-        stats = None if fused is None else fused(self, None, 2.0 ** LOG2_RANGE)
+        stats = None if self.kernels is None else \
+            self.kernels.frame_stats(self, None, 2.0 ** LOG2_RANGE)
         if stats is not None:  # one compiled pass (the fused CPU set), host float64 results
             finite, amax, sums, sqs = stats
             if not finite:

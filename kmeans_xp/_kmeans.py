@@ -21,7 +21,7 @@ from ._kernels import PRECISIONS
 #: Distances a fit can use (``metric``).
 METRICS = ("euclidean", "cosine", "manhattan")
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
-from ._solvers.lloyd import kmeans_single_lloyd, n_distinct, same_clustering
+from ._solvers.lloyd import kmeans_single_lloyd, same_clustering
 from ._validation import (
     ConvergenceWarning,
     InvalidParameterError,
@@ -171,7 +171,7 @@ def _run(data: ChunkedData, inp: Input, init: Any, rng: Any, p: _Params) -> _Fit
             best = (labels, inertia, centers, n_iter)
     labels, inertia, centers, n_iter = best
 
-    distinct = n_distinct(data, labels, p.n_clusters)
+    distinct = data.kernels.n_distinct(labels, p.n_clusters)
     if distinct < p.n_clusters:
         warnings.warn(
             f"Number of distinct clusters ({distinct}) found smaller than n_clusters "

@@ -214,6 +214,21 @@ class ReferenceKernels:
             parts.append(xp.clip(D, min=0.0))
         return concat(parts, xp)
 
+    # -- small whole-array tests of the solver (fused sets answer on host views) ---------
+    def frame_stats(self, data: ChunkedData, shift: Any = None, big: float = float("inf")
+                    ) -> tuple | None:
+        """``(finite, amax, sums, sqs)`` of X in the frame from one compiled pass, or None:
+        then :class:`~kmeans_xp._data.ChunkedData` runs its pure-standard chunk loop."""
+        return None
+
+    def labels_equal(self, a: Any, b: Any) -> Any:
+        """0-d bool array: whether two labellings are equal (strict convergence)."""
+        return self.xp.all(a == b)
+
+    def n_distinct(self, labels: Any, n_clusters: int) -> int:
+        """How many distinct labels ``labels`` holds.  One host sync."""
+        return int(self.xp.unique_values(labels).shape[0])
+
     # -- greedy k-means++ ---------------------------------------------------------------
     def _kpp_rows(self, data: ChunkedData, m: int) -> int:
         """Rows per chunk for a pass against ``m`` candidates: the budget over max(m, d)."""

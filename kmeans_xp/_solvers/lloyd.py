@@ -108,20 +108,6 @@ def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: 
     return sums, counts, labels
 
 
-def labels_equal(data: ChunkedData, labels: Any, labels_old: Any) -> Any:
-    """0-d bool array: whether two labellings are equal (strict convergence).
-
-    The kernel set's own test when it has one: the fused CPU set compares on the host
-    without a torch operation over n elements, whose OpenMP threads would then spin next
-    to the compiled pass's workers on the same cores (measured 2x slower fits on torch CPU
-    with 2 threads).
-    """
-    own = getattr(data.kernels, "labels_equal", None)
-    if own is not None:
-        return own(labels, labels_old)
-    return data.xp.all(labels == labels_old)
-
-
 def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: float,
                         verbose: int = 0):
     """One run of Lloyd's algorithm from ``centers`` (working coordinates).
@@ -146,7 +132,7 @@ def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: 
             print(f"Iteration {i}, inertia {float(inertia) * factor}.")
         updated = update_centers(data, labels, sums, counts, centers)
         shift = xp.sum((updated - centers) ** 2)
-        same = None if labels_old is None else labels_equal(data, labels, labels_old)
+        same = None if labels_old is None else data.kernels.labels_equal(labels, labels_old)
         code = shift if same is None else xp.where(same, minus_one, shift)
         code = float(xp.where(xp.any(counts == 0), minus_two, code))  # the one host sync
         if code == -2.0:  # rare: empty clusters, relocate then re-test
@@ -171,16 +157,6 @@ def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: 
     else:
         labels, inertia = kern.labels_inertia(data, centers)
     return labels, inertia, centers, i + 1
-
-
-def n_distinct(data: ChunkedData, labels: Any, n_clusters: int) -> int:
-    """How many distinct labels ``labels`` holds (for the fewer-distinct-clusters warning):
-    the kernel set's count when it has one (the fused CPU set: a bincount, no sort), else
-    the standard ``unique_values``.  One host sync."""
-    count = getattr(data.kernels, "n_distinct", None)
-    if count is not None:
-        return int(count(labels, n_clusters))
-    return int(data.xp.unique_values(labels).shape[0])
 
 
 def same_clustering(labels1: Any, labels2: Any, n_clusters: int, data: ChunkedData) -> bool:
