@@ -339,9 +339,12 @@ def test_torch_tensors_as_zero_copy_views():
     assert _cpu.numpy_view(h).dtype == np.float16
 
 
+ROOT = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+
+
 def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+                          cwd=ROOT)
 
 
 def test_numba_is_imported_only_on_first_use():
@@ -376,6 +379,62 @@ def test_without_numba_the_numpy_path_is_the_default_and_correct():
     )
     res = _run(code)
     assert res.returncode == 0, res.stderr
+
+
+def _has_tbb() -> bool:
+    import importlib.metadata as md
+
+    try:
+        return bool(md.files("tbb"))
+    except md.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)
+@pytest.mark.parametrize("user_layer", [None, "workqueue"])
+def test_threading_layer_is_tbb_when_installed_and_never_gnu_openmp(user_layer):
+    """The compiled kernels run on numba's tbb layer where the tbb package is installed,
+    else on workqueue; never on GNU OpenMP (not fork-safe); a layer the user names wins."""
+    import os
+
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if user_layer:
+        env["NUMBA_THREADING_LAYER"] = user_layer
+    code = ("import numpy as np, numba\n"
+            "from kmeans_xp._kernels import _cpu\n"
+            "X = np.random.default_rng(0).standard_normal((2000, 4)).astype(np.float32)\n"
+            "_cpu.lloyd_pass(X, X[:3], None, None, 1.0, impl='numba')\n"
+            "print(numba.threading_layer())\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    expect = user_layer or ("tbb" if _has_tbb() else "workqueue")
+    assert res.stdout.strip() == expect
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)
+def test_processes_forked_after_a_fit_run_the_kernels():
+    """multiprocessing's fork start method after the parent ran the compiled kernels:
+    the children fit too (GNU OpenMP would have them terminated) and give the parent's
+    answer, bit for bit."""
+    code = (
+        "import multiprocessing as mp, numpy as np\n"
+        "from kmeans_xp._kernels import _cpu\n"
+        "X = np.random.default_rng(1).standard_normal((20000, 6)).astype(np.float32)\n"
+        "def job(_):\n"
+        "    labels, sums, counts, _ = _cpu.lloyd_pass(X, X[:5], None, None, 1.0, impl='numba')\n"
+        "    return labels.tobytes() + sums.tobytes()\n"
+        "if __name__ == '__main__':\n"
+        "    parent = job(0)\n"
+        "    with mp.get_context('fork').Pool(2) as pool:\n"
+        "        outs = pool.map_async(job, range(2)).get(timeout=120)\n"
+        "    assert all(o == parent for o in outs)\n"
+        "    print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
 
 
 def test_concurrent_calls_from_python_threads(impl):
