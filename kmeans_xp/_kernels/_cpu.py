@@ -132,7 +132,8 @@ def _choose_threading_layer() -> None:
     """
     import numba
 
-    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+    chosen = ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY")
+    if any(os.environ.get(v) for v in chosen) or numba.config.THREADING_LAYER != "default":
         return
     try:
         numba.threading_layer()  # raises while no parallel region has run yet
