@@ -8,7 +8,8 @@
 Sizes are ``NxDxK`` with an optional data kind: ``100000x32x32:shifted``.  Kinds:
 ``gauss`` (a Gaussian mixture around the origin, the default), ``shifted`` (the same blobs
 moved away from the origin so every feature is non-negative: centring is active) and
-``pixels`` (digits/MNIST-like: mostly-zero integer pixel values in [0, 255]).
+``pixels`` (digits/MNIST-like: mostly-zero integer pixel values in [0, 255]); a kind with
+the suffix ``-f64`` is the same data in float64 (``50000x784x10:pixels-f64``).
 
 Every implementation starts from the same initial centres and runs at most ``--iters``
 iterations (tol = 0); the time reported is fit time / iterations run.  Each (implementation,
@@ -67,7 +68,7 @@ def parse_size(spec: str) -> tuple:
     """``"NxDxK"`` or ``"NxDxK:kind"`` -> (n, d, k) or (n, d, k, kind)."""
     dims, _, kind = spec.partition(":")
     size = tuple(int(v) for v in dims.split("x"))
-    if kind and kind not in DATA_KINDS:
+    if kind and kind.removesuffix("-f64") not in DATA_KINDS:
         raise SystemExit(f"unknown data kind {kind!r}; known: {', '.join(DATA_KINDS)}")
     return size + (kind,) if kind and kind != "gauss" else size
 
@@ -83,8 +84,12 @@ def make_data(n: int, d: int, k: int, seed: int = 0, kind: str = "gauss"
     ``gauss``: a Gaussian mixture (min(k, 64) components) around the origin; ``shifted``:
     the same moved so that every feature is >= 0 (mean far from the origin next to the
     spread); ``pixels``: min(k, 64) sparse prototypes in [0, 255] plus noise, clipped and
-    rounded like 8-bit pixels (about 60 % zeros, as MNIST).
+    rounded like 8-bit pixels (about 60 % zeros, as MNIST).  ``<kind>-f64``: the same
+    values in float64.
     """
+    if kind.endswith("-f64"):
+        X, init = make_data(n, d, k, seed, kind.removesuffix("-f64"))
+        return X.astype(np.float64), init.astype(np.float64)
     rng = np.random.default_rng(seed)
     m = min(k, 64)
     if kind == "pixels":
@@ -651,7 +656,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="seeds per process with --fit")
     ap.add_argument("--impls", default=None, help="comma-separated subset of implementations")
     ap.add_argument("--sizes", default=None,
-                    help="e.g. 100000x32x32,50000x784x10:pixels (kinds: gauss, shifted, pixels)")
+                    help="e.g. 100000x32x32,50000x784x10:pixels (kinds: gauss, shifted, pixels; "
+                         "a -f64 suffix: float64 data)")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--tag", default=None, help="file name stem (default: date-machine)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per worker process")
