@@ -321,6 +321,25 @@ def synchronous():
         yield
 
 
+@pytest.mark.parametrize("dtype, top", [(np.float32, 3e38), (np.float32, 1e-39),
+                                        (np.float64, 1e300)])
+def test_fit_at_the_edges_of_the_dtype_range(synchronous, dtype, top):
+    """Largest |x| near the dtype's maximum, or subnormal: the scale chosen from the blocks'
+    moments stays representable (3e38 float32 data ended in a TypeError), and the fit
+    clusters as the in-memory fit of the values scaled to 1; 1e300 data: inertia inf."""
+    rng = np.random.default_rng(0)
+    base = np.r_[rng.normal(size=(100, 3)), rng.normal(size=(100, 3)) + 8]
+    base /= np.abs(base).max()
+    X = (base * top).astype(dtype)
+    ref = KMeans(2, init=base[:2]).fit(base)
+    km = KMeans(2, init=X[:2]).fit(da.from_array(X, chunks=(50, 3)))
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_ / top, ref.cluster_centers_, atol=1e-5)
+    expected = ref.inertia_ * top * top
+    assert km.inertia_ == (pytest.approx(expected, rel=1e-4) if np.isfinite(expected)
+                           else np.inf)
+
+
 def _dask_chunk(X, w=None):
     chunks = MB_CHUNKS if X.shape[0] == sum(MB_CHUNKS) else max(1, X.shape[0] // 3)
     Xd = da.from_array(X, chunks=(chunks, X.shape[1]))

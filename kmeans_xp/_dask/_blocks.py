@@ -28,7 +28,7 @@ from .._compat import (
     is_float64_supported,
     to_numpy,
 )
-from .._data import LOG2_RANGE, ChunkedData
+from .._data import LOG2_RANGE, ChunkedData, power_of_two_scale
 from .._kernels import select
 from .._validation import _is_real, check_2d, check_dtype
 
@@ -392,9 +392,8 @@ def make_frame(dd: DaskBlocks, compute: Any, k: int, p: Any) -> tuple[Frame, flo
         if w["sum"].sum() <= 0:
             raise ValueError(
                 "sample_weight sums to zero: at least one weight must be positive.")
-    scale, amax = 1.0, mom["amax"]
-    if amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE:
-        scale = 2.0 ** round(math.log2(amax))
+    scale = power_of_two_scale(mom["amax"], np.finfo(dtype))
+    if scale != 1.0:
         mom2 = dd.run(_block_moments, dtype, scale, reduce=_merge_moments, phase="frame2")
         mom2["w"] = mom["w"]
         mom = mom2
