@@ -546,7 +546,11 @@ def check_sample_weight(sample_weight: Any, n_samples: int, xp: Any, device: Any
             raise ValueError(
                 f"sample_weight must be positive and finite; got {sample_weight!r}."
             )
-        return None  # a constant weight does not change the clustering
+        if float(sample_weight) == 1.0:
+            return None
+        # scikit-learn's rule: the weight of every sample (the clustering is that of unit
+        # weights, inertia_ and score are scaled)
+        return xp.full((n_samples,), float(sample_weight), dtype=dtype, device=device)
     w = as_namespace(sample_weight, "sample_weight", xp, device, dtype)
     if w.ndim != 1 or int(w.shape[0]) != n_samples:
         raise ValueError(

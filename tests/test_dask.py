@@ -340,6 +340,16 @@ def test_fit_at_the_edges_of_the_dtype_range(synchronous, dtype, top):
                            else np.inf)
 
 
+def test_a_scalar_sample_weight_scales_the_inertia(synchronous):
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    Xd = da.from_array(X, chunks=(50, 3))
+    a = KMeans(3, init=X[:3]).fit(Xd, sample_weight=2.5)
+    b = KMeans(3, init=X[:3]).fit(X, sample_weight=np.full(200, 2.5))
+    np.testing.assert_array_equal(a.labels_.compute(), b.labels_)
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-10)
+    assert a.inertia_ == pytest.approx(2.5 * KMeans(3, init=X[:3]).fit(X).inertia_, rel=1e-10)
+
+
 def _dask_chunk(X, w=None):
     chunks = MB_CHUNKS if X.shape[0] == sum(MB_CHUNKS) else max(1, X.shape[0] // 3)
     Xd = da.from_array(X, chunks=(chunks, X.shape[1]))

@@ -354,7 +354,10 @@ def _dask_weights(sample_weight: Any, X: Any, compute: Any) -> Any:
         if not np.isfinite(sample_weight) or sample_weight <= 0:
             raise ValueError(
                 f"sample_weight must be positive and finite; got {sample_weight!r}.")
-        return None
+        if float(sample_weight) == 1.0:
+            return None
+        # the weight of every sample (scikit-learn's rule): it scales inertia_
+        sample_weight = np.full(int(X.shape[0]), float(sample_weight))
     if not is_dask_collection(sample_weight):
         sample_weight = np.asarray(to_numpy(sample_weight) if hasattr(sample_weight, "shape")
                                    else sample_weight)
