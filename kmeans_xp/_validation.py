@@ -303,7 +303,9 @@ def _frame_to_numpy(df: Any, name: str) -> np.ndarray:
     """A pandas DataFrame as one NumPy array; errors name the column at fault."""
     dtypes = list(df.dtypes)
     if all(isinstance(dt, np.dtype) and dt.kind in "biuf" for dt in dtypes):
-        return df.to_numpy()  # the common case: NumPy's common dtype, one copy
+        # the common case, one copy; NumPy's common dtype given explicitly, since pandas
+        # makes bool columns beside numbers (pd.get_dummies) an object array
+        return df.to_numpy(dtype=np.result_type(*dtypes) if dtypes else None)
     cols = [_frame_column(df.iloc[:, j], label, name) for j, label in enumerate(df.columns)]
     if not cols:
         return np.empty((len(df), 0))
