@@ -136,12 +136,12 @@ def test_python_dash_m_kmeans_xp_is_the_command(iris_csv, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
     r = subprocess.run([sys.executable, "-m", "kmeans_xp", "iris.csv", "--k", "3", "-q",
                         "--output", "o.csv"], capture_output=True, text=True, cwd=tmp_path,
-                       env=env, timeout=300)
+                       env=env, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     labels = [int(row[-1]) for row in read_csv(tmp_path / "o.csv")[1:]]
     np.testing.assert_array_equal(labels, KMeans(3, random_state=0).fit_predict(X))
     bad = subprocess.run([sys.executable, "-m", "kmeans_xp", "iris.csv"], capture_output=True,
-                         text=True, cwd=tmp_path, env=env, timeout=300)
+                         text=True, cwd=tmp_path, env=env, timeout=300, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("kmeans-xp: error: ")
 
 
