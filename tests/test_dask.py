@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -332,7 +333,9 @@ def test_fit_at_the_edges_of_the_dtype_range(synchronous, dtype, top):
     base /= np.abs(base).max()
     X = (base * top).astype(dtype)
     ref = KMeans(2, init=base[:2]).fit(base)
-    km = KMeans(2, init=X[:2]).fit(da.from_array(X, chunks=(50, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow in the moments pass
+        km = KMeans(2, init=X[:2]).fit(da.from_array(X, chunks=(50, 3)))
     np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
     np.testing.assert_allclose(km.cluster_centers_ / top, ref.cluster_centers_, atol=1e-5)
     expected = ref.inertia_ * top * top

@@ -117,6 +117,8 @@ def _block_moments(xb: Any, wb: Any, dtype: str, scale: float) -> dict:
             amax = top if math.isnan(top) or math.isnan(amax) else math.inf
             break
         amax = max(amax, top)
+        if amax > 2.0 ** LOG2_RANGE:
+            continue  # these sums would be discarded (a rescaled pass follows) and overflow
         if ref is None:
             ref = c[:1, :]
         # column sums of a chunk by a product with ones (BLAS: 5x faster than sum(axis=0)),
