@@ -240,7 +240,7 @@ class BaseKMeans:
         factor, squared = data.distance_factor()
         if squared:
             D = data.xp.sqrt(D)
-            factor = factor ** 0.5
+            factor = data.scale  # the root of scale**2, which can overflow or underflow
         if factor != 1.0:
             D = D * factor
         if D.dtype != self.cluster_centers_.dtype:

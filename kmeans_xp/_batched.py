@@ -176,7 +176,7 @@ def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol:
         best[3] = np.where(to_numpy(better), n_iter, best[3])
     labels, inertia, centers, n_iter = best
     if data.inv_scale is not None:
-        inertia = inertia * xp.asarray(data.scale ** 2, dtype=inertia.dtype, device=dev)
+        inertia = inertia * xp.asarray(data.scale * data.scale, dtype=inertia.dtype, device=dev)
     return BatchedResult(data.to_data_coords(centers, storage), labels, inertia,
                          xp.asarray(n_iter, device=dev), seeds)
 

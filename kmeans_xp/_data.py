@@ -27,6 +27,20 @@ from ._compat import (
 LOG2_RANGE = 40
 
 
+def power_of_two_scale(amax: float, finfo: Any) -> float:
+    """The power-of-two scale for data whose largest magnitude is ``amax`` (1.0 in range).
+
+    The exponent is clamped so that the scale and its inverse are both normal numbers of
+    the dtype whose ``finfo`` is given: data near float32's maximum, or subnormal, would
+    otherwise get a scale (or inverse) that overflows to inf when cast to the dtype.
+    """
+    if not (amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE):
+        return 1.0
+    low = math.ceil(math.log2(float(finfo.smallest_normal)))
+    high = math.floor(math.log2(float(finfo.max)))
+    return 2.0 ** min(max(round(math.log2(amax)), low), high)
+
+
 def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) -> int:
     """Rows per chunk so that a chunk's (rows x max(k, d)) work matrix holds ``budget`` elements."""
     width = max(n_clusters, n_features, 1)
@@ -211,8 +225,7 @@ class ChunkedData:
 
     def _set_scale(self, amax: float) -> None:
         """The power-of-two ``scale`` for data whose largest magnitude is ``amax``."""
-        if amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE:
-            self.scale = 2.0 ** round(math.log2(amax))
+        self.scale = power_of_two_scale(amax, self.xp.finfo(self.dtype))
 
     def center(self) -> None:
         """Centre on the column means, when that buys accuracy.  One host sync.
@@ -286,7 +299,7 @@ class ChunkedData:
             return 0.5, False
         if self.metric == "manhattan":
             return self.scale, False
-        return self.scale ** 2, True
+        return self.scale * self.scale, True  # inf, not OverflowError, past 2**1023
 
     def accumulator_dtype(self) -> Any:
         """float64 for reductions of n values where the device has it, else the compute dtype."""

@@ -206,7 +206,7 @@ class MiniBatchKMeans(BaseKMeans):
     def _labels_inertia(self, data: ChunkedData, centers: Any) -> None:
         labels, inertia = data.kernels.labels_inertia(data, centers)
         self.labels_ = labels
-        self.inertia_ = float(inertia) * data.scale ** 2
+        self.inertia_ = float(inertia) * data.scale * data.scale
 
     def _steps(self, data: ChunkedData, state: MiniBatchState, sampler: BatchSampler,
                stop: EarlyStopping, rng: Any, n_steps: int, tol: float, p: _Params
@@ -282,7 +282,7 @@ class MiniBatchKMeans(BaseKMeans):
             c0 = self._init_centroids(data, init, p, rng, init_size)
             inertia = float(kern.labels_inertia(valid, c0)[1])  # host sync, once per init
             if p.verbose:
-                print(f"Inertia for init {i + 1}/{p.n_init}: {inertia * data.scale ** 2}")
+                print(f"Inertia for init {i + 1}/{p.n_init}: {inertia * data.scale * data.scale}")
             if best_inertia is None or inertia < best_inertia:
                 best, best_inertia = c0, inertia
 
@@ -303,7 +303,7 @@ class MiniBatchKMeans(BaseKMeans):
         else:
             total_w = n if w is None else float(xp.sum(w))
             ewa = stop.ewa_inertia if stop.ewa_inertia is not None else last / batch_size
-            self.inertia_ = ewa * total_w * data.scale ** 2
+            self.inertia_ = ewa * total_w * data.scale * data.scale
         # what partial_fit continues from
         self._state = state
         self._frame = (data.scale, data.shift, data.mean_variance)

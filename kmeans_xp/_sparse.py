@@ -35,7 +35,6 @@ sparse products, scatter-adds) is behind the kernel seam, in
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ._compat import array_namespace, compute_dtype, device_of, to_numpy
-from ._data import LOG2_RANGE, ChunkedData
+from ._data import ChunkedData
 from ._kernels._sparse_ops import SparseOps, library_csr, ops_for
 
 __all__ = ["CSR", "SparseBlock", "SparseData", "is_sparse", "is_sparse_data", "sparse_input"]
@@ -357,8 +356,7 @@ class SparseData(ChunkedData):
                           for a, b in self._value_ranges())
             raise ValueError(f"Input {name} contains {'NaN' if has_nan else 'infinity'}.")
         amax = float(flags[1])
-        if amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE:
-            self.scale = 2.0 ** round(math.log2(amax))
+        self._set_scale(amax)
 
     def center(self) -> None:
         """No centring; ``mean_variance`` (the scale of ``tol``) as scikit-learn's

@@ -303,7 +303,9 @@ def _frame_to_numpy(df: Any, name: str) -> np.ndarray:
     """A pandas DataFrame as one NumPy array; errors name the column at fault."""
     dtypes = list(df.dtypes)
     if all(isinstance(dt, np.dtype) and dt.kind in "biuf" for dt in dtypes):
-        return df.to_numpy()  # the common case: NumPy's common dtype, one copy
+        # the common case, one copy; NumPy's common dtype given explicitly, since pandas
+        # makes bool columns beside numbers (pd.get_dummies) an object array
+        return df.to_numpy(dtype=np.result_type(*dtypes) if dtypes else None)
     cols = [_frame_column(df.iloc[:, j], label, name) for j, label in enumerate(df.columns)]
     if not cols:
         return np.empty((len(df), 0))
@@ -546,7 +548,11 @@ def check_sample_weight(sample_weight: Any, n_samples: int, xp: Any, device: Any
             raise ValueError(
                 f"sample_weight must be positive and finite; got {sample_weight!r}."
             )
-        return None  # a constant weight does not change the clustering
+        if float(sample_weight) == 1.0:
+            return None
+        # scikit-learn's rule: the weight of every sample (the clustering is that of unit
+        # weights, inertia_ and score are scaled)
+        return xp.full((n_samples,), float(sample_weight), dtype=dtype, device=device)
     w = as_namespace(sample_weight, "sample_weight", xp, device, dtype)
     if w.ndim != 1 or int(w.shape[0]) != n_samples:
         raise ValueError(

@@ -1,10 +1,10 @@
 """``kmeans-xp``: cluster the rows of a CSV, TSV, NPY or Parquet file from the shell.
 
-Also ``python -m kmeans_xp.cli``.  CSV, TSV and NPY need nothing beyond NumPy; Parquet needs
-pandas and pyarrow (``pip install 'kmeans_xp[io]'``), ``--plot`` matplotlib, and the progress
-bar of ``--select-k`` tqdm (``pip install 'kmeans_xp[cli]'`` installs all three).  A bad file,
-column or option ends with one line on stderr and exit status 2, never a traceback
-(``KMEANS_XP_DEBUG=1`` shows it).
+Also ``python -m kmeans_xp`` (or ``python -m kmeans_xp.cli``).  CSV, TSV and NPY need
+nothing beyond NumPy; Parquet needs pandas and pyarrow (``pip install 'kmeans_xp[io]'``),
+``--plot`` matplotlib, and the progress bar of ``--select-k`` tqdm (``pip install
+'kmeans_xp[cli]'`` installs all three).  A bad file, column or option ends with one line on
+stderr and exit status 2, never a traceback (``KMEANS_XP_DEBUG=1`` shows it).
 """
 
 from __future__ import annotations

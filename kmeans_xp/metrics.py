@@ -762,4 +762,4 @@ def inertia(X: Any, labels: Any, centers: Any = None, sample_weight: Any = None)
         if wc is not None:
             dist = dist * wc
         total = accumulate(total, xp.astype(xp.sum(dist), acc))
-    return float(total) * data.scale ** 2
+    return float(total) * data.scale * data.scale

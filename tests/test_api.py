@@ -56,6 +56,32 @@ def test_inertia_is_the_within_cluster_sum_of_squares(backend, dtype_name):
     assert km.inertia_ == pytest.approx(expect, rel=1e-5 if dtype_name == "float32" else 1e-10)
 
 
+def test_a_scalar_sample_weight_is_that_weight_for_every_sample(backend):
+    """scikit-learn's rule: a scalar weight is the weight of every sample, so it scales
+    inertia_ and score (the clustering does not change); it used to be ignored."""
+    from kmeans_xp import MiniBatchKMeans, k_means
+
+    X = _blobs()
+    Xb = backend.asarray(X)
+    full = backend.asarray(np.full(X.shape[0], 2.5))
+    for est in (KMeans(4, random_state=0), MiniBatchKMeans(4, random_state=0, n_init=1)):
+        a = clone_of(est).fit(Xb, sample_weight=2.5)
+        b = clone_of(est).fit(Xb, sample_weight=full)
+        plain = clone_of(est).fit(Xb)
+        np.testing.assert_array_equal(backend.to_numpy(a.labels_), backend.to_numpy(b.labels_))
+        assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-12)
+        assert a.inertia_ == pytest.approx(2.5 * plain.inertia_, rel=1e-9)
+        assert a.score(Xb, sample_weight=2.5) == pytest.approx(2.5 * plain.score(Xb), rel=1e-9)
+    inertia = k_means(Xb, 4, sample_weight=2.5, random_state=0)[2]
+    assert inertia == pytest.approx(2.5 * k_means(Xb, 4, random_state=0)[2], rel=1e-9)
+    assert KMeans(4, random_state=0).fit(Xb, sample_weight=1).inertia_ == \
+        KMeans(4, random_state=0).fit(Xb).inertia_
+
+
+def clone_of(est):
+    return type(est)(**est.get_params())
+
+
 def test_fit_predict_fit_transform_and_functions(backend):
     X = backend.asarray(_blobs())
     a = KMeans(4, random_state=3)

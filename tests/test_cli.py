@@ -131,6 +131,20 @@ def test_subprocess_csv_plot_and_help(iris_csv, tmp_path):
     assert h.returncode == 0 and "examples:" in h.stdout and "--select-k" in h.stdout
 
 
+def test_python_dash_m_kmeans_xp_is_the_command(iris_csv, tmp_path):
+    """``python -m kmeans_xp`` runs the same command as ``python -m kmeans_xp.cli``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    r = subprocess.run([sys.executable, "-m", "kmeans_xp", "iris.csv", "--k", "3", "-q",
+                        "--output", "o.csv"], capture_output=True, text=True, cwd=tmp_path,
+                       env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    labels = [int(row[-1]) for row in read_csv(tmp_path / "o.csv")[1:]]
+    np.testing.assert_array_equal(labels, KMeans(3, random_state=0).fit_predict(X))
+    bad = subprocess.run([sys.executable, "-m", "kmeans_xp", "iris.csv"], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=300, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("kmeans-xp: error: ")
+
+
 def test_torch_backend(iris_csv, tmp_path):
     pytest.importorskip("torch")
     summ = tmp_path / "s.json"

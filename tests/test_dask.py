@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -319,6 +320,37 @@ def synchronous():
     the cluster below)."""
     with dask.config.set(scheduler="synchronous"):
         yield
+
+
+@pytest.mark.parametrize("dtype, top", [(np.float32, 3e38), (np.float32, 1e-39),
+                                        (np.float64, 1e300)])
+def test_fit_at_the_edges_of_the_dtype_range(synchronous, dtype, top):
+    """Largest |x| near the dtype's maximum, or subnormal: the scale chosen from the blocks'
+    moments stays representable (3e38 float32 data ended in a TypeError), and the fit
+    clusters as the in-memory fit of the values scaled to 1; 1e300 data: inertia inf."""
+    rng = np.random.default_rng(0)
+    base = np.r_[rng.normal(size=(100, 3)), rng.normal(size=(100, 3)) + 8]
+    base /= np.abs(base).max()
+    X = (base * top).astype(dtype)
+    ref = KMeans(2, init=base[:2]).fit(base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow in the moments pass
+        km = KMeans(2, init=X[:2]).fit(da.from_array(X, chunks=(50, 3)))
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_ / top, ref.cluster_centers_, atol=1e-5)
+    expected = ref.inertia_ * top * top
+    assert km.inertia_ == (pytest.approx(expected, rel=1e-4) if np.isfinite(expected)
+                           else np.inf)
+
+
+def test_a_scalar_sample_weight_scales_the_inertia(synchronous):
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    Xd = da.from_array(X, chunks=(50, 3))
+    a = KMeans(3, init=X[:3]).fit(Xd, sample_weight=2.5)
+    b = KMeans(3, init=X[:3]).fit(X, sample_weight=np.full(200, 2.5))
+    np.testing.assert_array_equal(a.labels_.compute(), b.labels_)
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-10)
+    assert a.inertia_ == pytest.approx(2.5 * KMeans(3, init=X[:3]).fit(X).inertia_, rel=1e-10)
 
 
 def _dask_chunk(X, w=None):

@@ -55,6 +55,38 @@ def test_extreme_magnitudes_neither_overflow_nor_underflow(backend, dtype_name, 
     assert km.score(backend.asarray(X)) / magnitude**2 == pytest.approx(-ref.inertia_, rel=1e-3)
 
 
+@pytest.mark.parametrize("dtype_name, top", [
+    ("float32", 3e38), ("float32", 1e-39), ("float64", 1e300), ("float64", 1e-310)])
+def test_magnitudes_at_the_edges_of_the_dtype_range(backend, dtype_name, top):
+    """Largest |x| near the dtype's maximum, or subnormal: the power-of-two scale (and its
+    inverse) must stay representable, so the fit neither crashes nor returns NaN; labels
+    are those of a float64 fit of the same values scaled to 1.  The inertia in data units
+    of 1e300 data is beyond float64: inf, as scikit-learn gives, not an error."""
+    base = _mixture(n=400)
+    X = (base / np.abs(base).max() * top).astype(dtype_name)
+    unit = X.astype(np.float64) / top
+    ref = KMeans(5, init=unit[:5]).fit(unit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        km = KMeans(5, init=backend.asarray(X[:5])).fit(backend.asarray(X))
+        score = km.score(backend.asarray(X))
+    with warnings.catch_warnings():  # float32 distances past 3.4e38 overflow (to inf)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        D = backend.to_numpy(km.transform(backend.asarray(X[:50])))
+    np.testing.assert_array_equal(backend.to_numpy(km.labels_), ref.labels_)
+    C = backend.to_numpy(km.cluster_centers_).astype(np.float64)
+    tol = 1e-4 if top > 1 else 1e-3  # subnormal float32 values carry ~16 bits
+    np.testing.assert_allclose(C / top, ref.cluster_centers_, rtol=tol, atol=tol)
+    # distances past the dtype's maximum are inf, as the dtype holds them
+    with np.errstate(over="ignore"):
+        ref_D = (ref.transform(unit[:50]) * top).astype(dtype_name).astype(np.float64)
+    np.testing.assert_allclose(D, ref_D, rtol=tol, atol=tol * top)
+    if top * top * ref.inertia_ < np.finfo(np.float64).max:
+        assert km.inertia_ == pytest.approx(ref.inertia_ * top * top, rel=1e-3, abs=1e-300)
+    else:
+        assert km.inertia_ == np.inf and score == -np.inf
+
+
 @pytest.mark.parametrize("half", ["float16", "bfloat16"])
 def test_torch_half_precision(half):
     torch = pytest.importorskip("torch")

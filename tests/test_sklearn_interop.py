@@ -487,6 +487,24 @@ def test_nullable_and_numeric_object_columns_without_na_are_numbers():
         np.array([[0, 1], [1, 0], [10, 1], [11, 0]], dtype=float)))
 
 
+def test_numpy_bool_columns_beside_numbers_are_numbers():
+    """pd.get_dummies gives NumPy bool columns next to float ones; DataFrame.to_numpy makes
+    such a mix an object array, which was refused as "dtype object" data."""
+    df = pd.get_dummies(pd.DataFrame({"x": [0.0, 0.5, 10.0, 10.5, 0.2, 10.1],
+                                      "n": [1, 2, 30, 31, 2, 30],
+                                      "s": ["u", "v", "u", "v", "u", "v"]}))
+    assert {str(t) for t in df.dtypes} == {"float64", "int64", "bool"}
+    dense = df.to_numpy(dtype=np.float64)
+    km = KMeans(2, random_state=0).fit(df)
+    ref = KMeans(2, random_state=0).fit(dense)
+    assert km.cluster_centers_.dtype == np.float64
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(km.predict(df), ref.labels_)
+    ints = df[["n", "s_u", "s_v"]]  # int and bool columns: the default float, as ints
+    np.testing.assert_array_equal(KMeans(2, random_state=0).fit(ints).cluster_centers_,
+                                  KMeans(2, random_state=0).fit(dense[:, 1:]).cluster_centers_)
+
+
 def test_object_array_errors_keep_numpys_reason():
     X = np.ones((6, 2), dtype=object)
     X[3, 1] = {"foo": "bar"}

@@ -28,7 +28,7 @@ from .._compat import (
     is_float64_supported,
     to_numpy,
 )
-from .._data import LOG2_RANGE, ChunkedData
+from .._data import LOG2_RANGE, ChunkedData, power_of_two_scale
 from .._kernels import select
 from .._validation import _is_real, check_2d, check_dtype
 
@@ -117,6 +117,8 @@ def _block_moments(xb: Any, wb: Any, dtype: str, scale: float) -> dict:
             amax = top if math.isnan(top) or math.isnan(amax) else math.inf
             break
         amax = max(amax, top)
+        if amax > 2.0 ** LOG2_RANGE:
+            continue  # these sums would be discarded (a rescaled pass follows) and overflow
         if ref is None:
             ref = c[:1, :]
         # column sums of a chunk by a product with ones (BLAS: 5x faster than sum(axis=0)),
@@ -354,7 +356,10 @@ def _dask_weights(sample_weight: Any, X: Any, compute: Any) -> Any:
         if not np.isfinite(sample_weight) or sample_weight <= 0:
             raise ValueError(
                 f"sample_weight must be positive and finite; got {sample_weight!r}.")
-        return None
+        if float(sample_weight) == 1.0:
+            return None
+        # the weight of every sample (scikit-learn's rule): it scales inertia_
+        sample_weight = np.full(int(X.shape[0]), float(sample_weight))
     if not is_dask_collection(sample_weight):
         sample_weight = np.asarray(to_numpy(sample_weight) if hasattr(sample_weight, "shape")
                                    else sample_weight)
@@ -392,9 +397,8 @@ def make_frame(dd: DaskBlocks, compute: Any, k: int, p: Any) -> tuple[Frame, flo
         if w["sum"].sum() <= 0:
             raise ValueError(
                 "sample_weight sums to zero: at least one weight must be positive.")
-    scale, amax = 1.0, mom["amax"]
-    if amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE:
-        scale = 2.0 ** round(math.log2(amax))
+    scale = power_of_two_scale(mom["amax"], np.finfo(dtype))
+    if scale != 1.0:
         mom2 = dd.run(_block_moments, dtype, scale, reduce=_merge_moments, phase="frame2")
         mom2["w"] = mom["w"]
         mom = mom2

@@ -308,7 +308,7 @@ def lloyd(dd: DaskBlocks, frame: Frame, centers: np.ndarray, *, max_iter: int, t
     centers = np.asarray(centers, dtype=dtype)
     labels_old = None
     strict = False
-    scale2 = frame.scale ** 2
+    scale2 = frame.scale * frame.scale
     for i in range(max_iter):
         labels, (sums, counts, inertia, changed) = dd.run(
             _block_lloyd, dd.broadcast(centers, "centers"), frame, bool(verbose),
@@ -387,7 +387,7 @@ def fit(X: Any, sample_weight: Any, init: Any, random_state: Any, p: Any, owner:
             print("Initialization complete")
         labels, inertia, centers, n_iter, per_label = lloyd(
             dd, frame, c0, max_iter=p.max_iter, tol=tol, verbose=p.verbose)
-        inertia = float(inertia) * frame.scale ** 2
+        inertia = float(inertia) * frame.scale * frame.scale
         if best is None or (inertia < best[1]
                             and not same_clustering(dd, labels, best[0], k)):
             best = (labels, inertia, centers, n_iter, per_label)

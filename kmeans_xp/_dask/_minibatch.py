@@ -216,7 +216,7 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
                                       dd.broadcast(state.centers, "centers"), frame,
                                       keep=True, phase="labels")
         est.labels_ = dd.labels_array(labels, xpm.empty((0,), dtype=xpm.int32))
-        est.inertia_ = float(inertia) * frame.scale ** 2
+        est.inertia_ = float(inertia) * frame.scale * frame.scale
     est.n_steps_ = getattr(est, "n_steps_", 0) + 1
     return est
 

@@ -123,7 +123,7 @@ def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: 
     minus_two = xp.asarray(-2.0, dtype=data.dtype, device=data.device)
     labels_old = None
     strict = False
-    scale2 = data.scale ** 2
+    scale2 = data.scale * data.scale
     factor = data.distance_factor()[0]
     for i in range(max_iter):
         labels, sums, counts, inertia = kern.lloyd_pass(data, centers,
