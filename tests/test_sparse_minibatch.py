@@ -91,8 +91,23 @@ def _step(kern, sub, C, counts, *, standard, reassign=None, need_diff=False, own
     return stats, counts_new, C_new, diff
 
 
+@pytest.fixture(params=["rows", "whole"])
+def row_ops(request, monkeypatch):
+    """Both ways of scaling the centres and updating their norms: row by row over the
+    changed centres (the CPU's way for wide rows), or whole-array operations."""
+    if request.param == "rows":
+        monkeypatch.setattr(SparseOps, "ROW_LOOP_MIN_FEATURES", 0)
+        monkeypatch.setattr(SparseOps, "row_loop_max_fraction", 1.0)
+        from kmeans_xp._kernels import _sparse_ops
+
+        monkeypatch.setattr(_sparse_ops._TorchOps, "row_loop_max_fraction", 1.0)
+    else:
+        monkeypatch.setattr(SparseOps, "ROW_LOOP_MIN_FEATURES", 1 << 62)
+    return request.param
+
+
 @pytest.mark.parametrize("case", ["plain", "weighted", "reassign", "tol"])
-def test_fast_step_equals_standard_step(csr_container, products, case):
+def test_fast_step_equals_standard_step(csr_container, products, row_ops, case):
     """The in-place step (per-centre scaling + scatter of the batch's stored values) equals
     the standard functional step: labels, weights, inertia, centres, squared shift; centres
     with no weight before (W = 0: the batch mean replaces them), centres the batch does not
@@ -198,7 +213,8 @@ def test_products_by_centre_equal_transposed(csr_container):
     {"batch_size": 100, "max_no_improvement": None, "max_iter": 2},
 ])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_fast_fit_equals_standard_fit(csr_container, products, monkeypatch, kw, weighted):
+def test_fast_fit_equals_standard_fit(csr_container, products, row_ops, monkeypatch, kw,
+                                     weighted):
     """Whole fits with the fast step equal fits with the standard step: steps, centres,
     labels, inertia (reassignments, early stopping on the centre shift, weighted draws)."""
     X = make_counts(1500, 300, 43)

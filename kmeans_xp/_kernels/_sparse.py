@@ -260,9 +260,13 @@ class SparseKernels(ReferenceKernels):
         """Labels, weights per centre and inertia of a sparse batch; no centre sums (the
         update scatters the batch into the centres), and the centres' squared norms carried
         from the previous step when ``work`` holds them."""
-        labels, _, wsum, inertia = self._pass(
-            data, centers, need_sums=False, need_inertia=True,
-            c_sq=self._carried_sq_norms(work, centers))
+        c_sq = self._carried_sq_norms(work, centers)
+        if c_sq is None:
+            c_sq = data.ops.sq_norms(centers)
+            if work is not None:  # for minibatch_move to update the changed rows only
+                work["sq"], work["sq_of"] = c_sq, centers
+        labels, _, wsum, inertia = self._pass(data, centers, need_sums=False,
+                                              need_inertia=True, c_sq=c_sq)
         return BatchStats(wsum, inertia, labels=labels)
 
     def minibatch_move(self, data, stats, centers, counts, counts_new, *, reassign=None,
@@ -271,14 +275,17 @@ class SparseKernels(ReferenceKernels):
 
         On the centres the caller owns (else on one private copy, made once: the solver
         then owns it), as ``_minibatch_update_sparse``: the centres j that received weight
-        are scaled by ``W_j / W'_j`` (in place: the others by 1, exactly), then each stored
-        value x of a batch row i is added, times ``w_i / W'_{l_i}``, at (l_i, column): O(nnz),
-        no (k, d) sums, no (k, d) temporaries.  The result equals the reference's
-        ``(c W + S) / W'`` up to rounding.  Reassigned centres are overwritten in place by
-        their batch rows' stored values (no dense copy of the rows).
-        The squared norms of the new centres (one read of them) are kept in ``work`` for
-        the next :meth:`minibatch_assign`.  With ``need_diff`` (``tol > 0``), the centres
-        before the step are copied into a (k, d) block kept in ``work`` (one per fit).
+        are scaled by ``W_j / W'_j``, then each stored value x of a batch row i is added,
+        times ``w_i / W'_{l_i}``, at (l_i, column): O(nnz), no (k, d) sums, no (k, d)
+        temporaries.  The result equals the reference's ``(c W + S) / W'`` up to rounding.
+        Reassigned centres are overwritten in place by their batch rows' stored values (no
+        dense copy of the rows).  The squared norms of the changed centres are updated in
+        ``work`` for the next :meth:`minibatch_assign`.  On the CPU the scaling and the norms
+        go row by row over the changed centres only (``SparseOps.rows_of_mask``): a step
+        costs O(k_changed d + nnz of the batch + k nnz for the products); elsewhere they are
+        whole-array operations (the other centres scaled by 1: exactly unchanged).  With
+        ``need_diff`` (``tol > 0``) the centres before the step are copied into a (k, d)
+        block kept in ``work`` (one per fit), and the shift is read from it: O(k d).
 
         Statistics that carry the sums (a dense batch, the reference's assignment) take
         the reference's update.
@@ -289,6 +296,7 @@ class SparseKernels(ReferenceKernels):
                                           owned=owned, work=work)
         xp, ops = self.xp, data.ops
         d = int(centers.shape[1])
+        c_sq = self._carried_sq_norms(work, centers)  # (the copy's, too)
         C = centers if owned and ops.is_contiguous(centers) else ops.private_copy(centers)
         prev = None
         if need_diff:
@@ -302,16 +310,17 @@ class SparseKernels(ReferenceKernels):
         has = stats.wsum > 0
         one = xp.ones_like(counts_new)
         inv = 1.0 / xp.where(has, counts_new, one)
-        C *= xp.where(has, counts * inv, one)[:, None]  # W / W'; exactly 1 for the others
+        rows = ops.rows_of_mask(has, d)  # host row numbers (CPU: O(touched x d)) or None
+        ops.scale_rows(C, xp.where(has, counts * inv, one), rows)  # W / W'; 1 for the others
         flat = ops.flat_view(C)
         for s, e, B, w in data.chunks():
             lab = stats.labels[s:e]
             f = ops.take(inv, lab)  # w_i / W'_{l_i} per row (0 for a zero weight)
             if w is not None:
                 f = f * w
-            rows = B.row_ids()
-            ops.scatter_add(flat, ops.take(lab, rows) * d + _cast(xp, B.indices, xp.int64),
-                            B.data * ops.take(f, rows))
+            of_value = B.row_ids()
+            ops.scatter_add(flat, ops.take(lab, of_value) * d + _cast(xp, B.indices, xp.int64),
+                            B.data * ops.take(f, of_value))
         if reassign is not None:  # zero the rows, then scatter the picked rows' values
             target = _cast(xp, xp.nonzero(reassign.mask)[0], xp.int64)
             ops.zero_rows(C, target)
@@ -319,7 +328,8 @@ class SparseKernels(ReferenceKernels):
             for s, e, B, _ in picked.chunks():
                 flat_rows = ops.take(target[s:e], B.row_ids()) * d
                 ops.scatter_add(flat, flat_rows + _cast(xp, B.indices, xp.int64), B.data)
-        c_sq = ops.sq_norms(C)
+            rows = ops.rows_of_mask(xp.logical_or(has, reassign.mask), d)
+        c_sq = ops.update_sq_norms(C, c_sq, rows)
         diff = None
         if need_diff:
             prev -= C
