@@ -979,3 +979,16 @@ def test_peak_memory_is_bounded_by_chunks_and_centres(monkeypatch):
     chunk_bytes = 8 * chunk * (k + 4 * per_row)
     assert peaks[5_000] <= 64 * 5_000 + 8 * centre_bytes + 12 * chunk_bytes, (
         peaks, centre_bytes, chunk_bytes)
+
+
+def test_lloyd_peak_is_three_centre_arrays_on_wide_data():
+    """KMeans on wide sparse data (d = 2**18, k = 16: 32 MiB of centres): the peak holds
+    the transposed centres, the sums and the new centres, and chunk-sized arrays; no
+    (k, d) temporary for the new centres' selection nor for the centre shift (scikit-learn's
+    sparse Lloyd holds the centres, the new centres and one (k, d) sum per thread)."""
+    d, k = 2 ** 18, 16
+    X = _wide(20_000, d, 12)
+    init = X[:k].toarray()  # (not traced: made before)
+    peak = peak_traced(lambda: KMeans(k, init=init, n_init=1, max_iter=3, tol=0).fit(X))
+    centre_bytes = 8 * k * d
+    assert peak <= 3.75 * centre_bytes, (peak / centre_bytes)
