@@ -992,3 +992,13 @@ def test_lloyd_peak_is_three_centre_arrays_on_wide_data():
     peak = peak_traced(lambda: KMeans(k, init=init, n_init=1, max_iter=3, tol=0).fit(X))
     centre_bytes = 8 * k * d
     assert peak <= 3.75 * centre_bytes, (peak / centre_bytes)
+
+
+def test_kmeans_plusplus_peak_is_one_centre_array_on_wide_data():
+    """kmeans_plusplus on wide sparse data (d = 2**18, k = 16: 32 MiB of centres): the
+    result and chunk-sized arrays; the chosen centres are not kept twice (step by step and
+    concatenated, then taken again in X's values)."""
+    d, k = 2 ** 18, 16
+    X = _wide(20_000, d, 12)
+    peak = peak_traced(lambda: kmeans_plusplus(X, k, random_state=0))
+    assert peak <= 1.6 * 8 * k * d, peak / (8 * k * d)
