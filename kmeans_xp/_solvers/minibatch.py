@@ -153,8 +153,9 @@ class DenseBatches:
 
 class SparseBatches(DenseBatches):
     """Mini-batches of a :class:`~kmeans_xp._sparse.SparseData`: a batch is its
-    ``subset`` (the batch's stored values, never dense), its statistics a pass of the
-    sparse kernel set, and reassigned centres its rows made dense."""
+    ``subset`` (the batch's stored values, never dense), its statistics and update the
+    sparse kernel set's ``minibatch_assign`` / ``minibatch_move`` (in place, no (k, d)
+    sums; reassigned centres written from the picked rows' stored values)."""
 
     def flops(self, batch_size: int, n_clusters: int) -> int:
         per_row = max(1, self.data.csr.nnz // max(self.data.n, 1))
