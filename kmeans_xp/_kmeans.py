@@ -399,7 +399,8 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
     w = check_sample_weight(sample_weight, inp.n, inp.xp, inp.device, inp.compute)
     data = make_data(inp, weights=w, n_clusters=n_clusters, chunk_size=None)
     data.prepare("X")
-    _, idx = kmeans_plusplus_working(data, n_clusters, rng, n_local_trials)
+    # (the working centres are dropped at once: only the rows in X's values are returned)
+    idx = kmeans_plusplus_working(data, n_clusters, rng, n_local_trials)[1]
     if inp.sparse:  # the k chosen rows, dense, in X's values
         centers = data.dense_rows(idx, inp.storage, working=False)
     else:

@@ -21,8 +21,8 @@ from ._solvers.minibatch import (
     BatchSampler,
     EarlyStopping,
     MiniBatchState,
+    apply_step,
     batches_of,
-    minibatch_update,
 )
 from ._sparse import is_sparse_data
 from ._validation import (
@@ -198,6 +198,7 @@ class MiniBatchKMeans(BaseKMeans):
 
     def _set_results(self, data: ChunkedData, state: MiniBatchState, inp: Any) -> None:
         self.cluster_centers_ = data.to_data_coords(state.centers, inp.storage)
+        state.release()  # cluster_centers_ may be the state's centres: no more writes
         self.n_features_in_ = inp.d
         self._n_features_out = int(state.centers.shape[0])
         if inp.feature_names is not None:
@@ -219,10 +220,10 @@ class MiniBatchKMeans(BaseKMeans):
         with data.kernels.small_work(batches.flops(batch_size, p.n_clusters)):
             for step in range(n_steps):
                 idx = sampler.draw(rng, batch_size)
-                sums, wsum, inertia, rows_of = batches.statistics(idx, state.centers)
-                res = minibatch_update(
-                    state, sums, wsum, inertia, xp=xp, rows_of=rows_of,
-                    n_rows=batch_size, rng=rng,
+                batch, stats, rows_of = batches.statistics(idx, state.centers, state.work)
+                res = apply_step(
+                    state, stats, kernels=data.kernels, batch=batch, xp=xp,
+                    rows_of=rows_of, n_rows=batch_size, rng=rng,
                     random_reassign=state.random_reassign(p.n_clusters),
                     reassignment_ratio=float(self.reassignment_ratio), need_diff=tol > 0.0,
                     verbose=p.verbose)
@@ -291,6 +292,7 @@ class MiniBatchKMeans(BaseKMeans):
                                                              device=dev)).dtype)
         state = MiniBatchState(best, xp.zeros(p.n_clusters, dtype=inp.compute, device=dev),
                                batch_size)
+        best = c0 = None  # the state holds them (not owned: the first step copies them)
         stop = EarlyStopping(batch_size, n, tol, self.max_no_improvement, p.verbose)
         n_steps = (p.max_iter * n) // batch_size
         step, last = self._steps(data, state, sampler, stop, rng, n_steps, tol, p)
@@ -376,15 +378,16 @@ class MiniBatchKMeans(BaseKMeans):
             data.check_finite_and_scale("X")
             data.scale, data.shift, data.mean_variance = self._frame
         state = self._state
+        state.release()  # its centres were handed out (cluster_centers_): not written into
         # sparse rows are never centred: in the centred frame of a dense first chunk, a
         # sparse chunk's step runs on uncentred centres (the update commutes with a shift)
         offset = data.shift if inp.sparse else None
         if offset is not None:
             state.centers = state.centers + offset
-        _, sums, wsum, inertia = data.kernels.lloyd_pass(data, state.centers,
-                                                         need_inertia=True)
-        minibatch_update(
-            state, sums, wsum, inertia, xp=xp,
+            state.owned = True  # a fresh array
+        stats = data.kernels.minibatch_assign(data, state.centers, state.work)
+        apply_step(
+            state, stats, kernels=data.kernels, batch=data, xp=xp,
             rows_of=lambda ids: data.take_rows(xp.asarray(ids, device=dev)),
             n_rows=inp.n, rng=rng, random_reassign=state.random_reassign(k),
             reassignment_ratio=float(self.reassignment_ratio), need_diff=False,

@@ -957,9 +957,15 @@ def _wide(n, d, per_row, seed=0):
     return X
 
 
-def test_peak_memory_is_bounded_by_chunks_and_centres():
+def test_peak_memory_is_bounded_by_chunks_and_centres(monkeypatch):
     """20k x 2**17 data (a dense copy would be 21 GB): the peak grows with n by O(n)
     vectors only, and is a few dense (k, d) centre arrays plus a few chunks."""
+    from kmeans_xp._kernels._sparse_ops import _ScipyOps
+
+    # both sizes multiply by the transposed centres (at n = 5000, X stores fewer values
+    # than d: the products by centre would make no (d, k) copy, and the difference of the
+    # peaks would be that copy, not a growth with n)
+    monkeypatch.setattr(_ScipyOps, "matvec_max_nnz_per_feature", 0.0)
     d, k, chunk, per_row = 2 ** 17, 8, 1000, 12
     peaks = {}
     for n in (5_000, 20_000):
@@ -973,3 +979,26 @@ def test_peak_memory_is_bounded_by_chunks_and_centres():
     chunk_bytes = 8 * chunk * (k + 4 * per_row)
     assert peaks[5_000] <= 64 * 5_000 + 8 * centre_bytes + 12 * chunk_bytes, (
         peaks, centre_bytes, chunk_bytes)
+
+
+def test_lloyd_peak_is_three_centre_arrays_on_wide_data():
+    """KMeans on wide sparse data (d = 2**18, k = 16: 32 MiB of centres): the peak holds
+    the transposed centres, the sums and the new centres, and chunk-sized arrays; no
+    (k, d) temporary for the new centres' selection nor for the centre shift (scikit-learn's
+    sparse Lloyd holds the centres, the new centres and one (k, d) sum per thread)."""
+    d, k = 2 ** 18, 16
+    X = _wide(20_000, d, 12)
+    init = X[:k].toarray()  # (not traced: made before)
+    peak = peak_traced(lambda: KMeans(k, init=init, n_init=1, max_iter=3, tol=0).fit(X))
+    centre_bytes = 8 * k * d
+    assert peak <= 3.75 * centre_bytes, (peak / centre_bytes)
+
+
+def test_kmeans_plusplus_peak_is_one_centre_array_on_wide_data():
+    """kmeans_plusplus on wide sparse data (d = 2**18, k = 16: 32 MiB of centres): the
+    result and chunk-sized arrays; the chosen centres are not kept twice (step by step and
+    concatenated, then taken again in X's values)."""
+    d, k = 2 ** 18, 16
+    X = _wide(20_000, d, 12)
+    peak = peak_traced(lambda: kmeans_plusplus(X, k, random_state=0))
+    assert peak <= 1.6 * 8 * k * d, peak / (8 * k * d)

@@ -29,6 +29,10 @@ kmeans_xp/_kernels/_reference.py, owned by the lead):
       -> pots (m,) float64 where possible: pots_c = sum_i w_i * min(closest_i, ||xt_i - cand_c||^2)
       and (optionally) the per-row distances to one chosen candidate for the closest update:
   kpp_update(X, closest, center(1,d), shift, inv_scale) -> new closest (n,) = min(closest, d(x, center))
+  minibatch_assign(batch, centers, work) -> BatchStats (weights per centre, inertia, sums or labels)
+  minibatch_move(batch, stats, centers, counts, counts_new, *, reassign, need_diff, owned, work)
+      -> centers after the step (scikit-learn's per-centre learning rate, reassignment), shift;
+      the reference is functional, the sparse set writes in place into centres the caller owns
 
 Numerical rule for the fast distance: ||c||^2 - 2 xt.c (row term ||xt||^2 added only where the
 distance itself, not the argmin, is needed), accumulated in fp32 for fp32 compute.

@@ -16,6 +16,7 @@ the working coordinates of ``data`` (``Xt = X * inv_scale - shift``).
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from .._compat import device_of
@@ -51,6 +52,28 @@ def weighted_total(values: Any, w: Any, data: ChunkedData) -> Any:
     xp = data.xp
     v = values if w is None else values * w
     return xp.astype(xp.sum(v), data.accumulator_dtype())
+
+
+@dataclass
+class BatchStats:
+    """What a mini-batch step's assignment hands to its centre update
+    (:meth:`ReferenceKernels.minibatch_assign` -> :meth:`ReferenceKernels.minibatch_move`)."""
+
+    wsum: Any  # (k,) the weight each centre received from the batch
+    inertia: Any  # 0-d: weighted squared distances of the batch to the centres before the step
+    sums: Any = None  # (k, d) weighted sums of the batch rows per centre, or None
+    labels: Any = None  # (m,) int64 nearest centre of each batch row, or None
+
+
+@dataclass
+class Reassignment:
+    """Centres of a mini-batch step moved to rows of its batch (scikit-learn's random
+    reassignment): the centres where ``mask`` (k,) is true, in order, become the batch rows
+    ``picked`` (host int64); ``rows_of(picked)`` gives them as a dense (r, d) array."""
+
+    mask: Any
+    picked: Any
+    rows_of: Any
 
 
 class ReferenceKernels:
@@ -213,6 +236,46 @@ class ReferenceKernels:
             D = xp.where(lab[:, None] == ks[None, :], exact[:, None], D)
             parts.append(xp.clip(D, min=0.0))
         return concat(parts, xp)
+
+    # -- mini-batch steps (scikit-learn's per-centre learning rate) --------------------
+    def minibatch_assign(self, data: ChunkedData, centers: Any, work: dict | None = None
+                         ) -> BatchStats:
+        """Statistics of a mini-batch ``data`` against ``centers``: one Lloyd pass.
+
+        ``work``: a dict kept with the centres from step to step (the solver's state), where
+        a kernel set may keep what it derived from the centres it returned from
+        :meth:`minibatch_move`; the reference keeps nothing.
+        """
+        labels, sums, wsum, inertia = self.lloyd_pass(data, centers, need_inertia=True)
+        return BatchStats(wsum, inertia, sums=sums, labels=labels)
+
+    def minibatch_move(self, data: Any, stats: BatchStats, centers: Any, counts: Any,
+                       counts_new: Any, *, reassign: Reassignment | None = None,
+                       need_diff: bool = False, owned: bool = False,
+                       work: dict | None = None) -> tuple[Any, Any]:
+        """The centres after a mini-batch step, and the squared Frobenius norm of the change.
+
+        Each centre j that received weight (``stats.wsum[j] > 0``) moves to
+        ``(c_j W_j + S_j) / W'_j``, with ``W = counts`` its weight before the step,
+        ``W' = counts_new = W + wsum`` after, ``S_j = stats.sums[j]``; the others stay.  Then
+        the centres ``reassign`` names become rows of the batch.  ``data``: the batch (None
+        where the statistics hold the sums).  The difference (0-d) is computed with
+        ``need_diff`` only (else None).
+
+        The reference is functional.  A kernel set may instead write into ``centers`` when
+        ``owned`` (an array private to the caller, contiguous) and return it.
+        """
+        xp = self.xp
+        C = centers
+        has = stats.wsum > 0
+        inv = 1.0 / xp.where(has, counts_new, xp.ones_like(counts_new))
+        updated = xp.where(has[:, None], (C * counts[:, None] + stats.sums) * inv[:, None], C)
+        if reassign is not None:
+            mask, rows = reassign.mask, reassign.rows_of(reassign.picked)
+            pos = xp.clip(xp.cumulative_sum(xp.astype(mask, xp.int64)) - 1, min=0)
+            updated = xp.where(mask[:, None], xp.take(rows, pos, axis=0), updated)
+        diff = xp.sum((updated - C) ** 2) if need_diff else None
+        return updated, diff
 
     # -- small whole-array tests of the solver (fused sets answer on host views) ---------
     def frame_stats(self, data: ChunkedData, shift: Any = None, big: float = float("inf")

@@ -43,7 +43,8 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
     """Greedy k-means++ (Arthur & Vassilvitskii; scikit-learn's variant) on ``data``.
 
     Returns the centres in working coordinates (k, d) and their row indices (k,), both on
-    the data's device.  Memory: O(n) vectors plus one (chunk x trials) block at a time.
+    the data's device.  Memory: O(n) vectors plus one (chunk x trials) block at a time,
+    and the (k, d) result.
     """
     xp = data.xp
     n, dev = data.n, data.device
@@ -55,7 +56,7 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
     first = _first_index(data, rng)
     kern = data.kernels
     center = data.take_rows(first)
-    centers, indices = [center], [first]
+    indices = [first]
     closest = kern.kpp_update(data, None, center)  # accumulator dtype (float64 if any)
     w_acc = None if w is None else xp.astype(w, acc)
     weighted = closest if w is None else closest * w_acc
@@ -73,9 +74,11 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
         center = xp.take(cand_rows, best, axis=0)
         closest = kern.kpp_update(data, closest, center)
         weighted = closest if w is None else closest * w_acc
-        centers.append(center)
         indices.append(best_id)
-    return xp.concat(centers), xp.concat(indices)
+    # the chosen rows, taken once: the chosen centres were not kept step by step (a list
+    # of k rows, then their concatenation, held two (k, d) arrays at the end)
+    indices = xp.concat(indices)
+    return data.take_rows(indices), indices
 
 
 def kmeans_parallel_working(data: ChunkedData, n_clusters: int, rng: Any, *,

@@ -7,21 +7,34 @@ weight the centre has seen so far: the learning rate of centre j is ``s_j / (W_j
 Centres whose accumulated weight falls below ``reassignment_ratio * max(W)`` are moved to
 random rows of the batch (scikit-learn's ``_mini_batch_step``).
 
+A step is two calls of the fit's kernel set: ``minibatch_assign`` (labels, weights per
+centre, batch inertia; the reference also the centre sums) and ``minibatch_move`` (the
+update and the reassignment).  The reference update is functional; the sparse kernel set
+updates, in place, the centres the state owns (:attr:`MiniBatchState.owned`: never an array
+the user holds) in O(nnz of the batch + k d), without (k, d) temporaries.
+
 Randomness (mini-batch rows, reassignment rows) comes from the host generator and is drawn
 exactly as scikit-learn draws it, so the same seed selects the same rows on every backend.
 One host sync per step: the batch inertia, the number of centres to reassign, whether a
-centre is still empty, and (with ``tol``) the squared centre shift travel together.
+centre is still empty, and (with ``tol``, on steps that cannot reassign) the squared
+centre shift travel together; on steps that may reassign, the reassignment is decided
+before the update, and the shift (with ``tol``) is a second sync.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .._compat import to_numpy
-from .._kernels._reference import center_terms
+from .._compat import device_of, to_numpy
+from .._kernels._reference import (
+    BatchStats,
+    Reassignment,
+    ReferenceKernels,
+    center_terms,
+)
 from .._sparse import is_sparse_data
 
 
@@ -63,13 +76,27 @@ class BatchSampler:
 @dataclass
 class MiniBatchState:
     """What a sequence of steps carries: centres (working coordinates), accumulated weight
-    per centre, samples seen since the last reassignment, and whether a centre is empty."""
+    per centre, samples seen since the last reassignment, and whether a centre is empty.
+
+    ``owned``: whether ``centers`` is private to the state (a kernel set may then update it
+    in place); false for initial centres (the user's array, maybe) and once the centres
+    are handed out (:meth:`release`).  ``work``: what the kernel set keeps from step to
+    step for the centres it returned (their squared norms, a block for the shift).
+    """
 
     centers: Any
     counts: Any
     batch_size: int
     n_since_last_reassign: int = 0
     has_empty: bool = True  # counts start at zero
+    owned: bool = False
+    work: dict = field(default_factory=dict, repr=False)
+
+    def release(self) -> None:
+        """The centres are handed out (``cluster_centers_`` may be them): never write into
+        them again, and forget what was kept for them."""
+        self.owned = False
+        self.work.clear()
 
     def random_reassign(self, n_clusters: int) -> bool:
         """scikit-learn's ``_random_reassign``: every ``10 * n_clusters`` samples, or while a
@@ -112,30 +139,31 @@ class DenseBatches:
         """About the work of one step's distances (for ``kernels.small_work``)."""
         return 2 * batch_size * n_clusters * self.data.d
 
-    def statistics(self, idx: np.ndarray, centers: Any) -> tuple[Any, Any, Any, Any]:
-        """``(sums, weights, inertia, rows_of)`` of the rows ``idx`` (host int64, unit
-        weights) for :func:`minibatch_update`."""
+    def statistics(self, idx: np.ndarray, centers: Any, work: dict | None = None
+                   ) -> tuple[Any, BatchStats, Any]:
+        """``(batch, stats, rows_of)`` of the rows ``idx`` (host int64, unit weights) for
+        :func:`apply_step` (``batch``: None, the statistics hold the sums)."""
         xp, dev = self.xp, self.device
         Xb = self.data.take_rows(xp.asarray(idx, device=dev))
         sums, wsum, inertia = batch_statistics(self.kern, Xb, None, centers,
                                                self.data.buffers)
-        return sums, wsum, inertia, \
+        return None, BatchStats(wsum, inertia, sums=sums), \
             lambda ids: xp.take(Xb, xp.asarray(ids, device=dev), axis=0)
 
 
 class SparseBatches(DenseBatches):
     """Mini-batches of a :class:`~kmeans_xp._sparse.SparseData`: a batch is its
-    ``subset`` (the batch's stored values, never dense), its statistics a pass of the
-    sparse kernel set, and reassigned centres its rows made dense."""
+    ``subset`` (the batch's stored values, never dense), its statistics and update the
+    sparse kernel set's ``minibatch_assign`` / ``minibatch_move`` (in place, no (k, d)
+    sums; reassigned centres written from the picked rows' stored values)."""
 
     def flops(self, batch_size: int, n_clusters: int) -> int:
         per_row = max(1, self.data.csr.nnz // max(self.data.n, 1))
         return 2 * batch_size * n_clusters * per_row
 
-    def statistics(self, idx, centers):
+    def statistics(self, idx, centers, work=None):
         sub = self.data.subset(idx)
-        _, sums, wsum, inertia = self.kern.lloyd_pass(sub, centers, need_inertia=True)
-        return sums, wsum, inertia, sub.take_rows
+        return sub, self.kern.minibatch_assign(sub, centers, work), sub.take_rows
 
 
 def batches_of(data: Any) -> DenseBatches:
@@ -143,33 +171,38 @@ def batches_of(data: Any) -> DenseBatches:
     return SparseBatches(data) if is_sparse_data(data) else DenseBatches(data)
 
 
-def minibatch_update(state: MiniBatchState, sums: Any, wsum: Any, inertia: Any, *,
-                     xp: Any, rows_of: Any, n_rows: int, rng: Any, random_reassign: bool,
-                     reassignment_ratio: float, need_diff: bool, verbose: int = 0
-                     ) -> StepResult:
+def apply_step(state: MiniBatchState, stats: BatchStats, *, kernels: Any, batch: Any,
+               xp: Any, rows_of: Any, n_rows: int, rng: Any, random_reassign: bool,
+               reassignment_ratio: float, need_diff: bool, verbose: int = 0) -> StepResult:
     """Apply one step's statistics to ``state`` (scikit-learn's update and reassignment).
 
+    ``stats`` come from ``kernels.minibatch_assign`` on ``batch`` (or hold the sums of a
+    dense batch: ``batch`` None); ``kernels.minibatch_move`` moves the centres.
     ``rows_of(indices)`` returns rows of the batch (indices: host int64 array) in working
     coordinates; ``n_rows`` is the batch's number of rows.
     """
-    C, counts = state.centers, state.counts
-    counts_new = counts + wsum
-    has = wsum > 0
-    inv = 1.0 / xp.where(has, counts_new, xp.ones_like(counts_new))
-    updated = xp.where(has[:, None], (C * counts[:, None] + sums) * inv[:, None], C)
-
+    counts = state.counts
+    counts_new = counts + stats.wsum
+    dtype = counts.dtype
     reassign = random_reassign and reassignment_ratio > 0
-    parts = [xp.astype(inertia, counts.dtype),
-             xp.astype(xp.any(counts_new == 0), counts.dtype)]
-    if reassign:
-        to_reassign = counts_new < reassignment_ratio * xp.max(counts_new)
-        parts.append(xp.astype(xp.sum(xp.astype(to_reassign, counts.dtype)), counts.dtype))
-    if need_diff and not reassign:
-        parts.append(xp.sum((updated - C) ** 2))
-    host = to_numpy(xp.stack(parts))  # the one host sync of the step
-    batch_inertia = float(host[0])
+    parts = [xp.astype(stats.inertia, dtype), xp.astype(xp.any(counts_new == 0), dtype)]
 
-    if reassign:
+    def move(reassign=None):
+        return kernels.minibatch_move(batch, stats, state.centers, counts, counts_new,
+                                      reassign=reassign, need_diff=need_diff,
+                                      owned=state.owned, work=state.work)
+
+    if not reassign:
+        updated, diff = move()
+        if need_diff:
+            parts.append(xp.astype(diff, dtype))
+        host = to_numpy(xp.stack(parts))  # the one host sync of the step
+        state.has_empty = bool(host[1])
+        squared_diff = float(host[2]) if need_diff else 0.0
+    else:
+        to_reassign = counts_new < reassignment_ratio * xp.max(counts_new)
+        parts.append(xp.astype(xp.sum(xp.astype(to_reassign, dtype)), dtype))
+        host = to_numpy(xp.stack(parts))  # the one host sync of the step
         n_reassign = int(host[2])
         limit = int(0.5 * n_rows)
         if n_reassign > limit:  # keep the limit smallest counts only
@@ -177,34 +210,38 @@ def minibatch_update(state: MiniBatchState, sums: Any, wsum: Any, inertia: Any, 
             rank = xp.argsort(order, stable=True)
             to_reassign = xp.logical_and(to_reassign, rank < limit)
             n_reassign = limit
+        moved = None
         if n_reassign:
             picked = rng.choice(n_rows, replace=False, size=n_reassign)
             if verbose:
                 print(f"[MiniBatchKMeans] Reassigning {n_reassign} cluster centers.")
-            new_rows = rows_of(np.asarray(picked, dtype=np.int64))
-            pos = xp.cumulative_sum(xp.astype(to_reassign, xp.int64)) - 1
-            pos = xp.clip(pos, min=0)
-            updated = xp.where(to_reassign[:, None], xp.take(new_rows, pos, axis=0), updated)
+            moved = Reassignment(to_reassign, np.asarray(picked, dtype=np.int64), rows_of)
+        updated, diff = move(moved)
         # reset the counts of reassigned centres to the smallest kept count (scikit-learn)
-        inf = xp.asarray(float("inf"), dtype=counts_new.dtype, device=_device(counts_new))
+        inf = xp.asarray(float("inf"), dtype=dtype, device=device_of(counts_new))
         kept_min = xp.min(xp.where(to_reassign, inf, counts_new))
         # (every centre reassigned, reassignment_ratio > 1: scikit-learn fails; keep counts)
         counts_new = xp.where(xp.logical_and(to_reassign, kept_min < inf), kept_min, counts_new)
         state.has_empty = bool(host[1]) and n_reassign == 0
         if n_reassign:
             state.has_empty = bool(xp.any(counts_new == 0))  # rare: a second sync
-        diff = float(xp.sum((updated - C) ** 2)) if need_diff else 0.0
-    else:
-        state.has_empty = bool(host[1])
-        diff = float(host[2]) if need_diff else 0.0
+        squared_diff = float(diff) if need_diff else 0.0  # (with tol) a second sync
     state.centers, state.counts = updated, counts_new
-    return StepResult(batch_inertia, diff)
+    state.owned = True  # the kernel set's result: in place on owned centres, or fresh
+    return StepResult(float(host[0]), squared_diff)
 
 
-def _device(a: Any) -> Any:
-    from .._compat import device_of
-
-    return device_of(a)
+def minibatch_update(state: MiniBatchState, sums: Any, wsum: Any, inertia: Any, *,
+                     xp: Any, rows_of: Any, n_rows: int, rng: Any, random_reassign: bool,
+                     reassignment_ratio: float, need_diff: bool, verbose: int = 0
+                     ) -> StepResult:
+    """:func:`apply_step` for statistics given as arrays (``sums`` (k, d), ``wsum`` (k,),
+    ``inertia`` 0-d), with the reference (functional) update."""
+    kernels = ReferenceKernels(xp, device_of(sums), sums.dtype)
+    return apply_step(state, BatchStats(wsum, inertia, sums=sums), kernels=kernels,
+                      batch=None, xp=xp, rows_of=rows_of, n_rows=n_rows, rng=rng,
+                      random_reassign=random_reassign, reassignment_ratio=reassignment_ratio,
+                      need_diff=need_diff, verbose=verbose)
 
 
 @dataclass
