@@ -315,7 +315,7 @@ class _TorchOps(SparseOps):
         # on one thread: k short parallel regions a step wait for descheduled OpenMP
         # threads on a busy machine (k = 100, 100k values, 2 cores shared with a 2-thread
         # job: 192 ms against 56 ms on one thread; 14 ms against 25 ms on idle cores)
-        with _torch_one_thread():
+        with torch_one_thread():
             for j in range(C.shape[0]):
                 torch.mv(M, C[j], out=out[j])
         return out.T
@@ -349,7 +349,7 @@ class _TorchOps(SparseOps):
         if rows is None:
             C *= factor[:, None]
             return
-        with _torch_one_thread():
+        with torch_one_thread():
             f = factor.tolist()
             for j in rows.tolist():
                 C[j].mul_(f[j])
@@ -359,7 +359,7 @@ class _TorchOps(SparseOps):
 
         if rows is None or sq is None:
             return self.sq_norms(C)
-        with _torch_one_thread():
+        with torch_one_thread():
             for j in rows.tolist():
                 sq[j] = torch.dot(C[j], C[j])
         return sq
@@ -409,7 +409,7 @@ class _TorchOps(SparseOps):
 
 
 @contextmanager
-def _torch_one_thread():
+def torch_one_thread():
     """torch's intra-op pool on one thread (process-wide), restored after."""
     import torch
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
+
 from ._buffers import buffer
 from ._reference import ReferenceKernels, onehot
+from ._sparse_ops import torch_one_thread as _one_thread  # one helper for both sets
 
 
 class TorchKernels(ReferenceKernels):
@@ -112,16 +114,3 @@ class TorchKernels(ReferenceKernels):
         import torch
 
         return torch.searchsorted(sorted_rows.contiguous(), values.contiguous(), side="left")
-
-
-@contextmanager
-def _one_thread():
-    """torch's intra-op pool limited to one thread, restored after (process-wide setting)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
