@@ -55,7 +55,7 @@ def _subset(data: ChunkedData, idx: np.ndarray) -> ChunkedData:
     X = xp.take(data.X, idx_dev, axis=0)
     sub = ChunkedData(X, xp=xp, dtype=data.dtype, weights=w, n_clusters=1,
                       kernels=data.kernels)
-    sub.scale, sub.shift, sub.mean_variance = data.scale, data.shift, data.mean_variance
+    sub.use_frame(data.frame)
     return sub
 
 
@@ -207,7 +207,7 @@ class MiniBatchKMeans(BaseKMeans):
     def _labels_inertia(self, data: ChunkedData, centers: Any) -> None:
         labels, inertia = data.kernels.labels_inertia(data, centers)
         self.labels_ = labels
-        self.inertia_ = float(inertia) * data.scale * data.scale
+        self.inertia_ = float(inertia) * data.distance_factor()[0]
 
     def _steps(self, data: ChunkedData, state: MiniBatchState, sampler: BatchSampler,
                stop: EarlyStopping, rng: Any, n_steps: int, tol: float, p: _Params
@@ -283,7 +283,8 @@ class MiniBatchKMeans(BaseKMeans):
             c0 = self._init_centroids(data, init, p, rng, init_size)
             inertia = float(kern.labels_inertia(valid, c0)[1])  # host sync, once per init
             if p.verbose:
-                print(f"Inertia for init {i + 1}/{p.n_init}: {inertia * data.scale * data.scale}")
+                print(f"Inertia for init {i + 1}/{p.n_init}: "
+                      f"{inertia * data.distance_factor()[0]}")
             if best_inertia is None or inertia < best_inertia:
                 best, best_inertia = c0, inertia
 
@@ -305,10 +306,10 @@ class MiniBatchKMeans(BaseKMeans):
         else:
             total_w = n if w is None else float(xp.sum(w))
             ewa = stop.ewa_inertia if stop.ewa_inertia is not None else last / batch_size
-            self.inertia_ = ewa * total_w * data.scale * data.scale
+            self.inertia_ = ewa * total_w * data.distance_factor()[0]
         # what partial_fit continues from
         self._state = state
-        self._frame = (data.scale, data.shift, data.mean_variance)
+        self._frame = data.frame.freeze()
         return self
 
     def _fit_where(self) -> tuple[Any, Any, Any]:
@@ -373,10 +374,10 @@ class MiniBatchKMeans(BaseKMeans):
             c0 = self._init_centroids(data, init, p, rng, init_size)
             self._state = MiniBatchState(c0, xp.zeros(k, dtype=inp.compute, device=dev),
                                          batch_size)
-            self._frame = (data.scale, data.shift, data.mean_variance)
+            self._frame = data.frame.freeze()
         else:
-            data.check_finite_and_scale("X")
-            data.scale, data.shift, data.mean_variance = self._frame
+            data.check_and_amax("X", moments=False)  # NaN / inf; the frame stays the first's
+            data.use_frame(self._frame)
         state = self._state
         state.release()  # its centres were handed out (cluster_centers_): not written into
         # sparse rows are never centred: in the centred frame of a dense first chunk, a

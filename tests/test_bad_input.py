@@ -82,7 +82,7 @@ def no_clustering(monkeypatch):
         raise AssertionError("clustering started before the bad input was reported")
 
     monkeypatch.setattr(est_mod, "initial_centers", boom)
-    monkeypatch.setattr(est_mod, "kmeans_single_lloyd", boom)
+    monkeypatch.setattr(est_mod, "best_of", boom)
 
 
 @pytest.mark.parametrize("case", FIT_CASES, ids=[c[0] for c in FIT_CASES])

@@ -28,7 +28,7 @@ def fusable(data: ChunkedData) -> bool:
     scale) on its own: not for data streamed from the host, nor for 'cosine', whose frame
     also scales each row to unit length.  Otherwise the fused sets take their parent's
     chunk loop."""
-    return not data.streamed and data.metric == "euclidean"
+    return not data.streamed and data.metric.kernel == "sqeuclidean" and not data.metric.unit_rows
 
 
 def onehot(labels: Any, n_clusters: int, dtype: Any, xp: Any) -> Any:
