@@ -23,6 +23,7 @@ from ._compat import (
     is_dask_array,
 )
 from ._data import ChunkedData
+from ._metric import get_metric
 from ._kernels import select
 from ._sparse import is_sparse
 from ._validation import (
@@ -99,7 +100,8 @@ def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | No
               metric: str = "euclidean") -> ChunkedData:
     """The chunked view of ``inp.X`` with the kernel set of this fit (chosen once, here)."""
     kernels = select(inp.xp, inp.device, inp.compute, precision=precision,
-                     deterministic=deterministic, metric=metric, sparse=inp.sparse)
+                     deterministic=deterministic, metric=get_metric(metric).kernel,
+                     sparse=inp.sparse)
     if inp.sparse:
         from ._sparse import SparseData
 

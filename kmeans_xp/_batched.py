@@ -16,6 +16,7 @@ from ._base import BaseKMeans
 from ._compat import array_namespace, device_of, to_numpy
 from ._kernels import select
 from ._frame import Frame, power_of_two_scales
+from ._random import integers
 from ._solvers.lloyd import best_of
 from ._solvers.batched import (
     BatchedData,
@@ -56,10 +57,7 @@ def problem_seeds(random_state: Any, n_problems: int) -> np.ndarray:
                 f"per problem ({n_problems}); got shape {seeds.shape}, dtype {seeds.dtype}.")
         return seeds.astype(np.int64)
     rng = check_random_state(random_state)
-    top = np.iinfo(np.int32).max
-    if isinstance(rng, np.random.RandomState):
-        return rng.randint(top, size=n_problems).astype(np.int64)
-    return rng.integers(0, top, size=n_problems).astype(np.int64)
+    return np.asarray(integers(rng, np.iinfo(np.int32).max, size=n_problems), dtype=np.int64)
 
 
 @dataclass

@@ -17,9 +17,10 @@ from ._base import BaseKMeans, Input, check_host_input, check_input, make_data
 from ._compat import is_dask_array, is_out_of_memory, to_numpy
 from ._data import ChunkedData
 from ._kernels import PRECISIONS
+from ._metric import METRICS as _METRIC_OBJECTS
 
-#: Distances a fit can use (``metric``).
-METRICS = ("euclidean", "cosine", "manhattan")
+#: Distances a fit can use (``metric``): the registered metric objects (``_metric.METRICS``).
+METRICS = tuple(_METRIC_OBJECTS)
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
 from ._solvers.lloyd import best_of
 from ._validation import (

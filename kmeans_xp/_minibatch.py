@@ -15,6 +15,7 @@ import numpy as np
 from ._base import BaseKMeans, check_input, make_data
 from ._compat import array_namespace, device_of, to_numpy
 from ._data import ChunkedData
+from ._random import integers
 from ._kmeans import _check_params, _Params
 from ._solvers.init import check_user_centers, initial_centers
 from ._solvers.minibatch import (
@@ -35,13 +36,6 @@ from ._validation import (
 )
 
 OWNER = "MiniBatchKMeans"
-
-
-def _randint(rng: Any, n: int, size: int) -> np.ndarray:
-    """``rng.randint(0, n, size)`` (scikit-learn's draw) for a RandomState or a Generator."""
-    if isinstance(rng, np.random.RandomState):
-        return rng.randint(0, n, size)
-    return rng.integers(0, n, size)
 
 
 def _subset(data: ChunkedData, idx: np.ndarray) -> ChunkedData:
@@ -190,7 +184,7 @@ class MiniBatchKMeans(BaseKMeans):
         """Initial centres (working coordinates) from ``init_size`` random rows of ``data``."""
         sub = data
         if init_size < data.n:
-            sub = _subset(data, _randint(rng, data.n, init_size))
+            sub = _subset(data, integers(rng, data.n, init_size))
         host_w = None if sub.weights is None or p.init_kind != "random" \
             else to_numpy(sub.weights)
         return initial_centers(sub, init, p.init_kind, p.n_clusters, rng, host_w,
@@ -275,7 +269,7 @@ class MiniBatchKMeans(BaseKMeans):
         kern = data.kernels
 
         # initialisations, judged on a common validation sample (scikit-learn's order of draws)
-        valid = _subset(data, _randint(rng, n, init_size))
+        valid = _subset(data, integers(rng, n, init_size))
         best, best_inertia = None, None
         for i in range(p.n_init):
             if p.verbose:

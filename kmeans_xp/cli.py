@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ._metric import METRICS
+
 EXAMPLES = """\
 examples:
   kmeans-xp iris.csv --k 3 --output labels.csv
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--criterion", default="elbow",
                    choices=["elbow", "silhouette", "calinski_harabasz", "davies_bouldin"],
                    help="how --select-k chooses (default: elbow, the Kneedle knee)")
-    g.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine", "manhattan"],
+    g.add_argument("--metric", default="euclidean", choices=list(METRICS),
                    help="distance (default euclidean; the others need a KMeans with 'metric')")
     g.add_argument("--n-init", default="auto", help="runs per k: 'auto' or an int")
     g.add_argument("--max-iter", type=int, default=300, help="Lloyd iterations (default 300)")

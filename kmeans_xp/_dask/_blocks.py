@@ -90,7 +90,8 @@ def _block_data(xb: Any, wb: Any, frame: Frame, k: int | None = None) -> Chunked
     """The block as the kernels see it, with the fit's frame and the block's kernel set."""
     xp, dev = array_namespace(xb), device_of(xb)
     dtype = getattr(xp, frame.dtype)
-    kern = select(xp, dev, dtype, precision=frame.precision, deterministic=frame.deterministic)
+    kern = select(xp, dev, dtype, precision=frame.precision, deterministic=frame.deterministic,
+                  metric=frame.frame.metric.kernel)
     if wb is not None and wb.dtype != dtype:
         wb = xp.astype(wb, dtype)
     data = ChunkedData(xb, xp=xp, dtype=dtype, weights=wb, n_clusters=k or frame.k,
@@ -458,17 +459,6 @@ def to_working(C: np.ndarray, frame: Frame) -> np.ndarray:
 def to_data(C: np.ndarray, frame: Frame, storage: Any) -> np.ndarray:
     """Working-coordinate centres in data coordinates and the storage dtype."""
     return frame.frame.to_data(np.asarray(C), _NP, storage)
-
-
-def _uniform01(rng: Any) -> float:
-    return float(rng.random_sample() if isinstance(rng, np.random.RandomState) else rng.random())
-
-
-def _integers(rng: Any, high: int, size: Any = None) -> Any:
-    if isinstance(rng, np.random.RandomState):
-        return rng.randint(0, high, size=size)
-    return rng.integers(0, high, size=size)
-
 
 
 def _host_data(rows: np.ndarray, weights: Any, frame: Frame, k: int,

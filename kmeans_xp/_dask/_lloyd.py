@@ -19,6 +19,7 @@ import numpy as np
 from .._solvers.lloyd import best_of
 
 from .._frame import Frame as WorkingFrame
+from .._random import integers, uniform01
 
 from .._compat import array_namespace, device_of, is_float64_supported, to_numpy
 from .._validation import ConvergenceWarning, check_random_state
@@ -32,11 +33,9 @@ from ._blocks import (
     _dev,
     _host64,
     _host_data,
-    _integers,
     _label_counts,
     _meta_namespace,
     _prepare,
-    _uniform01,
     last_fit_log,
     make_frame,
     to_data,
@@ -159,7 +158,7 @@ def _first_index(dd: DaskBlocks, rng: Any, wsums: np.ndarray | None) -> int:
     import dask
     from dask import delayed
 
-    u = _uniform01(rng)
+    u = uniform01(rng)
     n = sum(dd.sizes)
     if wsums is None:
         return min(int(u * n), n - 1)
@@ -183,7 +182,7 @@ def kmeans_plusplus_sample(dd: DaskBlocks, frame: Frame, k: int, rng: Any,
 
     n = sum(dd.sizes)
     m = max(SAMPLE_MIN, SAMPLE_PER_CLUSTER * k)
-    idx = np.arange(n) if m >= n else np.unique(_integers(rng, n, size=m))
+    idx = np.arange(n) if m >= n else np.unique(integers(rng, n, size=m))
     rows, w = dd.take(frame, idx)
     sample = _host_data(rows, w, frame, k)
     centers, local = kmeans_plusplus_working(sample, k, rng, n_local_trials)
@@ -213,7 +212,7 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
     state, (phi, counts) = dd.run(_block_closest, frame, dd.broadcast(first, "cand"), 0,
                                   per_block=[None] * len(dd.xb), keep=True, phase="init")
     for _ in range(n_rounds):
-        seed = int(_integers(rng, 2 ** 32 - 1))
+        seed = int(integers(rng, 2 ** 32 - 1))
         offsets = [dd.offsets[i] for i in dd.live]
         per = [(o, c) for o, c in zip(offsets, state)]
         (new,) = dd.run(_block_sample_pb, frame, phi, ell, seed, per_block=per,

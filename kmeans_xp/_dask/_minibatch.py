@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._frame import Frame as WorkingFrame
+from .._random import integers
 
 from .._compat import device_of, to_numpy
 from .._validation import check_dtype, check_random_state, check_same_namespace
@@ -107,12 +108,11 @@ def _initial_centers(dd: DaskBlocks, frame: Frame, init: Any, p: Any, rng: Any, 
     """``MiniBatchKMeans._init_centroids`` on the blocks: the same host draws (``init_size``
     row indices, then the initialisation's own), the rows brought to the client and the
     initialisation run there on them.  Returns centres in working coordinates (host)."""
-    from .._minibatch import _randint
     from .._solvers.init import check_user_centers, initial_centers
 
     k = p.n_clusters
     whole = init_size >= n  # in memory: the initialisation runs on all the rows
-    idx = np.arange(n) if whole else np.asarray(_randint(rng, n, init_size), dtype=np.int64)
+    idx = np.arange(n) if whole else np.asarray(integers(rng, n, init_size), dtype=np.int64)
     if p.init_kind == "array":  # the rows are drawn (as in memory) but not needed
         return to_working(np.asarray(init), frame)
     if p.init_kind == "callable":  # it sees the rows as stored, like in memory

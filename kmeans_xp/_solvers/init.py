@@ -17,18 +17,14 @@ import numpy as np
 
 from .._data import ChunkedData
 from .._frame import Frame
+from .._random import uniform01
 from .._validation import as_namespace, check_centers_shape
-
-
-def _uniform01(rng: Any) -> float:
-    """One uniform in [0, 1): the draw ``choice(n, p=...)`` makes (RandomState or Generator)."""
-    return float(rng.random_sample() if isinstance(rng, np.random.RandomState) else rng.random())
 
 
 def _first_index(data: ChunkedData, rng: Any) -> Any:
     """The first centre's row (1,): ``choice(n, p=w / w.sum())`` as NumPy draws it."""
     xp, n, dev, w = data.xp, data.n, data.device, data.weights
-    u = _uniform01(rng)
+    u = uniform01(rng)
     if w is None:
         first = xp.asarray([min(int(u * n), n - 1)], device=dev)
     else:
