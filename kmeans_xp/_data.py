@@ -17,6 +17,8 @@ import numpy as np
 from ._frame import LOG2_RANGE, Frame, build_frame, power_of_two_scale
 from ._metric import Metric, get_metric
 from ._compat import (
+    accumulate,
+    chunk_rows,
     HostToDevice,
     available_memory,
     default_chunk_budget,
@@ -24,17 +26,6 @@ from ._compat import (
     is_float64_supported,
     to_numpy,
 )
-
-def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) -> int:
-    """Rows per chunk so that a chunk's (rows x max(k, d)) work matrix holds ``budget`` elements."""
-    width = max(n_clusters, n_features, 1)
-    return int(max(1, min(n_samples, budget // width)))
-
-
-def accumulate(total: Any, part: Any) -> Any:
-    """``total + part``, with ``None`` as the empty total: the running sums over chunks."""
-    return part if total is None else total + part
-
 
 #: rows of centres per block of :func:`squared_shift` (times d: elements of its temporary)
 SHIFT_BLOCK_ELEMENTS = 1 << 20

@@ -40,7 +40,8 @@ import numpy as np
 
 from . import metrics as _metrics
 from ._compat import default_chunk_budget
-from ._data import ChunkedData, chunk_rows
+from ._compat import chunk_rows
+from ._data import ChunkedData
 from ._random import integers
 from ._kernels import select
 from ._kmeans import KMeans

@@ -19,8 +19,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from .._compat import device_of
-from .._data import ChunkedData, accumulate, chunk_rows
+from typing import TYPE_CHECKING
+
+from .._compat import accumulate, chunk_rows, device_of
+
+if TYPE_CHECKING:  # the sources call the kernels: the kernels import no source
+    from .._data import ChunkedData
 
 
 def fusable(data: ChunkedData) -> bool:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._data import accumulate
+from .._compat import accumulate
 from .._sparse import is_sparse_data
 from ._reference import BatchStats, ReferenceKernels, concat, weighted_total
 
