@@ -233,7 +233,8 @@ class BaseKMeans:
 
     def transform(self, X: Any) -> Any:
         """Distances (n_samples, n_clusters) of X to every centre, in the fit's metric:
-        Euclidean, cosine distance (1 - cos) or Manhattan."""
+        Euclidean, cosine distance (1 - cos) or Manhattan, in the compute dtype (float32
+        for float16/bfloat16 centres, else the centres' dtype)."""
         if is_dask_array(X):
             from . import _dask
 
@@ -246,8 +247,8 @@ class BaseKMeans:
             factor = data.scale  # the root of scale*scale, which can overflow or underflow
         if factor != 1.0:
             D = D * factor
-        if D.dtype != self.cluster_centers_.dtype:
-            D = data.xp.astype(D, self.cluster_centers_.dtype)
+        # in the compute dtype (data.dtype: float32 for half storage), never cast back to
+        # the centres' dtype: distances can leave float16's range, or lose bfloat16's digits
         return self._wrap_output(D, X, "transform")
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:

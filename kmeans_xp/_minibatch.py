@@ -249,10 +249,7 @@ class MiniBatchKMeans(BaseKMeans):
 
             _dask.minibatch_fit(self, X)
         p = self._check_params()
-        self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
         inp = check_input(X, "X", OWNER)
-        for stale in ("_state", "_frame", "feature_names_in_", "labels_"):
-            self.__dict__.pop(stale, None)
         if inp.n < p.n_clusters:
             raise ValueError(f"n_samples={inp.n} should be >= n_clusters={p.n_clusters}.")
         xp, dev = inp.xp, inp.device
@@ -291,16 +288,25 @@ class MiniBatchKMeans(BaseKMeans):
         stop = EarlyStopping(batch_size, n, tol, self.max_no_improvement, p.verbose)
         n_steps = (p.max_iter * n) // batch_size
         step, last = self._steps(data, state, sampler, stop, rng, n_steps, tol, p)
-
-        self._set_results(data, state, inp)
-        self.n_steps_ = step + 1
-        self.n_iter_ = int(np.ceil(((step + 1) * batch_size) / n))
-        if self.compute_labels:
-            self._labels_inertia(data, state.centers)
+        labels = None
+        if self.compute_labels:  # the last pass, before any attribute changes
+            labels, inertia = data.kernels.labels_inertia(data, state.centers)
+            inertia = float(inertia) * data.distance_factor()[0]
         else:
             total_w = n if w is None else float(xp.sum(w))
             ewa = stop.ewa_inertia if stop.ewa_inertia is not None else last / batch_size
-            self.inertia_ = ewa * total_w * data.distance_factor()[0]
+            inertia = ewa * total_w * data.distance_factor()[0]
+
+        # the attributes, all at the end: an interrupted fit leaves the previous one whole
+        for stale in ("_state", "_frame", "feature_names_in_", "labels_"):
+            self.__dict__.pop(stale, None)
+        self._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
+        self._set_results(data, state, inp)
+        self.n_steps_ = step + 1
+        self.n_iter_ = int(np.ceil(((step + 1) * batch_size) / n))
+        if labels is not None:
+            self.labels_ = labels
+        self.inertia_ = inertia
         # what partial_fit continues from
         self._state = state
         self._frame = data.frame.freeze()

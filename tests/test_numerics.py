@@ -95,7 +95,7 @@ def test_torch_half_precision(half):
     ref = KMeans(5, init=Xh[:5].float().numpy()).fit(Xh.float().numpy())  # same values, f32
     km = KMeans(5, init=Xh[:5]).fit(Xh)
     assert km.cluster_centers_.dtype == getattr(torch, half)  # stored as given
-    assert km.transform(Xh).dtype == getattr(torch, half)
+    assert km.transform(Xh).dtype == torch.float32  # distances: the compute dtype
     # accumulated in float32: labels as float32's, centres within the storage precision
     np.testing.assert_array_equal(km.labels_.numpy(), ref.labels_)
     eps = 2.0 ** -8 if half == "float16" else 2.0 ** -7
@@ -111,6 +111,77 @@ def test_numpy_float16():
     assert km.cluster_centers_.dtype == np.float16
     np.testing.assert_array_equal(km.labels_, ref.labels_)
     assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+def _f64_distances(X, C):
+    """Euclidean distances of X to C computed in float64 (the reference)."""
+    X, C = np.asarray(X, np.float64), np.asarray(C, np.float64)
+    return np.sqrt(((X[:, None, :] - C[None, :, :]) ** 2).sum(-1))
+
+
+def _half_case(half, top):
+    """20,000 x 8 values uniform in [-top, top], stored in ``half`` (numpy or torch)."""
+    X = np.random.default_rng(3).uniform(-top, top, size=(20_000, 8))
+    if half == "numpy-float16":
+        return X.astype(np.float16)
+    torch = pytest.importorskip("torch")
+    return torch.asarray(X.astype(np.float32)).to(getattr(torch, half.split("-")[1]))
+
+
+@pytest.mark.parametrize("half, top", [
+    ("numpy-float16", 6e4), ("torch-float16", 6e4),  # distances reach 1.8e5 > 65504
+    ("numpy-float16", 1e-4), ("torch-float16", 1e-4),  # distances in float16's subnormals
+    ("torch-bfloat16", 1e37), ("torch-bfloat16", 1e-36)])  # near float32's range both ways
+def test_half_storage_results_are_in_the_compute_dtype(half, top):
+    """Distances, scores and inertia of half-precision data come back in float32 (the
+    dtype of the arithmetic), where they hold their values; the centres stay in the storage
+    dtype.  Cast back to float16 the distances past 65504 were inf (and those below 6e-5
+    lost their digits); cast to bfloat16 they carried its 2**-8 rounding."""
+    from kmeans_xp import MiniBatchKMeans
+    from kmeans_xp._compat import to_numpy
+
+    X = _half_case(half, top)
+    Xh = np.asarray(to_numpy(X.float() if hasattr(X, "float") else X), np.float64)
+    half_dtype = X.dtype
+    f32 = np.float32 if isinstance(X, np.ndarray) else __import__("torch").float32
+    for est in (KMeans(5, random_state=0), MiniBatchKMeans(5, random_state=0, n_init=1)):
+        D = est.fit_transform(X)
+        assert est.cluster_centers_.dtype == half_dtype  # centres: the storage dtype
+        assert D.dtype == f32, (type(est).__name__, D.dtype)
+        D = np.asarray(to_numpy(D), np.float64)
+        C = to_numpy(est.cluster_centers_.float() if hasattr(X, "float")
+                     else est.cluster_centers_)
+        ref = _f64_distances(Xh, C)
+        assert np.isfinite(D).all(), int((~np.isfinite(D)).sum())
+        # float32 rounding of distances computed in float32 from centred data
+        np.testing.assert_allclose(D, ref, rtol=1e-5, atol=1e-5 * ref.max())
+        D2 = np.asarray(to_numpy(est.transform(X)), np.float64)
+        np.testing.assert_array_equal(D2, D)
+        inertia = float((ref.min(axis=1) ** 2).sum())
+        assert np.isfinite(est.inertia_) and np.isfinite(est.score(X))
+        assert est.score(X) == pytest.approx(-inertia, rel=1e-4)
+        if isinstance(est, KMeans):
+            assert est.inertia_ == pytest.approx(inertia, rel=1e-4)
+
+
+def test_half_storage_dask_transform_in_float32():
+    """A Dask array of float16: a lazy float32 transform (its meta too), equal to NumPy's."""
+    da = pytest.importorskip("dask.array")
+    X = _half_case("numpy-float16", 6e4)
+    km = KMeans(5, random_state=0).fit(X)
+    D = km.transform(da.from_array(X, chunks=7000))
+    assert D.dtype == np.float32 and D._meta.dtype == np.float32
+    np.testing.assert_array_equal(D.compute(scheduler="sync"), km.transform(X))
+
+
+def test_half_storage_silhouette_in_float32():
+    """silhouette_samples of float16 data: float32 values (the compute dtype)."""
+    from kmeans_xp.metrics import silhouette_samples
+
+    X = _half_case("numpy-float16", 6e4)[:2000]
+    labels = KMeans(3, random_state=0).fit_predict(X)
+    s = silhouette_samples(X, labels)
+    assert s.dtype == np.float32 and np.isfinite(s).all()
 
 
 # -- determinism -----------------------------------------------------------------------------

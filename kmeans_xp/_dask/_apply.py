@@ -30,7 +30,7 @@ def _block_apply(xb, C, opts, what, wb=None):
         if what == "predict":
             return xp.zeros((0,), dtype=xp.int64, device=device_of(xb))
         if what == "transform":
-            return xp.zeros((0, k), dtype=getattr(xp, np.dtype(C.dtype).name),
+            return xp.zeros((0, k), dtype=getattr(xp, _distance_dtype(C).name),
                             device=device_of(xb))
         return np.zeros(1)
     km = KMeans(k, chunk_size=chunk_size, **options)  # the fitted model's kernel options
@@ -42,6 +42,12 @@ def _block_apply(xb, C, opts, what, wb=None):
         return km.transform(xb)
     return np.array([-km.score(xb, sample_weight=wb)])
 
+
+
+def _distance_dtype(C: np.ndarray) -> np.dtype:
+    """The dtype of distances to centres ``C``: the compute dtype (float32 for float16)."""
+    dt = np.dtype(C.dtype)
+    return np.dtype(np.float32) if dt == np.float16 else dt
 
 
 def _fitted_opts(est: Any, X: Any) -> tuple:
@@ -76,7 +82,7 @@ def transform(est: Any, X: Any) -> Any:
 
     X, C, opts = _fitted_opts(est, X)
     xpm = _meta_namespace(X)
-    dt = np.dtype(C.dtype)
+    dt = _distance_dtype(C)
     return X.map_blocks(_block_apply, delayed(C, name=_name("centers")), opts, "transform",
                         chunks=(X.chunks[0], (opts[0],)), dtype=dt,
                         meta=xpm.empty((0, 0), dtype=getattr(xpm, dt.name)))
