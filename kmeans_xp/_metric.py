@@ -94,7 +94,7 @@ class Cosine(Metric):
     name = "cosine"
     unit_rows = True
     algorithm = "spherical k-means"
-    inertia_label = "inertia (sum of cosine distances 1 - cos)"
+    inertia_label = "inertia (within-cluster sum of cosine distances)"
     distance_label = "cosine distance (1 - cos)"
 
     def distance_factor(self, scale: float) -> tuple[float, bool]:
@@ -117,7 +117,7 @@ class Manhattan(Metric):
     name = "manhattan"
     kernel = "l1"
     algorithm = "k-medians"
-    inertia_label = "inertia (sum of L1 distances)"
+    inertia_label = "inertia (within-cluster sum of L1 distances)"
     distance_label = "Manhattan (L1) distance"
     update_uses_labels = True
 
