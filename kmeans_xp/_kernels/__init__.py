@@ -72,10 +72,15 @@ from typing import Any
 from .._compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 from ._reference import ReferenceKernels
 
-__all__ = ["ReferenceKernels", "PRECISIONS", "available_sets", "select"]
+__all__ = ["ReferenceKernels", "PRECISIONS", "KernelFallbackWarning", "available_sets", "select"]
 
 #: Precision modes of the distance computation (only tensor-core kernels tell them apart).
 PRECISIONS = ("exact", "tf32", "bf16")
+
+
+class KernelFallbackWarning(RuntimeWarning):
+    """A fused kernel set (Triton) failed to compile or launch on this device: the fit goes on
+    with the generic set, and the failure is remembered for the process."""
 
 
 def _triton_set(xp: Any, device: Any, dtype: Any, *, interpreted: bool = False) -> type | None:
