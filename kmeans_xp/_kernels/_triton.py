@@ -408,8 +408,8 @@ def _assign_tiles(spec: DeviceSpec, cls: tuple, precision: str) -> tuple:
         if not many and bm == 128:
             continue  # too few rows to fill the device with 128-row blocks
         for stages in ((2,) if x_once else (3, 2)):
-            cfg = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, X_ONCE=x_once, num_warps=warps,
-                       num_stages=stages)
+            cfg = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, X_ONCE=x_once,
+                       num_warps=warps if bm * bn >= 64 * 64 else 4, num_stages=stages)
             if assign_smem_estimate(spec, cfg, precision) <= limit:
                 return tuple(sorted(cfg.items()))
     raise ValueError(f"no assignment tile fits {spec.smem_per_block} bytes of shared memory "
@@ -439,8 +439,9 @@ def assign_config(n: int, d: int, k: int, precision: str = "exact",
     return dict(_assign_tiles(spec, shape_class(spec, n, d, k), precision))
 
 
-#: The float64 re-check of flagged rows: small tiles (float64 differences in registers).
-RECHECK_CONFIG = dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, num_warps=4)
+#: The float64 re-check of flagged rows: small tiles (16 x 16 x 8 float64 differences, 16 per
+#: thread: 16 x 16 x 16 spilled on sm_75 ... sm_100).
+RECHECK_CONFIG = dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=8, num_warps=4)
 
 
 def sums_config(d: int, spec: DeviceSpec | None = None) -> dict:
@@ -1238,10 +1239,10 @@ class _TritonPasses:
 
     A safe fallback: if compiling or launching a kernel fails (out of resources, an arch or
     driver Triton cannot serve), the call is answered by the generic set this one extends,
-    with one :class:`~kmeans_xp._kernels.KernelFallbackWarning` naming the cause, and the
-    failure is remembered in :data:`FAILED` for the process (per device and configuration;
-    per device for a failure that is not about resources): later calls and fits go to the
-    generic set directly, without retrying.
+    with a :class:`~kmeans_xp._kernels.KernelFallbackWarning` naming the cause (one per device
+    and process), and the failure is remembered in :data:`FAILED` for the process (per device
+    and configuration; per device for a failure that is not about resources): later calls
+    and fits go to the generic set directly, without retrying.
     """
 
     name = "triton"
@@ -1278,13 +1279,14 @@ class _TritonPasses:
                 raise  # the device is full: the generic set would not fit either
             key = (spec, cfg) if _resource_error(exc) else (spec, None)
             FAILED[key] = cause = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
-            scope = (f"the tiles {dict(cfg)}" if key[1] is not None else "every kernel")
-            from . import KernelFallbackWarning
+            if not any(s == spec for s, _ in list(FAILED)[:-1]):  # one warning per device
+                scope = (f"the tiles {dict(cfg)}" if key[1] is not None else "every kernel")
+                from . import KernelFallbackWarning
 
-            warnings.warn(
-                f"The Triton kernels failed on {spec.name or 'the GPU'} (sm_{spec.arch}): "
-                f"{cause}. This process continues on the generic {super().name} kernel set "
-                f"for {scope} on this device.", KernelFallbackWarning, stacklevel=4)
+                warnings.warn(
+                    f"The Triton kernels failed on {spec.name or 'the GPU'} (sm_{spec.arch}): "
+                    f"{cause}. This process continues on the generic {super().name} kernel "
+                    f"set for {scope} on this device.", KernelFallbackWarning, stacklevel=4)
             return slow()
 
     def _assign_cfg(self, data, centers) -> dict:
