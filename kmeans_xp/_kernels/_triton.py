@@ -33,6 +33,30 @@ Precision of the assignment (``precision=``)
     the other label.  For users who accept near-tie flips.
 ``"ieee"``
     Plain fp32 FMA products in Triton (no tensor cores), no re-check.
+``"exact-ieee"``
+    The fp32 FMA pass with its (tighter) bound and the float64 re-check.
+
+Devices
+-------
+The tiles of every kernel are chosen from a :class:`DeviceSpec` of the device the data live
+on (compute capability, opt-in shared memory per block, SM count: :func:`device_spec` reads
+them once per device), per shape class of (n, d, k) and precision, and cached
+(:func:`assign_config`, :func:`sums_config`, :func:`kpp_config`: pure functions of the
+description, so tests call them for every arch without a GPU).  The assignment kernel's
+shared memory is bounded by :func:`assign_smem_estimate` and kept below the device's limit:
+99 KiB on sm_86/sm_89 (A10, L4, RTX 30xx/40xx) and sm_120, 163 KiB on sm_80 (A100), 227 KiB
+on sm_90/sm_100 (H100, H200, B200), 64 KiB on sm_75 (T4).
+
+Devices without TF32/bf16 tensor cores (sm_70 V100, sm_75 T4; see :func:`kernel_precision`):
+``"exact"`` runs ``"exact-ieee"`` there (fp32 FMA products + the float64 re-check: labels
+exact as everywhere); ``"tf32"`` and ``"bf16"`` run ``"ieee"`` (fp32 FMA: more accurate than
+asked, no tensor-core speed-up) with one warning per device and precision.
+
+If compiling or launching a kernel fails on the user's device (out of resources, an arch or
+driver Triton cannot serve), the kernel set answers from the generic torch (CuPy) set with
+one ``KernelFallbackWarning`` naming the cause and remembers the failure for the process
+(:data:`FAILED`).  ``tests/test_triton_compile.py`` compiles every launch of
+:func:`launch_plan` for sm_75 ... sm_100 to cubin and checks shared memory and spills.
 
 The minimum distances (``mins``) are always computed in an epilogue by direct differences
 ``sum_k (xt_k - c_{l,k})^2`` in fp32 (float64 for re-checked rows): accurate relative to the
