@@ -471,17 +471,26 @@ def test_kmeans_plusplus_through_the_triton_set_draws_the_reference_centres(monk
 
 
 # ---- the safe fallback --------------------------------------------------------------------
+def torch_xp():
+    from array_api_compat import array_namespace
+
+    return array_namespace(torch.zeros(1))
+
+
 def test_a_failing_launch_falls_back_to_the_generic_set_once_and_is_remembered(monkeypatch):
     """A Triton launch that fails (injected): the fit equals the generic torch set's, with
     exactly one KernelFallbackWarning naming the cause; a second fit does not retry."""
     import warnings
 
-    from kmeans_xp import KMeans, _base
+    from kmeans_xp import KMeans, _base, _kernels
     from kmeans_xp._kernels import KernelFallbackWarning
 
     rng = np.random.default_rng(1)
     X = torch.asarray(rng.normal(size=(300, 4)) + 10.0, dtype=torch.float32, device=DEV)
-    generic = KMeans(4, random_state=0, max_iter=15).fit(X)  # the torch set (no Triton)
+    monkeypatch.setenv("KMEANS_XP_KERNELS", "generic")
+    generic = KMeans(4, random_state=0, max_iter=15).fit(X)
+    assert _kernels.select(torch_xp(), X.device, torch.float32).name == "torch"
+    monkeypatch.delenv("KMEANS_XP_KERNELS")
     monkeypatch.setattr(T, "FAILED", {})
     calls = []
 
