@@ -593,3 +593,28 @@ def test_devices_without_tf32_run_exact_ieee_and_warn_for_fast_precisions(monkey
         kern.assign(data, C)
     msgs = [str(c.message) for c in caught if "tensor cores" in str(c.message)]
     assert len(msgs) == 1 and "sm_75" in msgs[0]
+
+
+@pytest.mark.parametrize("precision", ["exact", "bf16"])
+def test_the_launch_plan_is_what_the_host_code_launches(monkeypatch, precision):
+    """The compile test compiles ``launch_plan``: every launch of a Lloyd pass (both sums)
+    and of the k-means++ steps is in it, with the same compile-time arguments and options."""
+    n, d, k = 300, 20, 37
+    X, C = make(n, d, k, seed=5)
+    w = torch.rand(n, generator=torch.Generator().manual_seed(1)).to(DEV)
+    shift = shift_of(X)
+    seen = []
+    real = T._launch
+    monkeypatch.setattr(T, "_launch", lambda kern, g, a, m: (seen.append((kern, m)),
+                                                             real(kern, g, a, m))[1])
+    for det in (True, False):
+        T.lloyd_pass(X, C, w, shift=shift, precision=precision, need_inertia=True,
+                     deterministic=det)
+    closest = T.kpp_update(X, None, C[0], shift=shift)
+    T.kpp_potentials(X, closest, C[:T.kpp_candidates(k)], w, shift=shift)
+    plan = T.launch_plan(T.device_spec(X.device), n, d, k, precision, every_flag=True)
+    planned = [(kern, m) for kern, _, m in plan]
+    assert {kern.__name__ for kern, _ in seen} == {kern.__name__ for kern, _ in planned} - (
+        set() if precision == "exact" else {"_recheck_kernel"})
+    for kern, meta in seen:
+        assert (kern, meta) in planned, (kern.__name__, meta)

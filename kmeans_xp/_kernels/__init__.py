@@ -48,8 +48,9 @@ reference          pure standard, chunk loop in Python (``_reference``)         
 numpy              BLAS into reused blocks, one-hot GEMM / bincount (``_numpy``)  NumPy
 torch              addmm, min(dim=1), index_add_ (``_torch``)                     torch CPU/CUDA
 cupy               in-place products, scatter_add when allowed (``_cupy``)        CuPy
-triton             fused assignment on tensor cores, deterministic sums          torch CUDA,
-                   (``_triton``; optional: ``pip install triton``)               CuPy
+triton             fused assignment on tensor cores, deterministic sums,         torch CUDA,
+                   float64 k-means++; tiles per device, a remembered fallback    CuPy
+                   to the vendor set (``_triton``; ``pip install triton``)
 cpu                fused pass per cache block: GEMM + argmin + sums, threads     NumPy,
                    (``_cpu``; optional: ``pip install numba threadpoolctl``)      torch CPU
 manhattan          L1 distances for ``metric='manhattan'`` (``_manhattan``)      any namespace
