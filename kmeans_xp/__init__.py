@@ -8,6 +8,7 @@ imports matplotlib only when one of its functions runs).
 
 from . import metrics, plotting
 from ._batched import BatchedKMeans, batched_k_means, problem_seeds
+from ._check import show_config
 from ._kmeans import KMeans, k_means, kmeans_plusplus
 from ._minibatch import MiniBatchKMeans
 from ._select import SelectKResult, knee_point, select_k
@@ -29,5 +30,6 @@ __all__ = [
     "plotting",
     "problem_seeds",
     "select_k",
+    "show_config",
 ]
 __version__ = "0.1.0"

@@ -429,3 +429,192 @@ def test_kmeans_fit_through_the_triton_set_equals_the_torch_set(monkeypatch, pre
     assert torch.equal(fits[0].cluster_centers_, fits[1].cluster_centers_)  # bit-identical
     assert fits[0].inertia_ == fits[1].inertia_
     assert _kernels.select(np, "cpu", np.float32).name != "triton"
+
+
+# ---- k-means++ through the Triton set: the float64 path's picks --------------------------
+def _triton_select(used=None):
+    def select(xp, device, dtype, **kw):
+        kern = T.TritonTorchKernels(xp, device, dtype, precision=kw.get("precision", "exact"),
+                                    deterministic=kw.get("deterministic", True))
+        if used is not None:
+            used.append(kern)
+        return kern
+    return select
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_plusplus_through_the_triton_set_draws_the_reference_centres(monkeypatch,
+                                                                            weighted):
+    """The k-means++ kernels compute in float64 (as the reference): the same seed picks the
+    same rows as the reference set, for several seeds, weighted or not."""
+    from kmeans_xp import _base, kmeans_plusplus
+
+    rng = np.random.default_rng(7)
+    X = torch.asarray(rng.normal(size=(300, 5)) * 3 + 20.0, dtype=torch.float32, device=DEV)
+    w = (torch.asarray(rng.uniform(0.5, 2.0, 300), dtype=torch.float32, device=DEV)
+         if weighted else None)
+    ref = [kmeans_plusplus(X, 9, sample_weight=w, random_state=s)[1] for s in range(4)]
+    used = []
+    monkeypatch.setattr(_base, "select", _triton_select(used))
+    calls = []
+    real = T._launch
+
+    def record(kernel, grid, args, meta):
+        calls.append(kernel.__name__)
+        return real(kernel, grid, args, meta)
+
+    monkeypatch.setattr(T, "_launch", record)
+    got = [kmeans_plusplus(X, 9, sample_weight=w, random_state=s)[1] for s in range(4)]
+    assert used and {"_kpp_potentials_kernel", "_kpp_update_kernel"} <= set(calls)
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(np.asarray(b.cpu()), np.asarray(a.cpu()))
+
+
+# ---- the safe fallback --------------------------------------------------------------------
+def torch_xp():
+    from array_api_compat import array_namespace
+
+    return array_namespace(torch.zeros(1))
+
+
+def test_a_failing_launch_falls_back_to_the_generic_set_once_and_is_remembered(monkeypatch):
+    """A Triton launch that fails (injected): the fit equals the generic torch set's, with
+    exactly one KernelFallbackWarning naming the cause; a second fit does not retry."""
+    import warnings
+
+    from kmeans_xp import KMeans, _base, _kernels
+    from kmeans_xp._kernels import KernelFallbackWarning
+
+    rng = np.random.default_rng(1)
+    X = torch.asarray(rng.normal(size=(300, 4)) + 10.0, dtype=torch.float32, device=DEV)
+    monkeypatch.setenv("KMEANS_XP_KERNELS", "generic")
+    generic = KMeans(4, random_state=0, max_iter=15).fit(X)
+    assert _kernels.select(torch_xp(), X.device, torch.float32).name == "torch"
+    monkeypatch.delenv("KMEANS_XP_KERNELS")
+    monkeypatch.setattr(T, "FAILED", {})
+    calls = []
+
+    def boom(kernel, grid, args, meta):
+        calls.append(kernel.__name__)
+        raise RuntimeError("injected: Triton Error [CUDA]: device kernel image is invalid")
+
+    monkeypatch.setattr(T, "_launch", boom)
+    monkeypatch.setattr(_base, "select", _triton_select())
+    fits = []
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fits.append(KMeans(4, random_state=0, max_iter=15).fit(X))
+        fallback = [c for c in caught if issubclass(c.category, KernelFallbackWarning)]
+        if len(fits) == 1:
+            assert len(fallback) == 1, [str(c.message) for c in caught]
+            assert "injected" in str(fallback[0].message)
+            assert "generic torch" in str(fallback[0].message)
+            tried = len(calls)
+            assert tried == 1
+        else:
+            assert not fallback and len(calls) == tried  # remembered: no retry
+    assert len(T.FAILED) == 1 and next(iter(T.FAILED))[1] is None  # the whole device
+    for km in fits:
+        assert torch.equal(km.labels_, generic.labels_)
+        assert torch.equal(km.cluster_centers_, generic.cluster_centers_)
+        assert km.inertia_ == generic.inertia_ and km.n_iter_ == generic.n_iter_
+
+
+def test_out_of_resources_is_remembered_per_configuration(monkeypatch):
+    """Out of resources marks the failing configuration only: another shape class still
+    runs on the Triton kernels; one warning per device."""
+    import warnings
+
+    from triton.runtime.errors import OutOfResources
+
+    from kmeans_xp._kernels import KernelFallbackWarning
+
+    monkeypatch.setattr(T, "FAILED", {})
+    real = T._launch
+
+    def small_only(kernel, grid, args, meta):
+        if kernel is T._assign_kernel and meta["BLOCK_N"] > 16:
+            raise OutOfResources(200_000, 101_376, "shared memory")
+        return real(kernel, grid, args, meta)
+
+    monkeypatch.setattr(T, "_launch", small_only)
+    from array_api_compat import array_namespace
+
+    from kmeans_xp._data import ChunkedData
+
+    X, C = make(200, 6, 40, seed=3)
+    xp = array_namespace(X)
+    kern = T.TritonTorchKernels(xp, X.device, xp.float32)
+    data = ChunkedData(X, xp=xp, dtype=xp.float32, n_clusters=40, kernels=kern)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        big = kern.assign(data, C)  # BLOCK_N = 64: fails, falls back
+        small = kern.assign(data, C[:5])  # BLOCK_N = 16: runs
+        kern.assign(data, C)  # remembered
+    assert sum(issubclass(c.category, KernelFallbackWarning) for c in caught) == 1
+    assert "OutOfResources" in str(caught[0].message)
+    assert list(T.FAILED)[0][1] is not None and len(T.FAILED) == 1
+    D = ref_dist(X, C)
+    assert torch.equal(big[0].cpu(), D.argmin(dim=1))
+    assert torch.equal(small[0].cpu(), D[:, :5].argmin(dim=1))
+
+
+# ---- the device description -----------------------------------------------------------------
+def test_devices_without_tf32_run_exact_ieee_and_warn_for_fast_precisions(monkeypatch):
+    """On sm_75 (T4) 'exact' runs the fp32 FMA pass with the float64 re-check (labels exact),
+    'tf32' / 'bf16' run 'ieee' with one warning per device and precision."""
+    import warnings
+
+    t4 = T.KNOWN_DEVICES["T4"]
+    assert T.kernel_precision(t4, "exact") == "exact-ieee"
+    assert T.kernel_precision(t4, "tf32") == T.kernel_precision(t4, "bf16") == "ieee"
+    assert T.kernel_precision(T.KNOWN_DEVICES["A10"], "bf16") == "bf16"
+    X, C = make(260, 70, 30, seed=9)
+    launched = []
+    real = T._launch
+    monkeypatch.setattr(T, "_launch", lambda kern, g, a, m: (launched.append(m),
+                                                             real(kern, g, a, m))[1])
+    labels, _ = T.assign(X, C, spec=t4)
+    assert launched[0]["PREC"] == "ieee" and launched[0]["EXACT"]
+    assert torch.equal(labels.cpu(), ref_dist(X, C).argmin(dim=1))
+    monkeypatch.setattr(T, "_PRECISION_WARNED", set())
+    from array_api_compat import array_namespace
+
+    from kmeans_xp._data import ChunkedData
+
+    xp = array_namespace(X)
+    kern = T.TritonTorchKernels(xp, X.device, xp.float32, precision="tf32")
+    kern.spec = t4
+    data = ChunkedData(X, xp=xp, dtype=xp.float32, n_clusters=30, kernels=kern)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kern.assign(data, C)
+        kern.assign(data, C)
+    msgs = [str(c.message) for c in caught if "tensor cores" in str(c.message)]
+    assert len(msgs) == 1 and "sm_75" in msgs[0]
+
+
+@pytest.mark.parametrize("precision", ["exact", "bf16"])
+def test_the_launch_plan_is_what_the_host_code_launches(monkeypatch, precision):
+    """The compile test compiles ``launch_plan``: every launch of a Lloyd pass (both sums)
+    and of the k-means++ steps is in it, with the same compile-time arguments and options."""
+    n, d, k = 300, 20, 37
+    X, C = make(n, d, k, seed=5)
+    w = torch.rand(n, generator=torch.Generator().manual_seed(1)).to(DEV)
+    shift = shift_of(X)
+    seen = []
+    real = T._launch
+    monkeypatch.setattr(T, "_launch", lambda kern, g, a, m: (seen.append((kern, m)),
+                                                             real(kern, g, a, m))[1])
+    for det in (True, False):
+        T.lloyd_pass(X, C, w, shift=shift, precision=precision, need_inertia=True,
+                     deterministic=det)
+    closest = T.kpp_update(X, None, C[0], shift=shift)
+    T.kpp_potentials(X, closest, C[:T.kpp_candidates(k)], w, shift=shift)
+    plan = T.launch_plan(T.device_spec(X.device), n, d, k, precision, every_flag=True)
+    planned = [(kern, m) for kern, _, m in plan]
+    assert {kern.__name__ for kern, _ in seen} == {kern.__name__ for kern, _ in planned} - (
+        set() if precision == "exact" else {"_recheck_kernel"})
+    for kern, meta in seen:
+        assert (kern, meta) in planned, (kern.__name__, meta)

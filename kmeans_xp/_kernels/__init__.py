@@ -48,8 +48,9 @@ reference          pure standard, chunk loop in Python (``_reference``)         
 numpy              BLAS into reused blocks, one-hot GEMM / bincount (``_numpy``)  NumPy
 torch              addmm, min(dim=1), index_add_ (``_torch``)                     torch CPU/CUDA
 cupy               in-place products, scatter_add when allowed (``_cupy``)        CuPy
-triton             fused assignment on tensor cores, deterministic sums          torch CUDA,
-                   (``_triton``; optional: ``pip install triton``)               CuPy
+triton             fused assignment on tensor cores, deterministic sums,         torch CUDA,
+                   float64 k-means++; tiles per device, a remembered fallback    CuPy
+                   to the vendor set (``_triton``; ``pip install triton``)
 cpu                fused pass per cache block: GEMM + argmin + sums, threads     NumPy,
                    (``_cpu``; optional: ``pip install numba threadpoolctl``)      torch CPU
 manhattan          L1 distances for ``metric='manhattan'`` (``_manhattan``)      any namespace
@@ -72,10 +73,15 @@ from typing import Any
 from .._compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
 from ._reference import ReferenceKernels
 
-__all__ = ["ReferenceKernels", "PRECISIONS", "available_sets", "select"]
+__all__ = ["ReferenceKernels", "PRECISIONS", "KernelFallbackWarning", "available_sets", "select"]
 
 #: Precision modes of the distance computation (only tensor-core kernels tell them apart).
 PRECISIONS = ("exact", "tf32", "bf16")
+
+
+class KernelFallbackWarning(RuntimeWarning):
+    """A fused kernel set (Triton) failed to compile or launch on this device: the fit goes on
+    with the generic set, and the failure is remembered for the process."""
 
 
 def _triton_set(xp: Any, device: Any, dtype: Any, *, interpreted: bool = False) -> type | None:

@@ -33,6 +33,30 @@ Precision of the assignment (``precision=``)
     the other label.  For users who accept near-tie flips.
 ``"ieee"``
     Plain fp32 FMA products in Triton (no tensor cores), no re-check.
+``"exact-ieee"``
+    The fp32 FMA pass with its (tighter) bound and the float64 re-check.
+
+Devices
+-------
+The tiles of every kernel are chosen from a :class:`DeviceSpec` of the device the data live
+on (compute capability, opt-in shared memory per block, SM count: :func:`device_spec` reads
+them once per device), per shape class of (n, d, k) and precision, and cached
+(:func:`assign_config`, :func:`sums_config`, :func:`kpp_config`: pure functions of the
+description, so tests call them for every arch without a GPU).  The assignment kernel's
+shared memory is bounded by :func:`assign_smem_estimate` and kept below the device's limit:
+99 KiB on sm_86/sm_89 (A10, L4, RTX 30xx/40xx) and sm_120, 163 KiB on sm_80 (A100), 227 KiB
+on sm_90/sm_100 (H100, H200, B200), 64 KiB on sm_75 (T4).
+
+Devices without TF32/bf16 tensor cores (sm_70 V100, sm_75 T4; see :func:`kernel_precision`):
+``"exact"`` runs ``"exact-ieee"`` there (fp32 FMA products + the float64 re-check: labels
+exact as everywhere); ``"tf32"`` and ``"bf16"`` run ``"ieee"`` (fp32 FMA: more accurate than
+asked, no tensor-core speed-up) with one warning per device and precision.
+
+If compiling or launching a kernel fails on the user's device (out of resources, an arch or
+driver Triton cannot serve), the kernel set answers from the generic torch (CuPy) set with
+one ``KernelFallbackWarning`` naming the cause and remembers the failure for the process
+(:data:`FAILED`).  ``tests/test_triton_compile.py`` compiles every launch of
+:func:`launch_plan` for sm_75 ... sm_100 to cubin and checks shared memory and spills.
 
 The minimum distances (``mins``) are always computed in an epilogue by direct differences
 ``sum_k (xt_k - c_{l,k})^2`` in fp32 (float64 for re-checked rows): accurate relative to the
@@ -52,8 +76,11 @@ instead: faster, not reproducible bit for bit.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,10 +90,11 @@ import triton.language as tl
 __all__ = [
     "PRECISIONS", "PIECE_ROWS", "available", "supports", "assign", "centre_sums", "lloyd_pass",
     "kpp_potentials", "kpp_update", "assign_config", "exactness_coefficients", "INTERPRETED",
+    "DeviceSpec", "KNOWN_DEVICES", "device_spec", "kernel_precision", "launch_plan", "FAILED",
 ]
 
 #: Accepted values of ``precision``.
-PRECISIONS = ("exact", "exact-tf32", "tf32", "bf16", "ieee")
+PRECISIONS = ("exact", "exact-tf32", "exact-ieee", "tf32", "bf16", "ieee")
 #: Rows per piece of the deterministic centre sums (a piece is summed by one program).
 PIECE_ROWS = 512
 
@@ -220,36 +248,248 @@ def _dummy(device: Any, dtype=torch.float32) -> Any:
 
 
 # ----------------------------------------------------------------------------------------
-# Tile configurations
+# The device and the tiles chosen for it
 # ----------------------------------------------------------------------------------------
-def assign_config(n: int, d: int, k: int, precision: str = "exact") -> dict:
-    """Tile sizes of the assignment kernel for a shape class (a heuristic, no autotuning).
+@dataclass(frozen=True)
+class DeviceSpec:
+    """What the tile chooser needs to know about a GPU (a small, hashable description).
 
-    - small d (d <= 64): the row tile of X is loaded once (``X_ONCE``), ``BLOCK_K`` = d
-      rounded up to a power of two (>= 16);
-    - larger d: ``BLOCK_K`` = 32 (fp32 operands: tf32x3, ieee) or 64 (tf32, bf16);
-    - small k: ``BLOCK_N`` = k rounded up to a power of two (16..64); large k: 128;
-    - ``BLOCK_M`` = 128 when there are enough rows to fill the GPU twice over, else 64.
+    Attributes
+    ----------
+    capability : (major, minor) compute capability, e.g. (8, 6)
+    smem_per_block : int
+        Shared memory a block may use, in bytes (the opt-in maximum per block).
+    sm_count : int
+        Number of streaming multiprocessors.
+    name : str
+    """
+
+    capability: tuple
+    smem_per_block: int
+    sm_count: int
+    name: str = ""
+
+    @property
+    def arch(self) -> int:
+        """``10 * major + minor`` (86 for sm_86)."""
+        return 10 * int(self.capability[0]) + int(self.capability[1])
+
+    @property
+    def tf32_tensor_cores(self) -> bool:
+        """Whether the device multiplies TF32 and bf16 on tensor cores (sm_80 and later)."""
+        return self.arch >= 80
+
+
+#: The opt-in shared memory per block of each compute capability (bytes), as CUDA documents
+#: it; used where the runtime does not report it.
+SMEM_PER_BLOCK = {70: 96 * 1024, 72: 96 * 1024, 75: 64 * 1024, 80: 163 * 1024,
+                  86: 99 * 1024, 87: 163 * 1024, 89: 99 * 1024, 90: 227 * 1024,
+                  100: 227 * 1024, 103: 227 * 1024, 120: 99 * 1024}
+
+#: Descriptions of the GPUs users have (tests and documentation: every arch the chooser serves).
+KNOWN_DEVICES = {
+    "V100": DeviceSpec((7, 0), SMEM_PER_BLOCK[70], 80, "V100"),
+    "T4": DeviceSpec((7, 5), SMEM_PER_BLOCK[75], 40, "T4"),
+    "A100": DeviceSpec((8, 0), SMEM_PER_BLOCK[80], 108, "A100"),
+    "A10": DeviceSpec((8, 6), SMEM_PER_BLOCK[86], 72, "A10"),
+    "RTX 3090": DeviceSpec((8, 6), SMEM_PER_BLOCK[86], 82, "RTX 3090"),
+    "L4": DeviceSpec((8, 9), SMEM_PER_BLOCK[89], 58, "L4"),
+    "RTX 4090": DeviceSpec((8, 9), SMEM_PER_BLOCK[89], 128, "RTX 4090"),
+    "H100": DeviceSpec((9, 0), SMEM_PER_BLOCK[90], 132, "H100"),
+    "H200": DeviceSpec((9, 0), SMEM_PER_BLOCK[90], 132, "H200"),
+    "B200": DeviceSpec((10, 0), SMEM_PER_BLOCK[100], 148, "B200"),
+    "RTX 5090": DeviceSpec((12, 0), SMEM_PER_BLOCK[120], 170, "RTX 5090"),
+}
+
+#: The description used in Triton's interpreter (CPU tensors): an H100's.
+INTERPRETER_DEVICE = DeviceSpec((9, 0), SMEM_PER_BLOCK[90], 132, "Triton interpreter")
+
+_SPECS: dict = {}
+
+
+def device_spec(device: Any = None) -> DeviceSpec:
+    """The :class:`DeviceSpec` of a torch device (or index; None: the current CUDA device).
+
+    Read once per device from ``torch.cuda.get_device_properties`` (falling back on Triton's
+    driver, then on :data:`SMEM_PER_BLOCK`, for the shared memory); in the interpreter, or
+    for a CPU device, :data:`INTERPRETER_DEVICE`.
+    """
+    if INTERPRETED or (device is not None and getattr(torch.device(device), "type", "")
+                       == "cpu") or not torch.cuda.is_available():
+        return INTERPRETER_DEVICE
+    idx = torch.device(device).index if device is not None else None
+    idx = torch.cuda.current_device() if idx is None else int(idx)
+    if idx not in _SPECS:
+        props = torch.cuda.get_device_properties(idx)
+        cap = (int(props.major), int(props.minor))
+        smem = int(getattr(props, "shared_memory_per_block_optin", 0) or 0)
+        if not smem:
+            try:
+                smem = int(triton.runtime.driver.active.utils.get_device_properties(idx)
+                           ["max_shared_mem"])
+            except Exception:  # an old driver module: the documented value
+                smem = SMEM_PER_BLOCK.get(10 * cap[0] + cap[1], 48 * 1024)
+        _SPECS[idx] = DeviceSpec(cap, smem, int(props.multi_processor_count), str(props.name))
+    return _SPECS[idx]
+
+
+def device_of_cupy(device_id: int) -> DeviceSpec:
+    """The :class:`DeviceSpec` of CuPy device ``device_id`` (its attributes)."""
+    import cupy
+
+    dev = cupy.cuda.Device(device_id)
+    cc = str(dev.compute_capability)
+    attrs = dev.attributes
+    return DeviceSpec((int(cc[:-1]), int(cc[-1])),
+                      int(attrs.get("MaxSharedMemoryPerBlockOptin", 48 * 1024)),
+                      int(attrs.get("MultiProcessorCount", 1)), f"cuda:{device_id}")
+
+
+_PRECISION_WARNED: set = set()
+
+
+def kernel_precision(spec: DeviceSpec, precision: str) -> str:
+    """The precision the kernels run with on ``spec`` for the precision asked for.
+
+    Unchanged from sm_80 on.  On devices without TF32 and bf16 tensor cores (sm_70 V100,
+    sm_75 T4), tf32x3 and TF32 would be emulated with fp32 FMAs at 3x and 1x the cost of plain
+    fp32 products, bf16 products are not on their tensor cores either: so
+
+    - ``"exact"``, ``"exact-tf32"`` -> ``"exact-ieee"``: an fp32 FMA first pass with its own
+      (tighter) proven bound and the float64 re-check, exact as on every device;
+    - ``"tf32"``, ``"bf16"`` -> ``"ieee"``: fp32 FMA products, more accurate than asked and
+      no faster than the generic set; :func:`warn_precision` warns once per device.
+    """
+    _check_precision(precision)
+    if spec.tf32_tensor_cores or precision in ("ieee", "exact-ieee"):
+        return precision
+    return "exact-ieee" if precision.startswith("exact") else "ieee"
+
+
+def warn_precision(spec: DeviceSpec, precision: str) -> None:
+    """Warn once per (device, precision) that ``precision`` runs as another one here."""
+    ran = kernel_precision(spec, precision)
+    key = (spec, precision)
+    if ran == precision or precision.startswith("exact") or key in _PRECISION_WARNED:
+        return
+    _PRECISION_WARNED.add(key)
+    warnings.warn(f"precision={precision!r} needs TF32/bf16 tensor cores, which "
+                  f"{spec.name or 'this GPU'} (sm_{spec.arch}) lacks: its assignment pass runs "
+                  "in fp32 FMA instead ('ieee': more accurate, no tensor-core speed-up).",
+                  UserWarning, stacklevel=3)
+
+
+def shape_class(spec: DeviceSpec, n: int, d: int, k: int) -> tuple:
+    """The class of (n, d, k) the tiles depend on: whether the rows fill the device twice
+    over with 128-row blocks, d rounded up to a power of two (>= 16; one class above 64),
+    k rounded up to a power of two (16..128)."""
+    many = n >= 2 * 128 * max(1, spec.sm_count)
+    dcls = max(16, _next_pow2(d)) if d <= 64 else 128
+    return many, dcls, min(128, max(16, _next_pow2(k)))
+
+
+#: Bytes of shared memory the chooser keeps free below the device's limit (the compiler's
+#: barriers, alignment, scratch for layout conversions).
+SMEM_MARGIN = 4 * 1024
+
+
+def assign_smem_estimate(spec: DeviceSpec, cfg: dict, precision: str) -> int:
+    """An upper bound on the shared memory (bytes) of the assignment kernel with ``cfg``.
+
+    A model fitted to the kernels Triton 3.9 compiles for sm_75 ... sm_120 (the compile test,
+    ``tests/test_triton_compile.py``, checks that it bounds every configuration the chooser
+    returns): the operand tiles of the product, ``(BLOCK_M + BLOCK_N) * BLOCK_K`` fp32 values
+    per pipeline stage (the X tile once when X is loaded once), doubled for tf32x3 on sm_90
+    and later (its split operands are staged for the asynchronous tensor-core products), plus
+    a layout-conversion scratch of one (BLOCK_M, BLOCK_N) fp32 tile and 1 KiB.
+    """
+    bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+    stages = max(2, int(cfg["num_stages"]))
+    base = _base_precision(kernel_precision(spec, precision))
+    tiles = (bm * bk + stages * bn * bk) if cfg["X_ONCE"] else stages * (bm + bn) * bk
+    per = 8 if (base == "tf32x3" and spec.arch >= 90) else 4
+    return tiles * per + 4 * bm * bn + 1024
+
+
+#: Candidate tiles of the assignment kernel, best first (BLOCK_M, BLOCK_N, num_warps): the
+#: accumulator and its companions of the exact pass (second best, the argmin) stay within
+#: 255 registers per thread without spilling.
+_ASSIGN_TILES = ((128, 64, 8), (64, 64, 8), (64, 32, 4), (32, 32, 4))
+
+
+@functools.lru_cache(maxsize=None)
+def _assign_tiles(spec: DeviceSpec, cls: tuple, precision: str) -> tuple:
+    many, dcls, kcls = cls
+    base = _base_precision(kernel_precision(spec, precision))
+    x_once = dcls <= 64
+    if x_once:
+        bk = dcls
+    else:
+        bk = 16 if base in ("tf32x3", "ieee") else 32
+    limit = spec.smem_per_block - SMEM_MARGIN
+    for bm, bn, warps in _ASSIGN_TILES:
+        bn = min(bn, kcls)
+        if not many and bm == 128:
+            continue  # too few rows to fill the device with 128-row blocks
+        for stages in ((2,) if x_once else (3, 2)):
+            cfg = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, X_ONCE=x_once,
+                       num_warps=warps if bm * bn >= 64 * 64 else 4, num_stages=stages)
+            if assign_smem_estimate(spec, cfg, precision) <= limit:
+                return tuple(sorted(cfg.items()))
+    raise ValueError(f"no assignment tile fits {spec.smem_per_block} bytes of shared memory "
+                     f"per block ({spec.name or spec.capability}).")
+
+
+def assign_config(n: int, d: int, k: int, precision: str = "exact",
+                  spec: DeviceSpec | None = None) -> dict:
+    """Tile sizes of the assignment kernel on device ``spec`` for (n, d, k) and ``precision``.
+
+    A pure function of ``spec`` (default: :func:`device_spec` of the current device) and the
+    :func:`shape_class` of (n, d, k), cached per (device, shape class, precision); no
+    autotuning:
+
+    - d <= 64: the row tile of X is loaded once (``X_ONCE``), ``BLOCK_K`` = d rounded up to a
+      power of two (>= 16); larger d: a loop over ``BLOCK_K`` = 16 (fp32 operands: tf32x3,
+      ieee) or 32 (tf32, bf16) columns;
+    - ``BLOCK_N`` <= k rounded up to a power of two; ``BLOCK_M`` = 128 when there are rows
+      to fill the device twice over, else 64 (or less);
+    - the first candidate of :data:`_ASSIGN_TILES` (and 3, else 2 pipeline stages) whose
+      :func:`assign_smem_estimate` fits the device's shared memory less :data:`SMEM_MARGIN`.
 
     Returns a dict of ``BLOCK_M, BLOCK_N, BLOCK_K, X_ONCE, num_warps, num_stages``.  Any of
     them can be overridden by the ``config=`` argument of :func:`assign` (benchmark sweeps).
     """
-    base = _base_precision(precision)
-    if d <= 64:
-        bk, x_once = max(16, _next_pow2(d)), True
-    else:
-        bk, x_once = (32 if base in ("tf32x3", "ieee") else 64), False
-    bn = min(128, max(16, _next_pow2(k)))
-    bm = 128 if n >= 128 * 264 else 64
-    if x_once and bk == 64 and bn == 128 and base in ("tf32x3", "ieee"):
-        bm = 64  # keep the fp32 operand tiles and the accumulator within registers
-    warps = 8 if bm * bn >= 128 * 128 else 4
-    return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, X_ONCE=x_once, num_warps=warps,
-                num_stages=2 if x_once else 3)
+    spec = device_spec() if spec is None else spec
+    return dict(_assign_tiles(spec, shape_class(spec, n, d, k), precision))
+
+
+#: The float64 re-check of flagged rows: small tiles (16 x 16 x 8 float64 differences, 16 per
+#: thread: 16 x 16 x 16 spilled on sm_75 ... sm_100).
+RECHECK_CONFIG = dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=8, num_warps=4)
+
+
+def sums_config(d: int, spec: DeviceSpec | None = None) -> dict:
+    """Tiles of the centre-sum kernels: ``BLOCK_D`` columns (d rounded up to a power of two,
+    16..128) per program; pieces of :data:`PIECE_ROWS` rows read ``BLOCK_R`` rows at a time;
+    ``BLOCK_P`` pieces per step of the segment sums; ``BLOCK_M`` rows per atomic program.
+    Register-light on every device (no shared memory beyond reductions)."""
+    return dict(BLOCK_D=min(128, max(16, _next_pow2(d))), BLOCK_R=32, BLOCK_P=32,
+                BLOCK_M=64, num_warps=4)
+
+
+def kpp_config(d: int, m: int, spec: DeviceSpec | None = None) -> dict:
+    """Tiles of the k-means++ kernels (float64 differences): ``BLOCK_C`` candidates (m
+    rounded up to a power of two, 2..16), ``BLOCK_K`` columns and ``BLOCK_M`` rows per step,
+    with at most 4096 float64 differences in flight per program (32 per thread)."""
+    bc = min(16, max(2, _next_pow2(m)))
+    bk = max(2, min(16, _next_pow2(d), 4096 // (32 * bc)))
+    return dict(BLOCK_M=32, BLOCK_C=bc, BLOCK_K=bk, num_warps=4,
+                UPDATE_M=128, UPDATE_K=min(32, max(16, _next_pow2(d))))
 
 
 def _base_precision(precision: str) -> str:
-    return {"exact": "tf32x3", "exact-tf32": "tf32"}.get(precision, precision)
+    return {"exact": "tf32x3", "exact-tf32": "tf32", "exact-ieee": "ieee"}.get(precision,
+                                                                               precision)
 
 
 def exactness_coefficients(d: int, precision: str = "exact") -> tuple[float, float]:
@@ -542,7 +782,12 @@ def _atomic_sums_kernel(X, stride_xm, SHIFT, inv_scale, W, LABELS, SUMS, COUNTS,
 def _kpp_potentials_kernel(X, stride_xm, SHIFT, inv_scale, CLOSEST, W, CAND, PARTIAL, n, m, d,
                            BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
                            HAS_SHIFT: tl.constexpr, HAS_W: tl.constexpr):
-    """PARTIAL[block, c] = sum over the block's rows of w * min(closest, ||xt - cand_c||^2)."""
+    """PARTIAL[block, c] = sum over the block's rows of w * min(closest, ||xt - cand_c||^2).
+
+    The rows are brought into the frame in fp32 (as the reference's chunks are), then the
+    differences to the (float64) candidates, their squares and every sum are float64: the
+    potentials of the reference's float64 path, so the same centres are drawn.
+    """
     pid = tl.program_id(0)
     pc = tl.program_id(1)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -551,17 +796,18 @@ def _kpp_potentials_kernel(X, stride_xm, SHIFT, inv_scale, CLOSEST, W, CAND, PAR
     cs = pc * BLOCK_C + tl.arange(0, BLOCK_C)
     csmask = cs < m
     ks = tl.arange(0, BLOCK_K)
-    acc = tl.zeros([BLOCK_M, BLOCK_C], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_C], tl.float64)
     for k0 in range(0, d, BLOCK_K):
         kk = k0 + ks
         kmask = kk < d
-        x = _load_xt(X, rows64, rmask, stride_xm, kk, kmask, SHIFT, inv_scale, HAS_SHIFT)
+        x = _load_xt(X, rows64, rmask, stride_xm, kk, kmask, SHIFT, inv_scale,
+                     HAS_SHIFT).to(tl.float64)
         c = tl.load(CAND + cs[:, None] * d + kk[None, :],
                     mask=csmask[:, None] & kmask[None, :], other=0.0)
         diff = x[:, None, :] - c[None, :, :]
         acc += tl.sum(diff * diff, axis=2)
     closest = tl.load(CLOSEST + rows, mask=rmask, other=0.0)
-    v = tl.minimum(acc, closest[:, None]).to(tl.float64)
+    v = tl.minimum(acc, closest[:, None])
     if HAS_W:
         w = tl.load(W + rows, mask=rmask, other=0.0).to(tl.float64)
         v = v * w[:, None]
@@ -573,18 +819,20 @@ def _kpp_potentials_kernel(X, stride_xm, SHIFT, inv_scale, CLOSEST, W, CAND, PAR
 def _kpp_update_kernel(X, stride_xm, SHIFT, inv_scale, CLOSEST, CENTER, OUT, n, d,
                        BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
                        HAS_SHIFT: tl.constexpr, HAS_CLOSEST: tl.constexpr):
+    """OUT = min(CLOSEST, ||xt - center||^2), float64 differences (see the potentials)."""
     pid = tl.program_id(0)
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < n
     rows64 = rows.to(tl.int64)
     ks = tl.arange(0, BLOCK_K)
-    acc = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M], tl.float64)
     for k0 in range(0, d, BLOCK_K):
         kk = k0 + ks
         kmask = kk < d
-        x = _load_xt(X, rows64, rmask, stride_xm, kk, kmask, SHIFT, inv_scale, HAS_SHIFT)
+        x = _load_xt(X, rows64, rmask, stride_xm, kk, kmask, SHIFT, inv_scale,
+                     HAS_SHIFT).to(tl.float64)
         c = tl.load(CENTER + kk, mask=kmask, other=0.0)
-        diff = x - c[None, :]
+        diff = tl.where(kmask[None, :], x - c[None, :], 0.0)
         acc += tl.sum(diff * diff, axis=1)
     if HAS_CLOSEST:
         acc = tl.minimum(acc, tl.load(CLOSEST + rows, mask=rmask, other=0.0))
@@ -592,9 +840,119 @@ def _kpp_update_kernel(X, stride_xm, SHIFT, inv_scale, CLOSEST, CENTER, OUT, n, 
 
 
 # ----------------------------------------------------------------------------------------
+# Launches: what each kernel is launched with (shared by the host code and the compile plan)
+# ----------------------------------------------------------------------------------------
+def _launch(kernel: Any, grid: tuple, args: tuple, meta: dict) -> None:
+    """Every launch of this module goes through here (tests record or fail launches)."""
+    kernel[grid](*args, **meta)
+
+
+def _assign_meta(spec: DeviceSpec, n: int, d: int, k: int, precision: str, *, need_min: bool,
+                 has_shift: bool, force: bool = False, config: dict | None = None) -> dict:
+    """Compile-time arguments and launch options of the assignment kernel."""
+    ran = kernel_precision(spec, precision)
+    cfg = assign_config(n, d, k, precision, spec)
+    if config:
+        cfg.update(config)
+    return dict(BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"],
+                X_ONCE=bool(cfg["X_ONCE"]) and d <= cfg["BLOCK_K"], HAS_SHIFT=has_shift,
+                PREC=_base_precision(ran), NEED_MIN=bool(need_min),
+                EXACT=ran.startswith("exact"), FORCE=bool(force), INTERPRET=INTERPRETED,
+                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+
+
+def _recheck_meta(*, has_shift: bool, need_min: bool) -> dict:
+    return dict(RECHECK_CONFIG, HAS_SHIFT=has_shift, NEED_MIN=bool(need_min))
+
+
+def _piece_meta(d: int, piece_rows: int, *, has_shift: bool, has_w: bool) -> dict:
+    c = sums_config(d)
+    return dict(PIECE=piece_rows, BLOCK_R=min(c["BLOCK_R"], _next_pow2(piece_rows)),
+                BLOCK_D=c["BLOCK_D"], HAS_SHIFT=has_shift, HAS_W=has_w,
+                num_warps=c["num_warps"])
+
+
+def _segment_meta(d: int) -> dict:
+    c = sums_config(d)
+    return dict(BLOCK_P=c["BLOCK_P"], BLOCK_D=c["BLOCK_D"], num_warps=c["num_warps"])
+
+
+def _atomic_meta(d: int, *, has_shift: bool, has_w: bool) -> dict:
+    c = sums_config(d)
+    return dict(BLOCK_M=c["BLOCK_M"], BLOCK_D=c["BLOCK_D"], HAS_SHIFT=has_shift, HAS_W=has_w,
+                num_warps=c["num_warps"])
+
+
+def _kpp_meta(d: int, m: int, *, has_shift: bool, has_w: bool) -> dict:
+    c = kpp_config(d, m)
+    return dict(BLOCK_M=c["BLOCK_M"], BLOCK_C=c["BLOCK_C"], BLOCK_K=c["BLOCK_K"],
+                HAS_SHIFT=has_shift, HAS_W=has_w, num_warps=c["num_warps"])
+
+
+def _kpp_update_meta(d: int, *, has_shift: bool, has_closest: bool) -> dict:
+    c = kpp_config(d, 1)
+    return dict(BLOCK_M=c["UPDATE_M"], BLOCK_K=c["UPDATE_K"], HAS_SHIFT=has_shift,
+                HAS_CLOSEST=has_closest, num_warps=c["num_warps"])
+
+
+def kpp_candidates(k: int) -> int:
+    """Candidates per greedy k-means++ step (scikit-learn's ``2 + floor(ln k)``)."""
+    return 2 + int(math.log(max(k, 1)))
+
+
+def launch_plan(spec: DeviceSpec, n: int, d: int, k: int, precision: str = "exact", *,
+                x_dtype: Any = torch.float32, every_flag: bool = False) -> list:
+    """Every launch a fit on (n, d, k) with ``precision`` makes on device ``spec``.
+
+    Returns ``(kernel, args, meta)`` triples: ``args`` maps each runtime argument to a
+    sample value (a torch dtype for a pointer, an int or float for a scalar: Triton
+    specialises on them), ``meta`` the compile-time arguments and launch options the host
+    functions pass.  With ``every_flag``, every combination of the flags the package
+    launches (shift, weights, minima, closest); else the heaviest one of each kernel.  The
+    compile test compiles each for every arch (``triton.compile`` with a ``GPUTarget``).
+    """
+    f32, i64, i32 = torch.float32, torch.int64, torch.int32
+    stride = d
+    m = kpp_candidates(k)
+    flags = (True, False) if every_flag else (True,)
+    out = []
+    for sh in flags:
+        for nm in flags:
+            meta = _assign_meta(spec, n, d, k, precision, need_min=nm, has_shift=sh)
+            out.append((_assign_kernel, dict(
+                X=x_dtype, stride_xm=stride, C=f32, CSQ=f32, SHIFT=f32, inv_scale=1.0, n=n,
+                k=k, d=d, LABELS=i64, MINS=f32, CMAX2=f32, FLAG_COUNT=i32, FLAG_ROWS=i32,
+                coef_a=1.0, coef_b=1.0), meta))
+            if meta["EXACT"]:
+                out.append((_recheck_kernel, dict(
+                    X=x_dtype, stride_xm=stride, C=f32, SHIFT=f32, inv_scale=1.0, k=k, d=d,
+                    FLAG_COUNT=i32, FLAG_ROWS=i32, LABELS=i64, MINS=f32),
+                    _recheck_meta(has_shift=sh, need_min=nm)))
+        for hw in flags:
+            out.append((_piece_sums_kernel, dict(
+                X=x_dtype, stride_xm=stride, SHIFT=f32, inv_scale=1.0, W=f32, PERM=i64,
+                OFFSETS=i64, PIECE_START=i64, PIECE_SEG=i64, PARTIAL=f32, PCOUNT=f32, k=k, d=d),
+                _piece_meta(d, PIECE_ROWS, has_shift=sh, has_w=hw)))
+            out.append((_atomic_sums_kernel, dict(
+                X=x_dtype, stride_xm=stride, SHIFT=f32, inv_scale=1.0, W=f32, LABELS=i64,
+                SUMS=f32, COUNTS=f32, n=n, d=d), _atomic_meta(d, has_shift=sh, has_w=hw)))
+            out.append((_kpp_potentials_kernel, dict(
+                X=x_dtype, stride_xm=stride, SHIFT=f32, inv_scale=1.0, CLOSEST=torch.float64,
+                W=f32, CAND=torch.float64, PARTIAL=torch.float64, n=n, m=m, d=d),
+                _kpp_meta(d, m, has_shift=sh, has_w=hw)))
+            out.append((_kpp_update_kernel, dict(
+                X=x_dtype, stride_xm=stride, SHIFT=f32, inv_scale=1.0, CLOSEST=torch.float64,
+                CENTER=torch.float64, OUT=torch.float64, n=n, d=d),
+                _kpp_update_meta(d, has_shift=sh, has_closest=hw)))
+    out.append((_segment_sums_kernel, dict(PARTIAL=f32, PCOUNT=f32, PIECE_START=i64, SUMS=f32,
+                                           COUNTS=f32, d=d), _segment_meta(d)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------
 # Host functions (no host sync in any of them)
 # ----------------------------------------------------------------------------------------
-def _assign_impl(X, C, shift, inv, precision, need_min, force_recheck, config):
+def _assign_impl(X, C, shift, inv, precision, need_min, force_recheck, config, spec=None):
     n, d = X.shape
     k = C.shape[0]
     dev = X.device
@@ -602,40 +960,34 @@ def _assign_impl(X, C, shift, inv, precision, need_min, force_recheck, config):
     mins = torch.empty(n, dtype=torch.float32, device=dev) if need_min else _dummy(dev)
     if n == 0:
         return labels, (mins[:0] if need_min else None), None
-    cfg = assign_config(n, d, k, precision)
-    if config:
-        cfg.update(config)
-    exact = precision in ("exact", "exact-tf32")
+    spec = device_spec(dev) if spec is None else spec
+    meta = _assign_meta(spec, n, d, k, precision, need_min=need_min,
+                        has_shift=shift is not None, force=force_recheck, config=config)
+    exact = meta["EXACT"]
     csq = torch.sum(C * C, dim=1)
     if exact:
         cmax2 = torch.max(csq).reshape(1)
         count = torch.zeros(1, dtype=torch.int32, device=dev)
         flagged = torch.empty(n, dtype=torch.int32, device=dev)
-        coef_a, coef_b = exactness_coefficients(d, precision)
+        coef_a, coef_b = exactness_coefficients(d, kernel_precision(spec, precision))
     else:
         cmax2 = count = flagged = _dummy(dev)
         coef_a = coef_b = 0.0
     sh = shift if shift is not None else _dummy(dev)
-    grid = (triton.cdiv(n, cfg["BLOCK_M"]),)
-    _assign_kernel[grid](
-        X, X.stride(0), C, csq, sh, inv, n, k, d, labels, mins, cmax2, count, flagged,
-        coef_a, coef_b, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
-        BLOCK_K=cfg["BLOCK_K"], X_ONCE=bool(cfg["X_ONCE"]) and d <= cfg["BLOCK_K"],
-        HAS_SHIFT=shift is not None, PREC=_base_precision(precision), NEED_MIN=need_min,
-        EXACT=exact, FORCE=bool(force_recheck), INTERPRET=INTERPRETED,
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    _launch(_assign_kernel, (triton.cdiv(n, meta["BLOCK_M"]),),
+            (X, X.stride(0), C, csq, sh, inv, n, k, d, labels, mins, cmax2, count, flagged,
+             coef_a, coef_b), meta)
     if exact:
-        rbm = 16
-        _recheck_kernel[(triton.cdiv(n, rbm),)](
-            X, X.stride(0), C, sh, inv, k, d, count, flagged, labels, mins,
-            BLOCK_M=rbm, BLOCK_N=16, BLOCK_K=16, HAS_SHIFT=shift is not None,
-            NEED_MIN=need_min, num_warps=4)
+        rmeta = _recheck_meta(has_shift=shift is not None, need_min=need_min)
+        _launch(_recheck_kernel, (triton.cdiv(n, rmeta["BLOCK_M"]),),
+                (X, X.stride(0), C, sh, inv, k, d, count, flagged, labels, mins), rmeta)
     return labels, (mins if need_min else None), (count if exact else None)
 
 
 def assign(X: Any, centers: Any, *, shift: Any = None, inv_scale: float = 1.0,
            precision: str = "exact", config: dict | None = None,
-           _force_recheck: bool = False, _return_flag_count: bool = False):
+           spec: DeviceSpec | None = None, _force_recheck: bool = False,
+           _return_flag_count: bool = False):
     """Nearest centre of every row and the squared distance to it, in one fused kernel.
 
     Parameters
@@ -653,6 +1005,8 @@ def assign(X: Any, centers: Any, *, shift: Any = None, inv_scale: float = 1.0,
         computation except on float64 near-ties.
     config : dict, optional
         Overrides of :func:`assign_config` (tile sizes, warps, stages).
+    spec : DeviceSpec, optional
+        The device the tiles are chosen for (default: :func:`device_spec` of X's device).
 
     Returns
     -------
@@ -666,7 +1020,8 @@ def assign(X: Any, centers: Any, *, shift: Any = None, inv_scale: float = 1.0,
     C = _check_centers(io.to_torch(centers), X)
     shift, inv = _frame(X, io.to_torch(shift), inv_scale)
     _check_precision(precision)
-    labels, mins, count = _assign_impl(X, C, shift, inv, precision, True, _force_recheck, config)
+    labels, mins, count = _assign_impl(X, C, shift, inv, precision, True, _force_recheck,
+                                       config, spec)
     if _return_flag_count:
         return io.back(labels), io.back(mins), count
     return io.back(labels), io.back(mins)
@@ -678,15 +1033,14 @@ def _sums_impl(X, labels, weights, k, shift, inv, atomic, piece_rows=PIECE_ROWS)
     sh = shift if shift is not None else _dummy(dev)
     w = weights if weights is not None else _dummy(dev)
     has_w = weights is not None
-    bd = min(128, max(16, _next_pow2(d)))
     if atomic:
         sums = torch.zeros((k, d), dtype=torch.float32, device=dev)
         counts = torch.zeros(k, dtype=torch.float32, device=dev)
         if n:
-            bm = 64
-            _atomic_sums_kernel[(triton.cdiv(n, bm), triton.cdiv(d, bd))](
-                X, X.stride(0), sh, inv, w, labels, sums, counts, n, d, BLOCK_M=bm,
-                BLOCK_D=bd, HAS_SHIFT=shift is not None, HAS_W=has_w, num_warps=4)
+            meta = _atomic_meta(d, has_shift=shift is not None, has_w=has_w)
+            _launch(_atomic_sums_kernel, (triton.cdiv(n, meta["BLOCK_M"]),
+                                          triton.cdiv(d, meta["BLOCK_D"])),
+                    (X, X.stride(0), sh, inv, w, labels, sums, counts, n, d), meta)
         return sums, counts
     # a deterministic counting sort by label: stable radix sort on the smallest key type
     key_dtype = torch.int16 if k < 2 ** 15 - 1 else torch.int32  # arange(k + 1) must fit
@@ -705,12 +1059,13 @@ def _sums_impl(X, labels, weights, k, shift, inv, atomic, piece_rows=PIECE_ROWS)
     pcount = torch.empty(q_max, dtype=torch.float32, device=dev)
     sums = torch.empty((k, d), dtype=torch.float32, device=dev)
     counts = torch.empty(k, dtype=torch.float32, device=dev)
-    _piece_sums_kernel[(q_max, triton.cdiv(d, bd))](
-        X, X.stride(0), sh, inv, w, perm, offsets, piece_start, piece_seg, partial, pcount,
-        k, d, PIECE=piece_rows, BLOCK_R=min(32, _next_pow2(piece_rows)), BLOCK_D=bd,
-        HAS_SHIFT=shift is not None, HAS_W=has_w, num_warps=4)
-    _segment_sums_kernel[(k, triton.cdiv(d, bd))](
-        partial, pcount, piece_start, sums, counts, d, BLOCK_P=32, BLOCK_D=bd, num_warps=4)
+    meta = _piece_meta(d, piece_rows, has_shift=shift is not None, has_w=has_w)
+    _launch(_piece_sums_kernel, (q_max, triton.cdiv(d, meta["BLOCK_D"])),
+            (X, X.stride(0), sh, inv, w, perm, offsets, piece_start, piece_seg, partial,
+             pcount, k, d), meta)
+    meta = _segment_meta(d)
+    _launch(_segment_sums_kernel, (k, triton.cdiv(d, meta["BLOCK_D"])),
+            (partial, pcount, piece_start, sums, counts, d), meta)
     return sums, counts
 
 
@@ -765,7 +1120,7 @@ def _check_labels(labels: Any, n: int, X: Any) -> Any:
 
 def lloyd_pass(X: Any, centers: Any, weights: Any, *, shift: Any = None,
                inv_scale: float = 1.0, precision: str = "exact", need_inertia: bool = False,
-               deterministic: bool = True):
+               deterministic: bool = True, spec: DeviceSpec | None = None):
     """One Lloyd pass: assignment, centre sums and (optionally) the inertia.
 
     A fixed sequence of launches (assignment, re-check for the exact precisions, sort and
@@ -780,6 +1135,8 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, *, shift: Any = None,
         float64 in a fixed order).
     deterministic : bool
         True (default): deterministic centre sums; False: float atomics.
+    spec : DeviceSpec, optional
+        The device the tiles are chosen for (default: :func:`device_spec` of X's device).
 
     Returns
     -------
@@ -794,7 +1151,7 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, *, shift: Any = None,
     shift, inv = _frame(X, io.to_torch(shift), inv_scale)
     _check_precision(precision)
     labels, mins, _ = _assign_impl(X, C, shift, inv, precision, bool(need_inertia), False,
-                                   None)
+                                   None, spec)
     sums, counts = _sums_impl(X, labels, weights, C.shape[0], shift, inv, not deterministic)
     inertia = None
     if need_inertia:
@@ -807,14 +1164,16 @@ def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, *, shift: Any 
                    inv_scale: float = 1.0):
     """Greedy k-means++: the potential of each candidate, in one fused pass over X.
 
-    ``pots_c = sum_i w_i * min(closest_i, ||xt_i - cand_c||^2)`` with the distances by direct
-    differences in fp32 and the sums in float64: per-block partials (one per 64 rows and
-    candidate) reduced in a fixed order, so the result is deterministic.
+    ``pots_c = sum_i w_i * min(closest_i, ||xt_i - cand_c||^2)``.  The rows are brought into
+    the frame in fp32 (as the reference's chunks are); the differences to the candidates,
+    their squares and all sums are float64: per-block partials (one per ``BLOCK_M`` rows and
+    candidate) reduced in a fixed order, so the result is deterministic and equals the
+    reference's float64 potentials to float64 rounding (the same centres are drawn).
 
     Parameters
     ----------
     X : tensor (n, d) (see :func:`assign`)
-    closest : float32 tensor (n,), the current squared distance to the nearest chosen centre
+    closest : tensor (n,), the current squared distance to the nearest chosen centre (float64)
     cand : tensor (m, d), candidate centres in working coordinates
     weights : tensor (n,) or None
 
@@ -825,51 +1184,49 @@ def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, *, shift: Any 
     io = _Boundary(X, closest, cand, weights, shift)
     X = _check_X(io.to_torch(X))
     n, d = X.shape
-    cand = _check_centers(io.to_torch(cand), X, "cand")
+    cand = _check_centers(io.to_torch(cand), X, "cand").to(torch.float64)
     if closest is None:
         raise ValueError("closest must be a (n,) tensor (use kpp_update for the first centre).")
-    closest = _check_vector(io.to_torch(closest), n, X, "closest")
+    closest = _check_vector(io.to_torch(closest), n, X, "closest", torch.float64)
     weights = _check_vector(io.to_torch(weights), n, X, "weights")
     shift, inv = _frame(X, io.to_torch(shift), inv_scale)
     m = cand.shape[0]
     dev = X.device
-    bm, bk = 64, 16
-    bc = min(16, max(2, _next_pow2(m)))
-    nb = triton.cdiv(n, bm)
+    meta = _kpp_meta(d, m, has_shift=shift is not None, has_w=weights is not None)
+    nb = triton.cdiv(n, meta["BLOCK_M"])
     partial = torch.empty((nb, m), dtype=torch.float64, device=dev)
     if n:
-        _kpp_potentials_kernel[(nb, triton.cdiv(m, bc))](
-            X, X.stride(0), shift if shift is not None else _dummy(dev), inv, closest,
-            weights if weights is not None else _dummy(dev), cand, partial, n, m, d,
-            BLOCK_M=bm, BLOCK_C=bc, BLOCK_K=bk, HAS_SHIFT=shift is not None,
-            HAS_W=weights is not None, num_warps=4)
+        _launch(_kpp_potentials_kernel, (nb, triton.cdiv(m, meta["BLOCK_C"])),
+                (X, X.stride(0), shift if shift is not None else _dummy(dev), inv, closest,
+                 weights if weights is not None else _dummy(dev), cand, partial, n, m, d), meta)
     return io.back(torch.sum(partial, dim=0))
 
 
 def kpp_update(X: Any, closest: Any, center: Any, *, shift: Any = None,
                inv_scale: float = 1.0):
-    """``min(closest_i, ||xt_i - center||^2)`` for every row (fp32, direct differences).
+    """``min(closest_i, ||xt_i - center||^2)`` for every row (float64 differences of the
+    fp32 frame, as :func:`kpp_potentials`).
 
     ``closest`` may be None (then the distances themselves: the first centre); ``center`` is
-    (d,) or (1, d) in working coordinates.  Returns a new float32 tensor (n,).
+    (d,) or (1, d) in working coordinates.  Returns a new float64 tensor (n,).
     """
     io = _Boundary(X, closest, center, shift)
     X = _check_X(io.to_torch(X))
     n, d = X.shape
-    center = _check_centers(io.to_torch(center), X, "center")
+    center = _check_centers(io.to_torch(center), X, "center").to(torch.float64)
     if center.shape[0] != 1:
         raise ValueError(f"center must be one row (d,) or (1, d), got {tuple(center.shape)}.")
-    closest = _check_vector(io.to_torch(closest), n, X, "closest")
+    closest = _check_vector(io.to_torch(closest), n, X, "closest", torch.float64)
     shift, inv = _frame(X, io.to_torch(shift), inv_scale)
     dev = X.device
-    out = torch.empty(n, dtype=torch.float32, device=dev)
+    out = torch.empty(n, dtype=torch.float64, device=dev)
     if n:
-        bm = 128
-        _kpp_update_kernel[(triton.cdiv(n, bm),)](
-            X, X.stride(0), shift if shift is not None else _dummy(dev), inv,
-            closest if closest is not None else _dummy(dev), center, out, n, d,
-            BLOCK_M=bm, BLOCK_K=min(64, max(16, _next_pow2(d))),
-            HAS_SHIFT=shift is not None, HAS_CLOSEST=closest is not None, num_warps=4)
+        meta = _kpp_update_meta(d, has_shift=shift is not None,
+                                has_closest=closest is not None)
+        _launch(_kpp_update_kernel, (triton.cdiv(n, meta["BLOCK_M"]),),
+                (X, X.stride(0), shift if shift is not None else _dummy(dev), inv,
+                 closest if closest is not None else _dummy(dev, torch.float64), center, out,
+                 n, d), meta)
     return io.back(out)
 
 
@@ -881,32 +1238,102 @@ from ._reference import fusable  # noqa: E402
 from ._torch import TorchKernels  # noqa: E402
 
 
+#: Launch failures remembered for the process: ``(DeviceSpec, config or None) -> cause``.
+#: ``None`` marks the whole device (an unsupported arch, a Triton/driver mismatch); a config
+#: (the tiles of the failing kernel) marks that configuration only (out of resources).
+FAILED: dict = {}
+
+
+def _memory_error(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+
+
+def _resource_error(exc: BaseException) -> bool:
+    from triton.runtime.errors import OutOfResources
+
+    return isinstance(exc, OutOfResources) or "out of resource" in str(exc).lower()
+
+
 class _TritonPasses:
-    """Lloyd passes, assignments and inertia through the fused Triton kernels.
+    """Lloyd passes, assignments, inertia and k-means++ steps through the fused Triton kernels.
 
     Mixed into the torch (CUDA; CPU under the interpreter) and CuPy sets, whose chunk
     primitives still serve the rare passes (relocation, ``transform``).  The k-means++ steps
-    stay on the reference's float64 path, so that every backend draws the same centres.
+    compute in float64 (the reference's potentials), so every backend draws the same centres.
+
+    A safe fallback: if compiling or launching a kernel fails (out of resources, an arch or
+    driver Triton cannot serve), the call is answered by the generic set this one extends,
+    with a :class:`~kmeans_xp._kernels.KernelFallbackWarning` naming the cause (one per device
+    and process), and the failure is remembered in :data:`FAILED` for the process (per device
+    and configuration; per device for a failure that is not about resources): later calls
+    and fits go to the generic set directly, without retrying.
     """
 
     name = "triton"
 
+    @property
+    def spec(self) -> DeviceSpec:
+        """The description of the device the data live on (its tiles are chosen for it)."""
+        spec = self.__dict__.get("_spec")
+        if spec is None:
+            dev = self.device
+            if not isinstance(dev, (torch.device, str, int)):  # a CuPy device
+                dev = torch.device("cuda", int(getattr(dev, "id", 0)))
+            spec = self.__dict__["_spec"] = device_spec(dev)
+        return spec
+
+    @spec.setter
+    def spec(self, value: DeviceSpec) -> None:
+        self.__dict__["_spec"] = value
+
     def _frame(self, data):
         return {"shift": data.shift, "inv_scale": data.inv_scale}
+
+    def _guard(self, config: Any, fast: Any, slow: Any) -> Any:
+        """``fast()``; on a failure of the Triton kernels, ``slow()`` (the generic set)."""
+        spec = self.spec
+        cfg = tuple(sorted(config.items()))
+        if (spec, None) in FAILED or (spec, cfg) in FAILED:
+            return slow()
+        warn_precision(spec, self.precision)
+        try:
+            return fast()
+        except Exception as exc:  # noqa: BLE001 - any failure of compiling or launching
+            if _memory_error(exc):
+                raise  # the device is full: the generic set would not fit either
+            key = (spec, cfg) if _resource_error(exc) else (spec, None)
+            FAILED[key] = cause = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+            if not any(s == spec for s, _ in list(FAILED)[:-1]):  # one warning per device
+                scope = (f"the tiles {dict(cfg)}" if key[1] is not None else "every kernel")
+                from . import KernelFallbackWarning
+
+                warnings.warn(
+                    f"The Triton kernels failed on {spec.name or 'the GPU'} (sm_{spec.arch}): "
+                    f"{cause}. This process continues on the generic {super().name} kernel "
+                    f"set for {scope} on this device.", KernelFallbackWarning, stacklevel=4)
+            return slow()
+
+    def _assign_cfg(self, data, centers) -> dict:
+        return assign_config(data.n, data.d, int(centers.shape[0]), self.precision, self.spec)
 
     # data streamed from the host, or with a frame the kernels do not apply (cosine's unit
     # rows): those passes take the parent set's chunk loop (``fusable``)
     def lloyd_pass(self, data, centers, *, need_inertia=False):
+        slow = lambda: super(_TritonPasses, self).lloyd_pass(  # noqa: E731
+            data, centers, need_inertia=need_inertia)
         if not fusable(data):
-            return super().lloyd_pass(data, centers, need_inertia=need_inertia)
-        return lloyd_pass(data.X, centers, data.weights, precision=self.precision,
-                          need_inertia=need_inertia, deterministic=self.deterministic,
-                          **self._frame(data))
+            return slow()
+        return self._guard(self._assign_cfg(data, centers), lambda: lloyd_pass(
+            data.X, centers, data.weights, precision=self.precision, need_inertia=need_inertia,
+            deterministic=self.deterministic, spec=self.spec, **self._frame(data)), slow)
 
     def assign(self, data, centers):
+        slow = lambda: super(_TritonPasses, self).assign(data, centers)  # noqa: E731
         if not fusable(data):
-            return super().assign(data, centers)
-        return assign(data.X, centers, precision=self.precision, **self._frame(data))
+            return slow()
+        return self._guard(self._assign_cfg(data, centers), lambda: assign(
+            data.X, centers, precision=self.precision, spec=self.spec, **self._frame(data)),
+            slow)
 
     def labels_inertia(self, data, centers, *, return_inertia=True):
         if not fusable(data):
@@ -920,6 +1347,25 @@ class _TritonPasses:
         m = xp.astype(mins, acc)
         w = data.weights
         return labels, xp.sum(m if w is None else m * xp.astype(w, acc))
+
+    def _kpp_fusable(self, data) -> bool:
+        return fusable(data) and data.accumulator_dtype() == self.xp.float64
+
+    def kpp_potentials(self, data, closest, cand):
+        slow = lambda: super(_TritonPasses, self).kpp_potentials(  # noqa: E731
+            data, closest, cand)
+        if not self._kpp_fusable(data):
+            return slow()
+        return self._guard(kpp_config(data.d, int(cand.shape[0])), lambda: kpp_potentials(
+            data.X, closest, cand, data.weights, **self._frame(data)), slow)
+
+    def kpp_update(self, data, closest, center):
+        slow = lambda: super(_TritonPasses, self).kpp_update(  # noqa: E731
+            data, closest, center)
+        if not self._kpp_fusable(data):
+            return slow()
+        return self._guard(kpp_config(data.d, 1), lambda: kpp_update(
+            data.X, closest, center, **self._frame(data)), slow)
 
 
 class TritonTorchKernels(_TritonPasses, TorchKernels):

@@ -1,0 +1,341 @@
+"""The self-check: versions, devices, the kernel set each backend gets and why, and a run of
+every kernel set against the reference on this machine's devices.
+
+``python -m kmeans_xp.check`` (or :func:`kmeans_xp.show_config`) prints what a bug report
+should contain.  Nothing here imports a backend at module level, and a backend that is not
+installed is never imported (versions come from the installed distributions' metadata).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from typing import Any, TextIO
+
+#: (label, distributions that provide it, the module it installs)
+_PACKAGES = [
+    ("numpy", ("numpy",), "numpy"),
+    ("array-api-compat", ("array-api-compat", "array_api_compat"), "array_api_compat"),
+    ("scipy", ("scipy",), "scipy"),
+    ("scikit-learn", ("scikit-learn",), "sklearn"),
+    ("torch", ("torch",), "torch"),
+    ("cupy", ("cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x", "cupy"), "cupy"),
+    ("jax", ("jax",), "jax"),
+    ("numba", ("numba",), "numba"),
+    ("tbb", ("tbb",), None),
+    ("threadpoolctl", ("threadpoolctl",), "threadpoolctl"),
+    ("triton", ("triton",), "triton"),
+    ("dask", ("dask",), "dask"),
+]
+
+_ENV = ("KMEANS_XP_KERNELS", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES", "NUMBA_NUM_THREADS",
+        "OMP_NUM_THREADS")
+
+
+def _installed(module: str | None) -> bool:
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def versions() -> dict:
+    """``{label: version or None}`` for Python, kmeans_xp and the packages it can use."""
+    from . import __version__
+
+    out = {"python": platform.python_version(), "kmeans_xp": __version__}
+    for label, dists, module in _PACKAGES:
+        v = None
+        if _installed(module):
+            for dist in dists:
+                try:
+                    v = metadata.version(dist)
+                    break
+                except metadata.PackageNotFoundError:
+                    continue
+            if v is None and module is not None:
+                v = "installed (version unknown)"
+        out[label] = v
+    return out
+
+
+def _torch_cuda() -> tuple[Any, list, str]:
+    """(torch or None, CUDA device indices, why there are none)."""
+    if not _installed("torch"):
+        return None, [], "torch not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch, [], ("no CUDA device (torch.cuda.is_available() is False; torch "
+                           f"{torch.__version__}, CUDA {torch.version.cuda or 'not built'})")
+    return torch, list(range(torch.cuda.device_count())), ""
+
+
+def _cupy_devices() -> tuple[Any, list, str]:
+    if not _installed("cupy"):
+        return None, [], "cupy not installed"
+    try:
+        import cupy
+
+        return cupy, list(range(cupy.cuda.runtime.getDeviceCount())), ""
+    except Exception as exc:  # noqa: BLE001 - no driver, no device
+        return None, [], f"cupy has no device ({type(exc).__name__}: {exc})"
+
+
+def devices() -> list[str]:
+    """One line per device: the CPU, each CUDA device (torch, CuPy) with its description."""
+    lines = [f"CPU: {platform.machine()}, {os.cpu_count()} logical cores, "
+             f"{platform.system()} {platform.release()}"]
+    torch, cuda, why_torch = _torch_cuda()
+    for i in cuda:
+        p = torch.cuda.get_device_properties(i)
+        line = (f"cuda:{i} (torch): {p.name}, sm_{p.major}{p.minor}, "
+                f"{p.total_memory / 2**30:.1f} GiB, {p.multi_processor_count} SMs")
+        if _installed("triton"):
+            try:
+                from ._kernels import _triton
+
+                spec = _triton.device_spec(i)
+                line += f", {spec.smem_per_block // 1024} KiB shared memory per block"
+            except Exception as exc:  # noqa: BLE001
+                line += f" (Triton: {type(exc).__name__}: {exc})"
+        lines.append(line)
+    cupy, cdev, why_cupy = _cupy_devices()
+    for i in cdev:
+        props = cupy.cuda.runtime.getDeviceProperties(i)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        lines.append(f"cuda:{i} (cupy): {name}, sm_{props['major']}{props['minor']}")
+    if not cuda and not cdev:
+        lines.append(f"GPU: none -- no GPU seen ({why_torch}; {why_cupy})")
+    return lines
+
+
+def _backends() -> list[tuple[str, Any, Any, Any]]:
+    """(label, xp, device, sample-array maker) for every backend with a device here."""
+    import numpy as np
+    from array_api_compat import array_namespace
+
+    out = [("numpy", array_namespace(np.zeros(1)), "cpu", np.asarray)]
+    torch, cuda, _ = _torch_cuda()
+    if torch is not None:
+        xp = array_namespace(torch.zeros(1))
+        out.append(("torch cpu", xp, torch.device("cpu"),
+                    lambda a: torch.asarray(a)))
+        for i in cuda:
+            dev = torch.device("cuda", i)
+            out.append((f"torch cuda:{i}", xp, dev, lambda a, dev=dev: torch.asarray(a,
+                                                                                  device=dev)))
+    cupy, cdev, _ = _cupy_devices()
+    for i in cdev:
+        xp = array_namespace(cupy.zeros(1))
+
+        def make(a, i=i):
+            with cupy.cuda.Device(i):
+                return cupy.asarray(a)
+
+        out.append((f"cupy cuda:{i}", xp, cupy.cuda.Device(i), make))
+    return out
+
+
+def _why(label: str, xp: Any, device: Any, dtype: Any, chosen: str) -> str:
+    """Why ``select`` gave ``chosen`` for this backend and dtype."""
+    pref = os.environ.get("KMEANS_XP_KERNELS")
+    if pref:
+        return f"KMEANS_XP_KERNELS={pref}"
+    dname = str(getattr(dtype, "name", dtype)).split(".")[-1]
+    gpu = "cuda" in label
+    if chosen == "triton":
+        from ._kernels import _triton
+
+        spec = _triton.device_spec(device if label.startswith("torch") else
+                                   int(getattr(device, "id", 0)))
+        ran = _triton.kernel_precision(spec, "exact")
+        extra = "" if ran == "exact" else f"; precision 'exact' runs as {ran!r} here"
+        failed = [c for (s, _), c in _triton.FAILED.items() if s == spec]
+        if failed:
+            extra += f"; failed earlier in this process ({failed[0]}): the generic set serves"
+        return f"triton installed, CUDA device sm_{spec.arch}, {dname} data{extra}"
+    if chosen == "cpu":
+        return "numba installed: the fused CPU pass"
+    if gpu:
+        if not _installed("triton"):
+            return "triton not installed (pip install triton)"
+        if dname == "float64":
+            return "float64 data: the Triton kernels are for float32/float16/bfloat16"
+        return "the Triton set is not available for this data"
+    if not _installed("numba"):
+        return "numba not installed (pip install numba)"
+    return "the fused CPU set does not serve this namespace"
+
+
+def kernel_sets() -> list[tuple[str, str, str, str]]:
+    """(backend, dtype, kernel set, why) for each backend with a device and each dtype."""
+    from . import _kernels
+
+    rows = []
+    for label, xp, device, _ in _backends():
+        for dname in ("float32", "float64"):
+            dtype = getattr(xp, dname)
+            chosen = _kernels.select(xp, device, dtype).name
+            rows.append((label, dname, chosen, _why(label, xp, device, dtype, chosen)))
+    return rows
+
+
+def _sync(xp: Any, device: Any) -> None:
+    name = getattr(xp, "__name__", "")
+    if "torch" in name and getattr(device, "type", "") == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+    elif "cupy" in name:
+        import cupy
+
+        cupy.cuda.Device(int(getattr(device, "id", 0))).synchronize()
+
+
+def _timed(fn: Any, xp: Any, device: Any, reps: int = 3) -> tuple[Any, float]:
+    out = fn()  # warm up (compiles)
+    _sync(xp, device)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(xp, device)
+        times.append(time.perf_counter() - t0)
+    return out, sorted(times)[len(times) // 2] * 1e3
+
+
+def _problem(n: int = 4000, d: int = 16, k: int = 8, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d)) * 6.0
+    X = centres[rng.integers(0, k, n)] + rng.normal(size=(n, d)) + 25.0
+    return X, X[rng.choice(n, k, replace=False)]
+
+
+def run_checks(out: TextIO) -> list[str]:
+    """Every kernel set on every backend here against the reference set (labels equal, sums
+    close, timings) and a small default fit against a fit on the reference set.  Prints one
+    line per check; returns the failures."""
+    import numpy as np
+
+    from . import KMeans, _kernels
+    from ._compat import to_numpy
+    from ._data import ChunkedData
+
+    failures = []
+    X, C0 = _problem()
+    k = int(C0.shape[0])
+    for label, xp, device, make in _backends():
+        for dname in ("float32", "float64"):
+            dtype = getattr(xp, dname)
+            Xb = make(X.astype(dname))
+            try:
+                sets = _kernels.available_sets(xp, device, dtype)
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"{label} {dname}: available_sets: {exc!r}")
+                continue
+            ref = None
+            for name in ["reference"] + [s for s in sets if s != "reference"]:
+                kern = sets[name]
+                what = f"{label:<14} {dname:<8} {name:<10}"
+                try:
+                    data = ChunkedData(Xb, xp=xp, dtype=dtype, n_clusters=k, kernels=kern)
+                    data.prepare("X")
+                    Cw = data.to_working_coords(make(C0.astype(dname)))
+                    (lab, sums, counts, inertia), ms = _timed(
+                        lambda: kern.lloyd_pass(data, Cw, need_inertia=True), xp, device)
+                    got = (np.asarray(to_numpy(lab)), np.asarray(to_numpy(sums), np.float64),
+                           float(inertia))
+                except Exception as exc:  # noqa: BLE001 - reported as a failure
+                    failures.append(f"{what} raised {type(exc).__name__}: {exc}")
+                    out.write(f"  FAIL {what} raised {type(exc).__name__}: {exc}\n")
+                    continue
+                if ref is None:
+                    ref = got
+                    out.write(f"  ok   {what} Lloyd pass {ms:8.2f} ms (the reference)\n")
+                    continue
+                tol = 1e-4 if dname == "float32" else 1e-9
+                problems = []
+                if not np.array_equal(got[0], ref[0]):
+                    problems.append(f"{int(np.sum(got[0] != ref[0]))} labels differ")
+                scale = max(1.0, float(np.abs(ref[1]).max()))
+                if not np.allclose(got[1], ref[1], rtol=tol, atol=tol * scale):
+                    problems.append(f"sums differ by {float(np.abs(got[1] - ref[1]).max()):.3g}")
+                if not np.isclose(got[2], ref[2], rtol=tol):
+                    problems.append(f"inertia {got[2]!r} vs {ref[2]!r}")
+                if problems:
+                    failures.append(f"{what}: " + "; ".join(problems))
+                    out.write(f"  FAIL {what} " + "; ".join(problems) + "\n")
+                else:
+                    out.write(f"  ok   {what} Lloyd pass {ms:8.2f} ms (labels equal, sums "
+                              "close)\n")
+            # a small fit: the default kernel set against the reference set
+            what = f"{label:<14} {dname:<8} fit       "
+            try:
+                fit, ms = _timed(lambda: KMeans(k, random_state=0, n_init=1).fit(Xb), xp,
+                                 device, reps=1)  # after a first fit (compilation)
+                saved = os.environ.get("KMEANS_XP_KERNELS")
+                os.environ["KMEANS_XP_KERNELS"] = "reference"
+                try:
+                    slow = KMeans(k, random_state=0, n_init=1).fit(Xb)
+                finally:
+                    if saved is None:
+                        os.environ.pop("KMEANS_XP_KERNELS", None)
+                    else:
+                        os.environ["KMEANS_XP_KERNELS"] = saved
+                same = np.array_equal(np.asarray(to_numpy(fit.labels_)),
+                                      np.asarray(to_numpy(slow.labels_)))
+                close = np.isclose(float(fit.inertia_), float(slow.inertia_), rtol=1e-4)
+                if same and close:
+                    out.write(f"  ok   {what} KMeans({k}).fit {ms:8.2f} ms "
+                              f"({fit.n_iter_} iterations, equals the reference fit)\n")
+                else:
+                    msg = f"{what}: the fit differs from the reference set's"
+                    failures.append(msg)
+                    out.write(f"  FAIL {msg}\n")
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"{what} raised {type(exc).__name__}: {exc}")
+                out.write(f"  FAIL {what} raised {type(exc).__name__}: {exc}\n")
+    return failures
+
+
+def show_config(file: TextIO | None = None, *, run: bool = True) -> bool:
+    """Print versions, devices, the kernel set each backend and dtype gets (and why) and, with
+    ``run``, check every kernel set against the reference on this machine's devices.
+
+    What a bug report should contain (``python -m kmeans_xp.check`` prints the same).
+
+    Parameters
+    ----------
+    file : text stream, optional
+        Where to print (default: ``sys.stdout``).
+    run : bool, default=True
+        Also run each kernel set once (a small problem; seconds).
+
+    Returns
+    -------
+    ok : bool
+        False when a check failed.
+    """
+    out = file or sys.stdout
+    out.write("kmeans_xp self-check\n\nVersions\n")
+    for label, v in versions().items():
+        out.write(f"  {label:<17} {v if v is not None else 'not installed'}\n")
+    env = {k: os.environ[k] for k in _ENV if k in os.environ}
+    out.write("\nEnvironment\n")
+    out.write("".join(f"  {k}={v}\n" for k, v in env.items()) or "  (no relevant variables)\n")
+    out.write("\nDevices\n")
+    out.write("".join(f"  {line}\n" for line in devices()))
+    out.write("\nKernel sets (chosen per fit by backend, device and dtype)\n")
+    for label, dname, chosen, why in kernel_sets():
+        out.write(f"  {label:<14} {dname:<8} -> {chosen:<10} {why}\n")
+    if not run:
+        return True
+    out.write("\nChecks against the reference set (n=4000, d=16, k=8; median of 3 runs)\n")
+    failures = run_checks(out)
+    out.write(f"\n{'All checks passed.' if not failures else f'{len(failures)} FAILED.'}\n")
+    out.flush()
+    return not failures
