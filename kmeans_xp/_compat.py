@@ -31,11 +31,15 @@ __all__ = [
     "device_of",
     "is_array",
     "is_float64_supported",
+    "is_sparse",
     "is_numpy_namespace",
     "is_torch_namespace",
     "is_cupy_namespace",
     "is_dask_array",
     "plain_array",
+    "sparse_dense_message",
+    "sparse_library",
+    "sparse_to_dense",
     "to_device",
     "to_numpy",
 ]
@@ -158,6 +162,39 @@ def default_chunk_budget(xp: Any, device: Any) -> int:
         return 1 << 26
     return 1 << 20
 
+
+
+# -- recognising a sparse input without importing its library -----------------------------
+def sparse_library(X: Any) -> str | None:
+    """'scipy', 'torch' or 'cupy' for a sparse matrix / array / tensor, else None."""
+    import sys
+
+    if "scipy.sparse" in sys.modules and sys.modules["scipy.sparse"].issparse(X):
+        return "scipy"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(X, torch.Tensor) and X.layout != torch.strided:
+        return "torch"
+    cpsp = sys.modules.get("cupyx.scipy.sparse")
+    if cpsp is not None and cpsp.issparse(X):
+        return "cupy"
+    return None
+
+
+def is_sparse(X: Any) -> bool:
+    """Whether ``X`` is a scipy.sparse matrix/array, a torch sparse tensor or a cupyx
+    sparse matrix (imports none of those libraries)."""
+    return sparse_library(X) is not None
+
+
+def sparse_dense_message(name: str) -> str:
+    """The error message for sparse data where dense data is required."""
+    return (f"A sparse matrix was passed as {name}, but dense data is required. Use "
+            f"'.toarray()' (scipy, cupyx) or '.to_dense()' (torch) to convert {name}.")
+
+
+def sparse_to_dense(a: Any) -> Any:
+    """A small sparse array (initial centres) as a dense array of its library."""
+    return a.to_dense() if sparse_library(a) == "torch" else a.toarray()
 
 
 def available_memory(xp: Any, device: Any) -> int | None:

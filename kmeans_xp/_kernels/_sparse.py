@@ -29,8 +29,13 @@ from __future__ import annotations
 from typing import Any
 
 from .._data import accumulate
-from .._sparse import is_sparse_data
 from ._reference import BatchStats, ReferenceKernels, concat, weighted_total
+
+
+def is_sparse_data(data: Any) -> bool:
+    """Whether ``data`` holds sparse X (:class:`kmeans_xp._sparse.SparseData` says so with its
+    class attribute ``sparse``), read without importing the source layer above the kernels."""
+    return bool(getattr(data, "sparse", False))
 
 
 def _cast(xp: Any, x: Any, dtype: Any) -> Any:
