@@ -70,12 +70,11 @@ import os
 from typing import Any
 
 from .._compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
+from .._validation import PRECISIONS  # the modes of the 'precision' parameter
 from ._reference import ReferenceKernels
 
 __all__ = ["ReferenceKernels", "PRECISIONS", "available_sets", "select"]
 
-#: Precision modes of the distance computation (only tensor-core kernels tell them apart).
-PRECISIONS = ("exact", "tf32", "bf16")
 
 
 def _triton_set(xp: Any, device: Any, dtype: Any, *, interpreted: bool = False) -> type | None:
