@@ -22,6 +22,7 @@ from ._compat import (
     is_float64_supported,
     to_numpy,
 )
+from ._kernels._reference import accumulate, chunk_rows  # noqa: F401  (their home: the kernels)
 
 #: Data whose largest magnitude lies outside [2**-LOG2_RANGE, 2**LOG2_RANGE] is scaled.
 LOG2_RANGE = 40
@@ -41,22 +42,11 @@ def power_of_two_scale(amax: float, finfo: Any) -> float:
     return 2.0 ** min(max(round(math.log2(amax)), low), high)
 
 
-def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) -> int:
-    """Rows per chunk so that a chunk's (rows x max(k, d)) work matrix holds ``budget`` elements."""
-    width = max(n_clusters, n_features, 1)
-    return int(max(1, min(n_samples, budget // width)))
-
-
 def unit_rows(c: Any, xp: Any) -> Any:
     """Rows of ``c`` scaled to unit Euclidean length; rows of zeros stay zero (as
     scikit-learn's ``normalize``, so that their cosine distance to every centre is 1)."""
     norm = xp.sqrt(xp.sum(c * c, axis=1))
     return c / xp.where(norm > 0, norm, xp.ones_like(norm))[:, None]
-
-
-def accumulate(total: Any, part: Any) -> Any:
-    """``total + part``, with ``None`` as the empty total: the running sums over chunks."""
-    return part if total is None else total + part
 
 
 class ChunkedData:

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._data import accumulate
-from ._reference import BatchStats, ReferenceKernels, concat, weighted_total
+from ._reference import BatchStats, ReferenceKernels, accumulate, concat, weighted_total
 
 
 def is_sparse_data(data: Any) -> bool:
