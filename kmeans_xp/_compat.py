@@ -155,8 +155,9 @@ def to_numpy(x: Any) -> np.ndarray:
 def default_chunk_budget(xp: Any, device: Any) -> int:
     """Elements of the (rows x max(k, d)) work matrix per chunk.
 
-    On the CPU a chunk of about a million elements keeps it in the caches' reach (the sweet
-    spot measured in DESIGN.md section 6); on a GPU bigger chunks keep the device busy.
+    On the CPU a chunk of about a million elements keeps it in the caches' reach (smaller
+    chunks pay the per-chunk overhead more often); on a GPU bigger chunks keep the device
+    busy.
     """
     name = str(device)
     if is_cupy_namespace(xp) or "cuda" in name or "gpu" in name.lower():

@@ -26,6 +26,7 @@ method hands over to the dense kernel set of the namespace.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ._reference import BatchStats, ReferenceKernels, accumulate, concat, weighted_total
@@ -46,13 +47,12 @@ def _dense_fallback(method):
     """Run the dense kernel set's method of the same name on dense data."""
     name = method.__name__
 
+    @functools.wraps(method)  # the signature seen by inspect is the method's
     def wrapper(self, data, *args, **kwargs):
         if not is_sparse_data(data):
             return getattr(self.dense, name)(data, *args, **kwargs)
         return method(self, data, *args, **kwargs)
 
-    wrapper.__name__ = name
-    wrapper.__doc__ = method.__doc__
     return wrapper
 
 
