@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ._compat import BACKEND_DTYPES
 from ._exceptions import InvalidParameterError
 from ._validation import METRICS, PARAMETERS, integer, validate_params
 
@@ -87,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--standardize", action="store_true",
                    help="scale each column to mean 0 and variance 1 before clustering")
     b = p.add_argument_group("backend")
-    b.add_argument("--backend", default="numpy", choices=["numpy", "torch", "cupy"])
+    b.add_argument("--backend", default="numpy", choices=list(BACKEND_DTYPES))
     b.add_argument("--device", help="torch device (cpu, cuda, cuda:1; default cuda if "
                                     "available) or CuPy device number")
     b.add_argument("--dtype", choices=["float32", "float64"],
-                   help="default: float64 on numpy, float32 on torch and cupy")
+                   help="default: " + ", ".join(f"{d} on {b}" for b, d in BACKEND_DTYPES.items()))
     o = p.add_argument_group("outputs")
     o.add_argument("--output", metavar="PATH", help="the input rows with a 'cluster' column "
                    "(.csv, .tsv, .parquet; .npy: the labels alone)")
@@ -508,7 +509,7 @@ def run(argv: list[str] | None = None) -> int:
         "input": str(args.input), "n_samples": int(n), "n_features": int(d),
         "columns": names, "k": k, "inertia": float(km.inertia_), "n_iter": int(km.n_iter_),
         "sizes": sizes, "backend": args.backend, "device": str(device_of(km.cluster_centers_)),
-        "dtype": str(km.cluster_centers_.dtype).replace("torch.", ""),
+        "dtype": str(km.cluster_centers_.dtype).split(".")[-1],
         "metric": args.metric, "standardized": bool(args.standardize), "seed": args.seed,
         "n_init": n_init, "timings": {"read_s": t_read, "fit_s": t_fit, "write_s": t_write},
         "select_k": None if result is None else result.as_dict(),

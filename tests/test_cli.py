@@ -250,3 +250,27 @@ def test_demo_bad_k_one_line_exit_2(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("python -m kmeans_xp.demo: error: ")
         assert "--k" in lines[0]
         assert "Traceback" not in r.stderr
+
+
+def test_one_to_backend_for_the_cli_and_the_demo():
+    """kmeans_xp._compat.to_backend serves both (they had a copy each)."""
+    import kmeans_xp.cli as cli_mod
+    import kmeans_xp.demo as demo_mod
+    from kmeans_xp._compat import to_backend
+
+    assert not hasattr(cli_mod, "to_backend") or cli_mod.to_backend is to_backend
+    assert demo_mod.to_backend is to_backend
+    X = np.arange(6.0).reshape(3, 2)
+    assert to_backend(X, "numpy").dtype == np.float64
+    assert to_backend(X, "numpy", dtype="float32").dtype == np.float32
+    with pytest.raises(ValueError, match="device 'gpu': NumPy arrays live on the cpu"):
+        to_backend(X, "numpy", "gpu")
+    with pytest.raises(ValueError, match="backend 'jax'"):
+        to_backend(X, "jax")
+    torch = pytest.importorskip("torch")
+    t = to_backend(X, "torch", "cpu")
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    assert t.device.type == "cpu"
+    xp = pytest.importorskip("array_api_strict")
+    a = to_backend(X, "array_api_strict")
+    assert a.dtype == xp.float64
