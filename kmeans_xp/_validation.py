@@ -1,8 +1,10 @@
-"""Input and parameter checks shared by the estimator, the functions and the metrics.
+"""Input and parameter checks shared by the estimators, the functions, the CLI and the metrics.
 
-Every check here is cheap (shapes, dtypes, Python scalars): they all run before any pass
-over the data.  The one check that has to read every element (NaN / inf) is done chunk
-by chunk in :mod:`kmeans_xp._data`, still before any clustering work.
+Parameters are checked by one table, :data:`PARAMETERS` (a :class:`Rule` per parameter name),
+through :func:`validate_params`.  Every check here is cheap (shapes, dtypes, Python scalars):
+they all run before any pass over the data.  The one check that has to read every element
+(NaN / inf) is done chunk by chunk in :mod:`kmeans_xp._data`, still before any clustering
+work.
 """
 
 from __future__ import annotations
@@ -260,22 +262,6 @@ def resolve_n_init(n_init: Any, kind: str, default_n_init: int = 10) -> int:
     if n_init == "auto":
         return 1 if kind in ("k-means++", "k-means||", "array") else default_n_init
     return int(n_init)
-
-
-def check_int(value: Any, name: str, owner: str, minimum: int = 1) -> int:
-    """``value`` as a Python int >= ``minimum``, or an :class:`InvalidParameterError`."""
-    return integer(minimum)(value, name, owner)
-
-
-def check_real(value: Any, name: str, owner: str, *, low: float = 0.0,
-               low_open: bool = False) -> float:
-    """``value`` as a finite Python float >= ``low`` (> ``low`` when ``low_open``)."""
-    return real(low, low_open=low_open)(value, name, owner)
-
-
-def check_choice(value: Any, name: str, choices: tuple, owner: str) -> str:
-    """``value``, one of the strings ``choices``, or an :class:`InvalidParameterError`."""
-    return options(*choices)(value, name, owner)
 
 
 def check_random_state(seed: Any, owner: str = "") -> np.random.RandomState | np.random.Generator:
