@@ -23,6 +23,7 @@ from ._compat import (
     is_dask_array,
 )
 from ._data import ChunkedData
+from ._metric import get_metric
 from ._kernels import select
 from ._sparse import is_sparse
 from ._validation import (
@@ -99,7 +100,8 @@ def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | No
               metric: str = "euclidean") -> ChunkedData:
     """The chunked view of ``inp.X`` with the kernel set of this fit (chosen once, here)."""
     kernels = select(inp.xp, inp.device, inp.compute, precision=precision,
-                     deterministic=deterministic, metric=metric, sparse=inp.sparse)
+                     deterministic=deterministic, metric=get_metric(metric).kernel,
+                     sparse=inp.sparse)
     if inp.sparse:
         from ._sparse import SparseData
 
@@ -203,21 +205,22 @@ class BaseKMeans:
         inp.compute = compute
         data = make_data(inp, weights=w, n_clusters=int(C.shape[0]),
                          chunk_size=self.chunk_size, **self._kernel_options())
-        data.check_finite_and_scale("X")
-        Cs = data.to_working_coords(C)  # scaled, not yet shifted (unit rows for cosine)
-        # unit rows are never centred, nor is sparse data (it would become dense)
-        if data.metric == "cosine" or inp.sparse:
-            return data, Cs
-        data.shift = xp.mean(Cs, axis=0)  # centre on the centres: accurate float32 distances
-        return data, Cs - data.shift
+        frame = data.scale_only("X")
+        # centred on the centres: accurate float32 distances (not unit rows, nor sparse data)
+        frame = frame.for_centers(frame.scaled_rows(C, xp, compute), xp,
+                                  centre=data.can_centre)
+        data.use_frame(frame)
+        return data, data.to_working_coords(C)
 
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit and return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None,
+                    **fit_params: Any) -> Any:
+        """Fit and return ``labels_`` (``fit_params``: what ``fit`` takes, e.g. ``device``)."""
+        return self.fit(X, sample_weight=sample_weight, **fit_params).labels_
 
-    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None,
+                      **fit_params: Any) -> Any:
         """Fit and return the distances of X to the centres (n_samples, n_clusters)."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
+        return self.fit(X, sample_weight=sample_weight, **fit_params).transform(X)
 
     def predict(self, X: Any) -> Any:
         """Index of the closest centre for each sample of X (same namespace and device)."""
@@ -240,7 +243,7 @@ class BaseKMeans:
         factor, squared = data.distance_factor()
         if squared:
             D = data.xp.sqrt(D)
-            factor = data.scale  # the root of scale**2, which can overflow or underflow
+            factor = data.scale  # the root of scale*scale, which can overflow or underflow
         if factor != 1.0:
             D = D * factor
         if D.dtype != self.cluster_centers_.dtype:

@@ -15,13 +15,15 @@ import numpy as np
 from ._base import BaseKMeans
 from ._compat import array_namespace, device_of, to_numpy
 from ._kernels import select
+from ._frame import Frame, power_of_two_scales
+from ._random import integers
+from ._solvers.lloyd import best_of
 from ._solvers.batched import (
     BatchedData,
+    batched_sq_distances,
     batched_kmeans_plusplus,
     batched_labels_inertia,
-    batched_lloyd,
     batched_random,
-    batched_same_clustering,
 )
 from ._validation import (
     BATCHED_PARAMETERS,
@@ -55,10 +57,7 @@ def problem_seeds(random_state: Any, n_problems: int) -> np.ndarray:
                 f"per problem ({n_problems}); got shape {seeds.shape}, dtype {seeds.dtype}.")
         return seeds.astype(np.int64)
     rng = check_random_state(random_state)
-    top = np.iinfo(np.int32).max
-    if isinstance(rng, np.random.RandomState):
-        return rng.randint(top, size=n_problems).astype(np.int64)
-    return rng.integers(0, top, size=n_problems).astype(np.int64)
+    return np.asarray(integers(rng, np.iinfo(np.int32).max, size=n_problems), dtype=np.int64)
 
 
 @dataclass
@@ -148,27 +147,20 @@ def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol:
     tol_b = tol * data.mean_variance
     rngs = [np.random.RandomState(int(s)) for s in seeds]
 
-    best = None
-    for _ in range(n_init):
+    def initial() -> Any:
         if kind == "k-means++":
-            c0 = batched_kmeans_plusplus(data, rngs)
-        elif kind == "random":
-            c0 = batched_random(data, rngs)
-        else:
-            c0 = data.to_working(C_init, np.arange(B))
-        labels, inertia, centers, n_iter = batched_lloyd(data, c0, max_iter=max_iter, tol=tol_b)
-        if best is None:
-            best = [labels, inertia, centers, n_iter]
-            continue
-        better = xp.logical_and(inertia < best[1], xp.logical_not(
-            batched_same_clustering(labels, best[0], n_clusters, data)))
-        best[0] = xp.where(better[:, None], labels, best[0])
-        best[1] = xp.where(better, inertia, best[1])
-        best[2] = xp.where(better[:, None, None], centers, best[2])
-        best[3] = np.where(to_numpy(better), n_iter, best[3])
-    labels, inertia, centers, n_iter = best
-    if data.inv_scale is not None:
-        inertia = inertia * xp.asarray(data.scale * data.scale, dtype=inertia.dtype, device=dev)
+            return batched_kmeans_plusplus(data, rngs)
+        if kind == "random":
+            return batched_random(data, rngs)
+        return data.to_working(C_init, np.arange(B))
+
+    best = best_of(data, initial, n_init, n_clusters=n_clusters, max_iter=max_iter,
+                   tol=tol_b)
+    labels, centers, n_iter = best.labels, best.centers, best.n_iter
+    inertia = xp.asarray(best.inertia, dtype=data.accumulator_dtype(), device=dev)
+    if data.frame.scaled:
+        inertia = inertia * xp.asarray(data.frame.distance_factor()[0], dtype=inertia.dtype,
+                                       device=dev)
     return BatchedResult(data.to_data_coords(centers, storage), labels, inertia,
                          xp.asarray(n_iter, device=dev), seeds)
 
@@ -270,8 +262,9 @@ class BatchedKMeans(BaseKMeans):
                     mask: Any = None) -> Any:
         return self.fit(X, sample_weight=sample_weight, mask=mask).labels_
 
-    def predict(self, X: Any, mask: Any = None) -> Any:
-        """Nearest centre of each row of each problem (B, n); -1 on masked rows."""
+    def _data_for(self, X: Any, mask: Any, sample_weight: Any = None) -> tuple[Any, Any]:
+        """X (B, n, d) checked against the fitted model, in the fitted scale centred on each
+        problem's centres, and the centres in those working coordinates."""
         self._check_fitted()
         C = self.cluster_centers_
         xp, dev = array_namespace(C), device_of(C)
@@ -280,12 +273,63 @@ class BatchedKMeans(BaseKMeans):
         if X.ndim != 3 or int(X.shape[0]) != B or int(X.shape[2]) != d:
             raise ValueError(f"X must have shape ({B}, n_samples, {d}); got "
                              f"{tuple(X.shape)}.")
+        n = int(X.shape[1])
         compute = check_dtype(X, xp, dev, "X")[1]
         compute = C.dtype if C.dtype in (xp.float32, xp.float64) else compute
-        mask_dev, n_valid = _check_mask(mask, B, int(X.shape[1]), xp, dev)
-        data = BatchedData(X, xp=xp, dtype=compute, weights=None, mask=mask_dev,
+        mask_dev, n_valid = _check_mask(mask, B, n, xp, dev)
+        w = None
+        if sample_weight is not None:
+            w = as_namespace(sample_weight, "sample_weight", xp, dev, compute)
+            if tuple(w.shape) != (B, n):
+                raise ValueError(f"sample_weight.shape == {tuple(w.shape)}, expected "
+                                 f"({B}, {n}).")
+        if mask_dev is not None:
+            m = xp.astype(mask_dev, compute)
+            w = m if w is None else w * m
+        data = BatchedData(X, xp=xp, dtype=compute, weights=w, mask=mask_dev,
                            n_valid=n_valid, kernels=select(xp, dev, compute), n_clusters=k,
                            chunk_size=self.chunk_size)
-        Cw = xp.astype(C, compute) if C.dtype != compute else C
-        data.shift = xp.mean(Cw, axis=1)  # centre on the centres: accurate float32 distances
-        return batched_labels_inertia(data, Cw - data.shift[:, None, :])[0]
+        # the fitted rule's scale for these data (finite checked), centred on the centres:
+        # accurate float32 distances
+        scale = power_of_two_scales(data.check_and_amax("X"), xp.finfo(compute))
+        frame = Frame(scale, None, np.zeros(B))
+        frame = frame.for_centers(frame.to_working(C, xp, compute), xp)
+        data.frame = frame
+        return data, frame.to_working(C, xp, compute)
+
+    def predict(self, X: Any, mask: Any = None) -> Any:
+        """Nearest centre of each row of each problem (B, n); -1 on masked rows."""
+        data, C = self._data_for(X, mask)
+        return batched_labels_inertia(data, C)[0]
+
+    def transform(self, X: Any, mask: Any = None) -> Any:
+        """Euclidean distances (B, n, n_clusters) of each row to its problem's centres, in
+        the centres' namespace, device and dtype (float32 for half-precision storage); NaN
+        on masked rows."""
+        data, C = self._data_for(X, mask)
+        xp = data.xp
+        D = batched_sq_distances(data, C)
+        D = xp.sqrt(D)
+        if data.frame.scaled:
+            D = D * xp.asarray(data.scale, dtype=D.dtype, device=data.device)[:, None, None]
+        if data.mask is not None:
+            D = xp.where(data.mask[:, :, None], D, xp.full_like(D, float("nan")))
+        out = self.cluster_centers_.dtype
+        return D if out not in (xp.float32, xp.float64) or D.dtype == out \
+            else xp.astype(D, out)
+
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None,
+                      mask: Any = None) -> Any:
+        return self.fit(X, sample_weight=sample_weight, mask=mask).transform(X, mask=mask)
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None,
+              mask: Any = None) -> Any:
+        """Opposite of each problem's (weighted) inertia for the fitted centres: an array
+        (B,) in the centres' namespace (float64 where the device has it)."""
+        data, C = self._data_for(X, mask, sample_weight)
+        xp = data.xp
+        inertia = batched_labels_inertia(data, C)[1]
+        if data.frame.scaled:
+            inertia = inertia * xp.asarray(data.frame.distance_factor()[0],
+                                           dtype=inertia.dtype, device=data.device)
+        return -inertia

@@ -384,3 +384,15 @@ class HostToDevice:
         slot[1] = event
         self._turn ^= 1
         return out
+
+
+# -- chunked reductions (every layer above uses them) ----------------------------------
+def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) -> int:
+    """Rows per chunk so that a chunk's (rows x max(k, d)) work matrix holds ``budget`` elements."""
+    width = max(n_clusters, n_features, 1)
+    return int(max(1, min(n_samples, budget // width)))
+
+
+def accumulate(total: Any, part: Any) -> Any:
+    """``total + part``, with ``None`` as the empty total: the running sums over chunks."""
+    return part if total is None else total + part

@@ -14,7 +14,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ._frame import LOG2_RANGE, Frame, build_frame, power_of_two_scale
+from ._metric import Metric, get_metric
 from ._compat import (
+    accumulate,
+    chunk_rows,
     HostToDevice,
     available_memory,
     default_chunk_budget,
@@ -22,31 +26,86 @@ from ._compat import (
     is_float64_supported,
     to_numpy,
 )
-from ._kernels._reference import accumulate, chunk_rows  # noqa: F401  (their home: the kernels)
 
-#: Data whose largest magnitude lies outside [2**-LOG2_RANGE, 2**LOG2_RANGE] is scaled.
-LOG2_RANGE = 40
+#: rows of centres per block of :func:`squared_shift` (times d: elements of its temporary)
+SHIFT_BLOCK_ELEMENTS = 1 << 20
 
 
-def power_of_two_scale(amax: float, finfo: Any) -> float:
-    """The power-of-two scale for data whose largest magnitude is ``amax`` (1.0 in range).
+def squared_shift(new: Any, old: Any, xp: Any) -> Any:
+    """``||new - old||_F^2`` (0-d), by blocks of rows: no (k, d) temporary."""
+    k, d = int(new.shape[0]), int(new.shape[1])
+    rows = max(1, SHIFT_BLOCK_ELEMENTS // max(d, 1))
+    if rows >= k:
+        return xp.sum((new - old) ** 2)
+    total = None
+    for a in range(0, k, rows):
+        diff = new[a:a + rows, ...] - old[a:a + rows, ...]
+        total = accumulate(total, xp.sum(diff * diff))
+    return total
 
-    The exponent is clamped so that the scale and its inverse are both normal numbers of
-    the dtype whose ``finfo`` is given: data near float32's maximum, or subnormal, would
-    otherwise get a scale (or inverse) that overflows to inf when cast to the dtype.
+
+def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: Any,
+                            counts: Any) -> tuple[Any, Any]:
+    """Give each empty cluster the point farthest from its centre (scikit-learn's rule).
+
+    Works on the sums, before averaging: the point's weighted coordinates leave its
+    cluster's sum and become the empty cluster's sum.  A rare path: it reads X once more
+    and sorts n distances.  Returns the new sums and counts, and the labels: unchanged
+    (as scikit-learn's), except for 'manhattan', whose medians are taken over labels, so
+    the moved points carry their new cluster's label.
     """
-    if not (amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE):
-        return 1.0
-    low = math.ceil(math.log2(float(finfo.smallest_normal)))
-    high = math.floor(math.log2(float(finfo.max)))
-    return 2.0 ** min(max(round(math.log2(amax)), low), high)
+    xp = data.xp
+    k = int(centers.shape[0])
+    dist = data.kernels.sq_dist_to_assigned(data, centers, labels)
+    if data.weights is not None:  # a zero-weight point cannot fill a cluster
+        dist = xp.where(data.weights > 0, dist, xp.full_like(dist, -1.0))
+    if not float(xp.max(dist)) > 0.0:  # one host sync, on this rare path only
+        # every (weighted) point sits on its centre: more clusters than distinct points;
+        # relocating is pointless and would only shuffle duplicates (scikit-learn's rule)
+        return sums, counts, labels
+    empty = xp.nonzero(counts == 0)[0]
+    n_empty = int(empty.shape[0])
+    far = xp.argsort(dist, descending=True, stable=True)[:n_empty]
+    moved_x = data.take_rows(far)
+    moved_w = (xp.ones((n_empty,), dtype=data.dtype, device=data.device)
+               if data.weights is None else xp.take(data.weights, far))
+    moved = moved_x * moved_w[:, None]
+    ks = xp.arange(k, dtype=labels.dtype, device=data.device)
+    from_old = xp.astype(xp.take(labels, far)[:, None] == ks[None, :], data.dtype)  # (e, k)
+    to_new = xp.astype(empty[:, None] == ks[None, :], data.dtype)
+    is_empty = counts == 0
+    sums = sums - xp.matmul(xp.matrix_transpose(from_old), moved)
+    counts = counts - xp.matmul(xp.matrix_transpose(from_old), moved_w[:, None])[:, 0]
+    sums = xp.where(is_empty[:, None], xp.matmul(xp.matrix_transpose(to_new), moved), sums)
+    counts = xp.where(is_empty, xp.matmul(xp.matrix_transpose(to_new), moved_w[:, None])[:, 0],
+                      counts)
+    if data.metric.update_uses_labels:
+        rows = xp.arange(data.n, dtype=far.dtype, device=data.device)
+        for j in range(n_empty):  # n_empty small passes of O(n), on a rare path
+            labels = xp.where(rows == far[j], xp.astype(empty[j], labels.dtype), labels)
+    return sums, counts, labels
 
 
-def unit_rows(c: Any, xp: Any) -> Any:
-    """Rows of ``c`` scaled to unit Euclidean length; rows of zeros stay zero (as
-    scikit-learn's ``normalize``, so that their cosine distance to every centre is 1)."""
-    norm = xp.sqrt(xp.sum(c * c, axis=1))
-    return c / xp.where(norm > 0, norm, xp.ones_like(norm))[:, None]
+def _onehot(labels: Any, n_clusters: int, dtype: Any, xp: Any) -> Any:
+    ks = xp.arange(n_clusters, dtype=labels.dtype, device=device_of(labels))
+    return xp.astype(labels[:, None] == ks[None, :], dtype)
+
+
+def same_clustering(labels1: Any, labels2: Any, n_clusters: int, data: ChunkedData) -> bool:
+    """Whether every cluster of ``labels1`` lies inside one cluster of ``labels2``.
+
+    scikit-learn's ``_is_same_clustering``, by a (k, k) contingency table built chunk by
+    chunk.  One host sync.
+    """
+    xp = data.xp
+    table = None
+    for s, e in data.ranges():
+        a = _onehot(labels1[s:e], n_clusters, data.dtype, xp)
+        b = _onehot(labels2[s:e], n_clusters, data.dtype, xp)
+        table = accumulate(table, xp.matmul(xp.matrix_transpose(a), b))
+    per_row = xp.sum(xp.astype(table > 0, xp.int32), axis=1)
+    return bool(xp.all(per_row <= 1))
+
 
 
 class ChunkedData:
@@ -60,8 +119,10 @@ class ChunkedData:
     #: True for a source whose rows are moved to the device chunk by chunk (fused kernel
     #: sets that read ``X`` directly must fall back to the chunk loop)
     streamed = False
-    #: the fit's distance; subclasses that do not set it (sparse) are Euclidean
-    metric = "euclidean"
+    #: the frame may centre this source (sparse data would become dense)
+    can_centre = True
+    #: no problem axis (a batch of problems has one)
+    batched = False
 
     def __init__(self, X: Any, *, xp: Any, dtype: Any, weights: Any = None,
                  n_clusters: int = 1, chunk_size: int | None = None,
@@ -81,16 +142,13 @@ class ChunkedData:
         self.rows = chunk_size or chunk_rows(self.n, self.d, n_clusters, self.budget)
         self.rows = min(self.rows, self.n)
         self.check_memory(n_clusters)
-        self.scale = 1.0
-        self.shift = None
-        self.mean_variance = float("nan")
+        #: the working coordinates (``_frame.Frame``): set once by :meth:`prepare`, or by the
+        #: caller that owns a fitted frame (:meth:`use_frame`); never written into
+        self.frame = Frame(metric=get_metric(metric))
         self.buffers: dict = {}  # work blocks reused across chunks and iterations (kernels)
         self.cache: dict = {}  # per-fit results a kernel set keeps (e.g. row norms)
         #: the kernel set of this fit (``kmeans_xp._kernels.select``), chosen by the caller
         self.kernels = kernels
-        #: 'euclidean', 'cosine' (rows normalised to unit length in the working coordinates,
-        #: never centred) or 'manhattan' (L1 distances, computed by the kernel set)
-        self.metric = metric
         self.f64 = is_float64_supported(xp, self.device)
 
     def working_set_bytes(self, n_clusters: int) -> int:
@@ -110,25 +168,49 @@ class ChunkedData:
                 f"rows, but only {free / 2**30:.2f} GiB is free. Pass a smaller chunk_size "
                 "(rows per chunk) or free memory.")
 
-    # -- the working coordinates -------------------------------------------------
+    # -- the working coordinates (the frame's) --------------------------------------------
+    @property
+    def metric(self) -> Metric:
+        return self.frame.metric
+
+    @property
+    def scale(self) -> float:
+        return self.frame.scale
+
+    @property
+    def shift(self) -> Any:
+        return self.frame.shift
+
+    @property
+    def inv_scale(self) -> float:
+        """``1 / scale``, an exact power of two: ``Xt = X * inv_scale - shift``."""
+        return self.frame.inv_scale
+
+    @property
+    def mean_variance(self) -> float:
+        return self.frame.mean_variance
+
+    def use_frame(self, frame: Frame) -> None:
+        """Read X in ``frame`` (a fitted model's, or the one ``partial_fit`` froze)."""
+        self.frame = frame
+
+    def distance_factor(self) -> tuple[float, bool]:
+        """The frame's :meth:`~kmeans_xp._frame.Frame.distance_factor`."""
+        return self.frame.distance_factor()
+
     def _scaled(self, c: Any) -> Any:
         """Rows in the compute dtype and the working scale, not yet centred."""
-        if c.dtype != self.dtype:
-            c = self.xp.astype(c, self.dtype)
-        return c * (1.0 / self.scale) if self.scale != 1.0 else c
+        return self.frame.scaled_rows(c, self.xp, self.dtype)
 
     def to_working_coords(self, C: Any) -> Any:
         """Data-coordinate rows (chunk, centres) in working coordinates."""
-        c = self._scaled(C)
-        if self.metric == "cosine":
-            return unit_rows(c, self.xp)
-        return c if self.shift is None else c - self.shift
+        return self.frame.to_working(C, self.xp, self.dtype)
 
     def _raw(self, start: int, stop: int) -> Any:
-        return self._scaled(self.X[start:stop, :])
+        return self._scaled(self._device_rows(start, stop))
 
     def rows_at(self, start: int, stop: int) -> Any:
-        return self.to_working_coords(self.X[start:stop, :])
+        return self.to_working_coords(self._device_rows(start, stop))
 
     def take_rows(self, indices: Any) -> Any:
         """Rows ``indices`` (an integer array on the data's device) in working coordinates."""
@@ -144,37 +226,34 @@ class ChunkedData:
         """The weights of rows ``start:stop``, or None for unit weights."""
         return None if self.weights is None else self.weights[start:stop]
 
-    @property
-    def inv_scale(self) -> float:
-        """``1 / scale``, an exact power of two: ``Xt = X * inv_scale - shift``."""
-        return 1.0 / self.scale
-
     def chunks(self, rows: int | None = None) -> Iterator[tuple[int, int, Any, Any]]:
         """``(start, stop, Xt, w)`` for each chunk; ``w`` is None for unit weights."""
         for start, stop in self.ranges(rows):
             yield start, stop, self.rows_at(start, stop), self.weights_at(start, stop)
 
     def to_data_coords(self, C: Any, dtype: Any) -> Any:
-        xp = self.xp
-        if self.metric == "cosine":  # unit vectors: the same in both coordinates
-            return C if C.dtype == dtype else xp.astype(C, dtype)
-        if self.shift is not None:
-            C = C + self.shift
-        if self.scale != 1.0:
-            C = C * self.scale
-        return C if C.dtype == dtype else xp.astype(C, dtype)
+        return self.frame.to_data(C, self.xp, dtype)
 
-    # -- passes over X (each one read of X, chunk by chunk) -----------------------
-    def prepare(self, name: str = "X") -> None:
-        """Check for NaN / inf, choose the scale, centre: one pass on typical data."""
-        self.check_finite_and_scale(name, moments=True)
-        self.center()
+    # -- the moments the frame is built from (``_frame.build_frame``: the rule) ----------
+    def prepare(self, name: str = "X") -> Frame:
+        """Check X for NaN / inf and build the fit's frame (one pass on typical data)."""
+        self.frame = build_frame(self, self.frame.metric, name)
+        return self.frame
 
-    def check_finite_and_scale(self, name: str = "X", *, moments: bool = False) -> None:
-        """Raise on NaN / inf; choose the power-of-two ``scale``.  One pass, one host sync.
+    def scale_only(self, name: str = "X") -> Frame:
+        """Check X and choose its scale, no moments (a fitted model's passes re-centre on
+        their centres).  One pass, one host sync."""
+        amax = self.check_and_amax(name, moments=False)
+        self._moments = None
+        self.frame = Frame(power_of_two_scale(amax, self.xp.finfo(self.dtype)), None,
+                           float("nan"), self.frame.metric)
+        return self.frame
+
+    def check_and_amax(self, name: str = "X", *, moments: bool = True) -> float:
+        """Raise on NaN / inf; the largest magnitude.  One pass, one host sync.
 
         With ``moments``, the same pass also sums the columns and their squares, which
-        :meth:`center` then reuses (unless the data had to be scaled).
+        :meth:`moments` then reuses (unless the data have to be scaled).
         """
         xp = self.xp
         stats = None if self.kernels is None else \
@@ -183,14 +262,13 @@ class ChunkedData:
             finite, amax, sums, sqs = stats
             if not finite:
                 self._raise_not_finite(name)
-            self._set_scale(amax)
-            self._moments = ("host", sums, sqs) if (moments and self.scale == 1.0) else None
-            return
+            self._moments = (sums, sqs) if moments else None
+            return amax
         ok = amax = sums = sqs = None  # running reductions: no per-chunk results kept
         # a one-off pass holding several chunk-size temporaries: smaller chunks keep its
         # peak under the Lloyd pass's, at no measurable cost
         for start, stop in self.ranges(max(1, self.rows // 4)):
-            c = self._raw(start, stop)
+            c = self._raw_unscaled(start, stop)
             a = xp.abs(c)
             chunk_ok, chunk_max = xp.all(xp.isfinite(c)), xp.max(a)
             ok = chunk_ok if ok is None else xp.logical_and(ok, chunk_ok)
@@ -205,91 +283,92 @@ class ChunkedData:
         flags = to_numpy(xp.stack([xp.astype(ok, self.dtype), amax]))  # host sync
         if not bool(flags[0]):
             self._raise_not_finite(name)
-        self._set_scale(float(flags[1]))
-        self._moments = (sums, sqs) if (moments and self.scale == 1.0) else None
+        self._moments = (sums, sqs) if moments else None
+        return float(flags[1])
+
+    def _device_rows(self, start: int, stop: int) -> Any:
+        """Rows ``start:stop`` of X as stored, on the device."""
+        return self.X[start:stop, :]
+
+    def _raw_unscaled(self, start: int, stop: int) -> Any:
+        c = self._device_rows(start, stop)
+        return c if c.dtype == self.dtype else self.xp.astype(c, self.dtype)
 
     def _raise_not_finite(self, name: str) -> None:
         xp = self.xp
-        has_nan = any(bool(xp.any(xp.isnan(self._raw(s, e)))) for s, e in self.ranges())
+        has_nan = any(bool(xp.any(xp.isnan(self._raw_unscaled(s, e)))) for s, e in self.ranges())
         raise ValueError(f"Input {name} contains {'NaN' if has_nan else 'infinity'}.")
 
-    def _set_scale(self, amax: float) -> None:
-        """The power-of-two ``scale`` for data whose largest magnitude is ``amax``."""
-        self.scale = power_of_two_scale(amax, self.xp.finfo(self.dtype))
-
-    def center(self) -> None:
-        """Centre on the column means, when that buys accuracy.  One host sync.
-
-        Sets ``mean_variance`` (mean over features of the per-feature variance, in working
-        units; the scale of ``tol``).  When the mean is small next to the spread
-        (``||mean||^2 <= total variance``), centring changes float32 accuracy by less than
-        a factor of 2: the shift is dropped, so that chunks are not re-centred at every
-        iteration, and the one-pass variance E[x^2] - mean^2 is accurate (no cancellation).
-        Otherwise the variance is recomputed on centred chunks (a second pass).
-        """
+    def moments(self, scale: float, metric: Metric) -> tuple[Any, Any, Any]:
+        """``(n, mean (d,), total variance)`` on the host (float64), in working units at
+        ``scale``: of the unit rows for a unit-row metric.  Reuses the sums of
+        :meth:`check_and_amax` where the scale is 1.  One host sync."""
         xp = self.xp
-        if self.metric == "cosine":  # unit rows, never centred: the variance of those rows
-            self._moments, self.shift = None, None
-            sums = sqs = None
-            for _, _, c, _ in self.chunks():
-                sums = accumulate(sums, xp.sum(c, axis=0))
-                sqs = accumulate(sqs, xp.sum(c * c, axis=0))
-            mean = sums / self.n
-            total = xp.sum(xp.clip(sqs / self.n - mean * mean, min=0.0))
-            self.mean_variance = float(total) / self.d  # host sync
-            return
-        moments = getattr(self, "_moments", None)
-        if moments is not None and len(moments) == 3:  # ("host", sums, sqs): compiled pass
-            self._moments = None
-            self._center_host(moments[1], moments[2])
-            return
-        if moments is None:
+        cached, self._moments = getattr(self, "_moments", None), None
+        if metric.unit_rows or cached is None or scale != 1.0:
+            probe = Frame(scale, None, float("nan"), metric)
             sums = sqs = None
             for start, stop in self.ranges():
-                c = self._raw(start, stop)
+                c = probe.to_working(self._device_rows(start, stop), xp, self.dtype)
                 sums = accumulate(sums, xp.sum(c, axis=0))
                 sqs = accumulate(sqs, xp.sum(c * c, axis=0))
         else:
-            sums, sqs = moments
-        self._moments = None
-        mean = sums / self.n
-        total_var = xp.sum(xp.clip(sqs / self.n - mean * mean, min=0.0))
-        stats = to_numpy(xp.stack([total_var, xp.sum(mean * mean)]))  # host sync
-        if float(stats[1]) <= float(stats[0]):
-            self.shift = None
-            self.mean_variance = float(stats[0]) / self.d
-            return
-        self.shift = mean
+            sums, sqs = cached
+        if isinstance(sums, np.ndarray):  # the compiled pass's host float64 sums
+            host = np.stack([np.asarray(sums, np.float64), np.asarray(sqs, np.float64)])
+        else:
+            host = np.asarray(to_numpy(xp.stack([sums, sqs])), dtype=np.float64)  # host sync
+        mean = host[0] / self.n
+        total = float(np.sum(np.clip(host[1] / self.n - mean * mean, 0.0, None)))
+        return self.n, mean, total
+
+    def centred_variance(self, frame: Frame) -> float:
+        """Sum over features of the variance of the rows in ``frame`` (centred): a second
+        pass, only where the data lie far from the origin.  One host sync."""
+        self.frame = frame  # the kernels read the scale of the frame being built
+        stats = None if self.kernels is None else \
+            self.kernels.frame_stats(self, frame.shift, np.inf)
+        if stats is not None:
+            return float(np.sum(stats[3])) / self.n
+        xp = self.xp
         sq = None
-        for _, _, c, _ in self.chunks():
+        for start, stop in self.ranges():
+            c = frame.to_working(self._device_rows(start, stop), xp, self.dtype)
             sq = accumulate(sq, xp.sum(c * c, axis=0))
-        self.mean_variance = float(xp.mean(sq / self.n))  # host sync
+        return float(xp.sum(sq)) / self.n  # host sync
 
-    def _center_host(self, sums: np.ndarray, sqs: np.ndarray) -> None:
-        """:meth:`center` from float64 host moments of the kernel set's compiled pass; the
-        centred variance, when centring is on, from a second compiled pass."""
-        mean = sums / self.n
-        total_var = float(np.sum(np.clip(sqs / self.n - mean * mean, 0.0, None)))
-        if float(mean @ mean) <= total_var:
-            self.shift = None
-            self.mean_variance = total_var / self.d
-            return
-        self.shift = self.xp.asarray(mean, dtype=self.dtype, device=self.device)
-        sq = self.kernels.frame_stats(self, self.shift, np.inf)[3]
-        self.mean_variance = float(np.mean(sq / self.n))
+    # -- the row-source interface of the drivers (``_solvers``): one problem ------------
+    #: problems in this source (a batch of problems has a leading problem axis)
+    n_problems = 1
 
-    def distance_factor(self) -> tuple[float, bool]:
-        """``(factor, squared)``: a distance the kernels compute in working coordinates (squared
-        Euclidean, or L1 for 'manhattan') times ``factor`` is the distance in data units;
-        ``squared`` says whether a Euclidean distance is the square root of it.
+    def lloyd_pass(self, C: Any, labels_old: Any, active: Any = None,
+                   need_inertia: bool = False) -> tuple[Any, Any, Any, Any, Any]:
+        """One pass of the fit's kernel set: labels, sums, counts, inertia (or None), and
+        whether the labels equal ``labels_old`` (0-d bool; None on the first pass)."""
+        kern = self.kernels
+        labels, sums, counts, inertia = kern.lloyd_pass(self, C, need_inertia=need_inertia)
+        same = None if labels_old is None else kern.labels_equal(labels, labels_old)
+        return labels, sums, counts, inertia, same
 
-        'cosine': half the squared distance of unit vectors is the cosine distance 1 - cos.
-        """
-        if self.metric == "cosine":
-            return 0.5, False
-        if self.metric == "manhattan":
-            return self.scale, False
-        return self.scale * self.scale, True  # inf, not OverflowError, past 2**1023
+    def squared_shift(self, new: Any, old: Any) -> Any:
+        """``||new - old||_F^2`` (0-d)."""
+        return squared_shift(new, old, self.xp)
+
+    def relocate(self, labels: Any, C: Any, sums: Any, counts: Any, which: Any = None,
+                 active: Any = None) -> tuple[Any, Any, Any]:
+        """Empty clusters filled by the points farthest from their centres."""
+        return relocate_empty_clusters(self, labels, C, sums, counts)
+
+    def final(self, C: Any, labels: Any, strict: Any) -> tuple[Any, Any]:
+        """Labels matching ``C`` and the inertia (working units): after a strict stop the
+        last pass's labels are already those; otherwise one more assignment."""
+        if bool(np.asarray(strict).reshape(-1)[0]):
+            return labels, self.kernels.inertia_for_labels(self, C, labels)
+        return self.kernels.labels_inertia(self, C)
+
+    def same_clusterings(self, labels1: Any, labels2: Any, n_clusters: int) -> np.ndarray:
+        """Host bool (1,): whether the clustering is the same (up to label names)."""
+        return np.asarray([same_clustering(labels1, labels2, n_clusters, self)])
 
     def accumulator_dtype(self) -> Any:
         """float64 for reductions of n values where the device has it, else the compute dtype."""
@@ -323,11 +402,8 @@ class StreamedData(ChunkedData):
             self.rows = min(chunk_rows(self.n, self.d, n_clusters, self.budget), self.n)
         self.check_memory(n_clusters)
 
-    def _raw(self, start: int, stop: int) -> Any:
-        return self._scaled(self.upload(self.X[start:stop]))
-
-    def rows_at(self, start: int, stop: int) -> Any:
-        return self.to_working_coords(self.upload(self.X[start:stop]))
+    def _device_rows(self, start: int, stop: int) -> Any:
+        return self.upload(self.X[start:stop])
 
     def take_rows(self, indices: Any) -> Any:
         host = np.asarray(to_numpy(indices), dtype=np.int64)

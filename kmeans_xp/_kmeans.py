@@ -17,7 +17,7 @@ from ._base import BaseKMeans, Input, check_host_input, check_input, make_data
 from ._compat import is_dask_array, is_out_of_memory, to_numpy
 from ._data import ChunkedData
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
-from ._solvers.lloyd import kmeans_single_lloyd, same_clustering
+from ._solvers.lloyd import best_of
 from ._validation import (
     ConvergenceWarning,
     check_random_state,
@@ -127,19 +127,12 @@ def _run(data: ChunkedData, inp: Input, init: Any, rng: Any, p: _Params) -> _Fit
     tol = p.tol * data.mean_variance
     host_w = to_numpy(w) if (w is not None and p.init_kind == "random") else None
 
-    best = None
-    for _ in range(p.n_init):
-        c0 = initial_centers(data, init, p.init_kind, p.n_clusters, rng, host_w,
-                             p.init_options)
-        if p.verbose:
-            print("Initialization complete")
-        labels, inertia, centers, n_iter = kmeans_single_lloyd(
-            data, c0, max_iter=p.max_iter, tol=tol, verbose=p.verbose)
-        inertia = float(inertia) * data.distance_factor()[0]  # host sync, once per run
-        if best is None or (inertia < best[1]
-                            and not same_clustering(labels, best[0], p.n_clusters, data)):
-            best = (labels, inertia, centers, n_iter)
-    labels, inertia, centers, n_iter = best
+    best = best_of(data, lambda: initial_centers(data, init, p.init_kind, p.n_clusters, rng,
+                                                  host_w, p.init_options),
+                   p.n_init, n_clusters=p.n_clusters, max_iter=p.max_iter, tol=tol,
+                   verbose=p.verbose)
+    labels, centers, n_iter = best.labels, best.centers, int(best.n_iter[0])
+    inertia = float(best.inertia[0]) * data.distance_factor()[0]
 
     distinct = data.kernels.n_distinct(labels, p.n_clusters)
     if distinct < p.n_clusters:

@@ -15,6 +15,7 @@ import numpy as np
 from ._base import BaseKMeans, check_input, make_data
 from ._compat import array_namespace, device_of, to_numpy
 from ._data import ChunkedData
+from ._random import integers
 from ._kmeans import _check_params, _Params
 from ._solvers.init import check_user_centers, initial_centers
 from ._solvers.minibatch import (
@@ -30,13 +31,6 @@ from ._validation import check_random_state, check_same_namespace, check_sample_
 OWNER = "MiniBatchKMeans"
 
 
-def _randint(rng: Any, n: int, size: int) -> np.ndarray:
-    """``rng.randint(0, n, size)`` (scikit-learn's draw) for a RandomState or a Generator."""
-    if isinstance(rng, np.random.RandomState):
-        return rng.randint(0, n, size)
-    return rng.integers(0, n, size)
-
-
 def _subset(data: ChunkedData, idx: np.ndarray) -> ChunkedData:
     """Rows ``idx`` (host) of ``data``, with their weights, as a small ChunkedData in the
     same frame (for sparse data its ``subset``: sparse too)."""
@@ -48,7 +42,7 @@ def _subset(data: ChunkedData, idx: np.ndarray) -> ChunkedData:
     X = xp.take(data.X, idx_dev, axis=0)
     sub = ChunkedData(X, xp=xp, dtype=data.dtype, weights=w, n_clusters=1,
                       kernels=data.kernels)
-    sub.scale, sub.shift, sub.mean_variance = data.scale, data.shift, data.mean_variance
+    sub.use_frame(data.frame)
     return sub
 
 
@@ -171,7 +165,7 @@ class MiniBatchKMeans(BaseKMeans):
         """Initial centres (working coordinates) from ``init_size`` random rows of ``data``."""
         sub = data
         if init_size < data.n:
-            sub = _subset(data, _randint(rng, data.n, init_size))
+            sub = _subset(data, integers(rng, data.n, init_size))
         host_w = None if sub.weights is None or p.init_kind != "random" \
             else to_numpy(sub.weights)
         return initial_centers(sub, init, p.init_kind, p.n_clusters, rng, host_w,
@@ -188,7 +182,7 @@ class MiniBatchKMeans(BaseKMeans):
     def _labels_inertia(self, data: ChunkedData, centers: Any) -> None:
         labels, inertia = data.kernels.labels_inertia(data, centers)
         self.labels_ = labels
-        self.inertia_ = float(inertia) * data.scale * data.scale
+        self.inertia_ = float(inertia) * data.distance_factor()[0]
 
     def _steps(self, data: ChunkedData, state: MiniBatchState, sampler: BatchSampler,
                stop: EarlyStopping, rng: Any, n_steps: int, tol: float, p: _Params
@@ -256,7 +250,7 @@ class MiniBatchKMeans(BaseKMeans):
         kern = data.kernels
 
         # initialisations, judged on a common validation sample (scikit-learn's order of draws)
-        valid = _subset(data, _randint(rng, n, init_size))
+        valid = _subset(data, integers(rng, n, init_size))
         best, best_inertia = None, None
         for i in range(p.n_init):
             if p.verbose:
@@ -264,7 +258,8 @@ class MiniBatchKMeans(BaseKMeans):
             c0 = self._init_centroids(data, init, p, rng, init_size)
             inertia = float(kern.labels_inertia(valid, c0)[1])  # host sync, once per init
             if p.verbose:
-                print(f"Inertia for init {i + 1}/{p.n_init}: {inertia * data.scale * data.scale}")
+                print(f"Inertia for init {i + 1}/{p.n_init}: "
+                      f"{inertia * data.distance_factor()[0]}")
             if best_inertia is None or inertia < best_inertia:
                 best, best_inertia = c0, inertia
 
@@ -286,10 +281,10 @@ class MiniBatchKMeans(BaseKMeans):
         else:
             total_w = n if w is None else float(xp.sum(w))
             ewa = stop.ewa_inertia if stop.ewa_inertia is not None else last / batch_size
-            self.inertia_ = ewa * total_w * data.scale * data.scale
+            self.inertia_ = ewa * total_w * data.distance_factor()[0]
         # what partial_fit continues from
         self._state = state
-        self._frame = (data.scale, data.shift, data.mean_variance)
+        self._frame = data.frame.freeze()
         return self
 
     def _fit_where(self) -> tuple[Any, Any, Any]:
@@ -354,10 +349,10 @@ class MiniBatchKMeans(BaseKMeans):
             c0 = self._init_centroids(data, init, p, rng, init_size)
             self._state = MiniBatchState(c0, xp.zeros(k, dtype=inp.compute, device=dev),
                                          batch_size)
-            self._frame = (data.scale, data.shift, data.mean_variance)
+            self._frame = data.frame.freeze()
         else:
-            data.check_finite_and_scale("X")
-            data.scale, data.shift, data.mean_variance = self._frame
+            data.check_and_amax("X", moments=False)  # NaN / inf; the frame stays the first's
+            data.use_frame(self._frame)
         state = self._state
         state.release()  # its centres were handed out (cluster_centers_): not written into
         # sparse rows are never centred: in the centred frame of a dense first chunk, a

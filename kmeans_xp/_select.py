@@ -40,7 +40,9 @@ import numpy as np
 
 from . import metrics as _metrics
 from ._compat import default_chunk_budget
-from ._data import ChunkedData, chunk_rows
+from ._compat import chunk_rows
+from ._data import ChunkedData
+from ._random import integers
 from ._kernels import select
 from ._kmeans import KMeans
 from ._solvers.init import kmeans_plusplus_working
@@ -229,10 +231,7 @@ def _int_seed(random_state: Any) -> int:
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         check_random_state(int(random_state))  # range check
         return int(random_state)
-    rng = check_random_state(random_state)
-    if isinstance(rng, np.random.Generator):
-        return int(rng.integers(0, 2**31 - 1))
-    return int(rng.randint(0, 2**31 - 1))
+    return int(integers(check_random_state(random_state), 2**31 - 1))
 
 
 class _NoBar:

@@ -51,6 +51,7 @@ from ._compat import (  # is_sparse: re-exported, its home is _compat (it names 
 )
 from ._data import ChunkedData
 from ._exceptions import DataTypeError
+from ._frame import Frame
 from ._kernels._sparse_ops import SparseOps, library_csr, ops_for
 
 __all__ = ["CSR", "SparseBlock", "SparseData", "is_sparse", "is_sparse_data", "sparse_input"]
@@ -162,6 +163,7 @@ class SparseData(ChunkedData):
     """
 
     sparse = True
+    can_centre = False
 
     def __init__(self, csr: CSR, *, xp: Any, dtype: Any, weights: Any = None,
                  n_clusters: int = 1, chunk_size: int | None = None, kernels: Any = None,
@@ -185,9 +187,7 @@ class SparseData(ChunkedData):
         self._bounds: dict = {}
         if ops is None:  # a subset (ops given) lies within a checked X: no query per batch
             self.check_memory(n_clusters)
-        self.scale = 1.0
-        self.shift = None
-        self.mean_variance = float("nan")
+        self.frame = Frame()
         self.buffers: dict = {}
         self.cache: dict = {}
         self.kernels = kernels
@@ -271,7 +271,7 @@ class SparseData(ChunkedData):
                          deterministic=self.ops.deterministic, ops=self.ops)
         out.budget, out.nnz_budget = self.budget, self.nnz_budget
         out.rows = min(max(m, 1), self.rows)
-        out.scale, out.mean_variance = self.scale, self.mean_variance
+        out.use_frame(self.frame)
         out.buffers = self.buffers  # work blocks (C^T): no fresh (d, k) block per batch
         return out
 
@@ -314,9 +314,9 @@ class SparseData(ChunkedData):
         v = self.csr.data[a:b]
         return v if v.dtype == dtype else self.xp.astype(v, dtype)
 
-    def check_finite_and_scale(self, name: str = "X", *, moments: bool = False) -> None:
-        """Raise on NaN / inf among the stored values (scikit-learn checks ``X.data``);
-        choose the power-of-two scale.  One pass over the values, one host sync."""
+    def check_and_amax(self, name: str = "X", *, moments: bool = True) -> float:
+        """Raise on NaN / inf among the stored values (scikit-learn checks ``X.data``); the
+        largest magnitude.  One pass over the values, one host sync."""
         xp = self.xp
         ok = amax = None
         for a, b in self._value_ranges():
@@ -325,20 +325,19 @@ class SparseData(ChunkedData):
             ok = chunk_ok if ok is None else xp.logical_and(ok, chunk_ok)
             amax = chunk_max if amax is None else xp.maximum(amax, chunk_max)
         if ok is None:  # no stored values: an all-zero matrix
-            self.scale = 1.0
-            return
+            return 0.0
         flags = to_numpy(xp.stack([xp.astype(ok, self.dtype), amax]))  # host sync
         if not bool(flags[0]):
             has_nan = any(bool(xp.any(xp.isnan(self._values(a, b, self.dtype))))
                           for a, b in self._value_ranges())
             raise ValueError(f"Input {name} contains {'NaN' if has_nan else 'infinity'}.")
-        amax = float(flags[1])
-        self._set_scale(amax)
+        return float(flags[1])
 
-    def center(self) -> None:
-        """No centring; ``mean_variance`` (the scale of ``tol``) as scikit-learn's
+    def moments(self, scale: float, metric: Any) -> tuple[Any, Any, Any]:
+        """``(n, mean, total variance)`` in working units: the variance as scikit-learn's
         ``mean_variance_axis``: per column, ``(sum over stored (x - mean)^2 + (n - stored) *
-        mean^2) / n`` (no cancellation), accumulated in float64 where the device has it."""
+        mean^2) / n`` (no cancellation), accumulated in float64 where the device has it.
+        (Sparse data is never centred: :attr:`can_centre`.)"""
         xp, ops = self.xp, self.ops
         acc = self.accumulator_dtype()
         d, n = self.d, self.n
@@ -347,15 +346,15 @@ class SparseData(ChunkedData):
         col_cnt = xp.zeros((d,), dtype=acc, device=dev)
         for a, b in self._value_ranges():
             cols = xp.astype(self.csr.indices[a:b], xp.int64)
-            v = self._values(a, b, acc) * self.inv_scale
+            v = self._values(a, b, acc) * (1.0 / scale)
             col_sum = ops.scatter_add(col_sum, cols, v)
             col_cnt = ops.scatter_add(col_cnt, cols, xp.ones_like(v))
         mean = col_sum / n
         sq = xp.zeros((d,), dtype=acc, device=dev)
         for a, b in self._value_ranges():
             cols = xp.astype(self.csr.indices[a:b], xp.int64)
-            v = self._values(a, b, acc) * self.inv_scale - xp.take(mean, cols)
+            v = self._values(a, b, acc) * (1.0 / scale) - xp.take(mean, cols)
             sq = ops.scatter_add(sq, cols, v * v)
         var = (sq + (n - col_cnt) * mean * mean) / n
-        self.shift = None
-        self.mean_variance = float(xp.mean(var))  # host sync
+        host = np.asarray(to_numpy(xp.stack([mean, var])), dtype=np.float64)  # host sync
+        return n, host[0], float(np.sum(host[1]))

@@ -36,6 +36,7 @@ from ._exceptions import (  # re-exported: the modules that import them from her
     NotFittedError,
     sklearn_compatible,
 )
+from ._metric import METRICS as _METRIC_OBJECTS  # a leaf: the registered metric objects
 
 
 def _is_int(v: Any) -> bool:
@@ -61,8 +62,8 @@ def _is_bool(v: Any) -> bool:
 
 #: Initialisations by name (``init``).
 INIT_STRINGS = ("k-means++", "k-means||", "random")
-#: Distances a fit can use (``metric``).
-METRICS = ("euclidean", "cosine", "manhattan")
+#: Distances a fit can use (``metric``): the names of the registered metric objects.
+METRICS = tuple(_METRIC_OBJECTS)
 #: Precision modes of the distance computation (``precision``; only tensor-core kernels
 #: tell them apart).
 PRECISIONS = ("exact", "tf32", "bf16")

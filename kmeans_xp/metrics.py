@@ -36,6 +36,7 @@ from ._compat import (
     to_numpy,
 )
 from ._data import ChunkedData, accumulate
+from ._metric import get_metric
 from ._kernels._reference import onehot
 from ._sparse import is_sparse
 from ._validation import (
@@ -59,9 +60,6 @@ __all__ = [
 
 #: Rows per block in the silhouette (a block of distances is rows x rows).
 SILHOUETTE_ROWS = 2048
-
-#: Elements of the (rows x rows x features) block of a Manhattan distance block.
-MANHATTAN_BLOCK = 1 << 22
 
 #: Metric names accepted by the silhouette and their canonical name (scikit-learn's aliases).
 METRICS = {
@@ -187,19 +185,23 @@ def adjusted_rand_score(labels_true: Any, labels_pred: Any) -> float:
 
 # -- silhouette ------------------------------------------------------------------------------
 class _Blocks:
-    """Rows of X as the distance blocks of one metric see them (scaled; centred if allowed)."""
+    """Rows of X in the frame of one metric (scaled; centred where the metric allows it; unit
+    rows for cosine), and their distance blocks from the metric's kernel set (the seam every
+    fit uses: ``_kernels.select``): squared Euclidean (its root for 'euclidean'), half the
+    squared distance of unit rows (1 - cos) or L1.  Silhouettes are scale invariant, so the
+    distances stay in working units."""
 
     def __init__(self, X: Any, xp: Any, compute: Any, metric: str, rows: int | None) -> None:
+        from ._kernels import select
+
         self.metric = metric
         self.xp = xp
+        fit_metric = "euclidean" if metric == "sqeuclidean" else metric
+        self.kernels = select(xp, device_of(X), compute, metric=get_metric(fit_metric).kernel)
         self.data = ChunkedData(X, xp=xp, dtype=compute, n_clusters=1,
-                                chunk_size=rows or SILHOUETTE_ROWS)
-        if metric == "cosine":  # not translation invariant: scaled (exact) but not centred
-            self.data.check_finite_and_scale("X")
-        else:
-            self.data.prepare("X")
-        if metric in ("euclidean", "sqeuclidean"):
-            self.sq = xp.concat([xp.sum(c * c, axis=1) for _, _, c, _ in self.data.chunks()])
+                                chunk_size=rows or SILHOUETTE_ROWS, kernels=self.kernels,
+                                metric=fit_metric)
+        self.data.prepare("X")
 
     def outer(self):
         """The row blocks whose silhouettes are computed (rows of the distance blocks)."""
@@ -210,33 +212,18 @@ class _Blocks:
         return self.chunks()
 
     def chunks(self):
-        """``(start, stop, rows)`` in the form the metric's block product wants."""
-        xp = self.xp
+        """``(start, stop, rows)`` in working coordinates."""
         for s, e, c, _ in self.data.chunks():
-            if self.metric == "cosine":
-                norm = xp.sqrt(xp.sum(c * c, axis=1))
-                c = c / xp.where(norm > 0, norm, xp.ones_like(norm))[:, None]
             yield s, e, c
 
     def distances(self, s: int, e: int, A: Any, s2: int, e2: int, B: Any) -> Any:
         """The (e - s, e2 - s2) block of distances between rows s:e and s2:e2."""
-        xp, metric = self.xp, self.metric
-        if metric in ("euclidean", "sqeuclidean"):
-            D = self.sq[s:e, None] - 2.0 * xp.matmul(A, xp.matrix_transpose(B)) \
-                + self.sq[None, s2:e2]
-            D = xp.clip(D, min=0.0)
-            if metric == "euclidean":
-                D = xp.sqrt(D)
-        elif metric == "cosine":
-            D = xp.clip(1.0 - xp.matmul(A, xp.matrix_transpose(B)), min=0.0, max=2.0)
-        else:  # manhattan: feature tiles of a (rows, rows, tile) block
-            m, m2, d = int(A.shape[0]), int(B.shape[0]), int(A.shape[1])
-            tile = max(1, MANHATTAN_BLOCK // max(1, m * m2))
-            D = None
-            for f in range(0, d, tile):
-                g = min(f + tile, d)
-                part = xp.sum(xp.abs(A[:, None, f:g] - B[None, :, f:g]), axis=2)
-                D = accumulate(D, part)
+        xp = self.xp
+        rows = ChunkedData(A, xp=xp, dtype=self.data.dtype, n_clusters=e2 - s2,
+                           chunk_size=e - s, kernels=self.kernels)  # already working rows
+        D = self.kernels.sq_distances(rows, B)
+        if self.metric == "euclidean":
+            D = xp.sqrt(D)
         return _zero_diagonal(D, s, e, s2, e2, xp)
 
 
@@ -366,7 +353,7 @@ def _sparse_X(X: Any, owner: str) -> tuple[Any, Any, Any, int, Any]:
 def _sparse_silhouette(data: Any, lab: Any, k: int, metric: str, rows: int | None,
                        compute: Any) -> Any:
     _check_number_of_labels(k, data.n)
-    data.check_finite_and_scale("X")
+    data.scale_only("X")
     blocks = _SparseBlocks(data, metric, rows)
     return data.xp.astype(_silhouette_blocks(blocks, [(lab, k)])[0], compute)
 
@@ -762,4 +749,4 @@ def inertia(X: Any, labels: Any, centers: Any = None, sample_weight: Any = None)
         if wc is not None:
             dist = dist * wc
         total = accumulate(total, xp.astype(xp.sum(dist), acc))
-    return float(total) * data.scale * data.scale
+    return float(total) * data.distance_factor()[0]

@@ -82,7 +82,9 @@ def no_clustering(monkeypatch):
         raise AssertionError("clustering started before the bad input was reported")
 
     monkeypatch.setattr(est_mod, "initial_centers", boom)
-    monkeypatch.setattr(est_mod, "kmeans_single_lloyd", boom)
+    from kmeans_xp._solvers import lloyd as lloyd_mod
+
+    monkeypatch.setattr(lloyd_mod, "lloyd", boom)  # what every fit's best_of runs
 
 
 @pytest.mark.parametrize("case", FIT_CASES, ids=[c[0] for c in FIT_CASES])

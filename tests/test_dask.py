@@ -470,7 +470,7 @@ def test_weighted_partial_fit_far_from_origin(synchronous, w_dask):
         a.partial_fit(X, sample_weight=w)
         Xd, wd = _dask_chunk(X, w)
         b.partial_fit(Xd, sample_weight=wd if w_dask else w)
-        assert b._frame[1] is not None  # centred
+        assert b._frame.shift is not None  # centred
         assert_same_partial(a, b, np.float32)
 
 

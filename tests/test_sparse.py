@@ -321,7 +321,7 @@ def test_sparse_kernels_equal_reference_kernels(csr_container, weighted):
     data_s.prepare()
     inp = check_input(b.asarray(X.toarray()), "X", "t")
     data_d = make_data(inp, weights=w, n_clusters=5, chunk_size=41)
-    data_d.check_finite_and_scale()  # no centring: the same frame as the sparse data
+    data_d.scale_only()  # no centring: the same frame as the sparse data
     ref = ReferenceKernels(b.module if b.kind != "numpy" else data_d.xp, b.device,
                            data_d.dtype)
     ref.xp = data_d.xp
@@ -593,7 +593,7 @@ def test_minibatch_partial_fit_frame_is_fixed_on_the_first_sparse_chunk():
     a, b = MiniBatchKMeans(4, random_state=0), MiniBatchKMeans(4, random_state=0)
     a.partial_fit(big[:600])
     frame = a._frame
-    assert frame[0] == 2.0 ** round(np.log2(abs(big).max())) and frame[1] is None  # never centred
+    assert frame.scale == 2.0 ** round(np.log2(abs(big).max())) and frame.shift is None  # never centred
     a.partial_fit(big[600:] * 4.0)
     assert a._frame is frame
     b.partial_fit(X[:600]).partial_fit(X[600:] * 4.0)
@@ -612,7 +612,7 @@ def test_minibatch_partial_fit_mixes_dense_and_sparse_chunks():
     ours, ref = MiniBatchKMeans(5, random_state=0), SKMiniBatchKMeans(5, random_state=0)
     ours.partial_fit(first)
     ref.partial_fit(first)
-    assert ours._frame[1] is not None  # centred on the dense chunk
+    assert ours._frame.shift is not None  # centred on the dense chunk
     for chunk in (X[600:1200], X[1200:].toarray(), X[600:900]):
         ours.partial_fit(chunk)
         ref.partial_fit(chunk)

@@ -32,7 +32,7 @@ from ._lloyd import (
     fit,
     kmeans_parallel,
     kmeans_plusplus,
-    lloyd,
+    DaskSource,
     relocate_empty,
 )
 from ._minibatch import minibatch_fit, partial_fit
@@ -48,7 +48,7 @@ __all__ = [
     "kmeans_parallel",
     "kmeans_plusplus",
     "last_fit_log",
-    "lloyd",
+    "DaskSource",
     "make_frame",
     "minibatch_fit",
     "partial_fit",

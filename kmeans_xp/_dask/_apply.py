@@ -25,7 +25,7 @@ def _block_apply(xb, C, opts, what, wb=None):
     from .._kmeans import KMeans
 
     xp = array_namespace(xb)
-    k, d, chunk_size, precision, deterministic = opts
+    k, d, chunk_size, options = opts
     if int(xb.shape[0]) == 0:
         if what == "predict":
             return xp.zeros((0,), dtype=xp.int64, device=device_of(xb))
@@ -33,7 +33,7 @@ def _block_apply(xb, C, opts, what, wb=None):
             return xp.zeros((0, k), dtype=getattr(xp, np.dtype(C.dtype).name),
                             device=device_of(xb))
         return np.zeros(1)
-    km = KMeans(k, chunk_size=chunk_size, precision=precision, deterministic=deterministic)
+    km = KMeans(k, chunk_size=chunk_size, **options)  # the fitted model's kernel options
     km.cluster_centers_ = xp.asarray(C, device=device_of(xb))
     km.n_features_in_, km._n_features_out = d, k
     if what == "predict":
@@ -54,8 +54,9 @@ def _fitted_opts(est: Any, X: Any) -> tuple:
             f"X has {d} features, but {owner} is expecting {est.n_features_in_} "
             "features as input.")
     C = np.asarray(to_numpy(est.cluster_centers_))
-    opts = (int(C.shape[0]), d, est.chunk_size, getattr(est, "precision", "exact"),
-            getattr(est, "deterministic", True))
+    # every option of the fitted model's passes (precision, determinism, the metric), from
+    # the one place the in-memory passes take them
+    opts = (int(C.shape[0]), d, est.chunk_size, est._kernel_options())
     return X, C, opts
 
 

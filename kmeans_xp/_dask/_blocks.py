@@ -15,6 +15,7 @@ block order, so the variance is accurate without a second pass.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from typing import Any
@@ -28,7 +29,10 @@ from .._compat import (
     is_float64_supported,
     to_numpy,
 )
-from .._data import LOG2_RANGE, ChunkedData, power_of_two_scale
+from .._data import ChunkedData
+from .._frame import LOG2_RANGE, build_frame
+from .._frame import Frame as WorkingFrame
+from .._metric import get_metric
 from .._kernels import select
 from .._validation import _is_real, check_2d, check_dtype
 
@@ -50,17 +54,31 @@ def is_dask_collection(x: Any) -> bool:
 
 
 class Frame:
-    """What every block task needs besides its block: the working coordinates and options.
+    """What every block task needs besides its block: the fit's frame (a
+    :class:`kmeans_xp._frame.Frame` whose shift is a host array) and the kernel options.
 
-    ``Xt = X / scale - shift`` in the compute dtype ``dtype`` (a NumPy dtype name); ``shift``
-    is a host (d,) array or None.  A plain class (not a dataclass or tuple) so that Dask
-    treats it as one opaque value.
+    A plain class (not a dataclass or tuple) so that Dask treats it as one opaque value.
     """
 
-    def __init__(self, dtype: str, k: int, shift: Any, scale: float,
-                 chunk_size: int | None, precision: str, deterministic: bool) -> None:
-        self.dtype, self.k, self.shift, self.scale = dtype, k, shift, scale
+    def __init__(self, frame: WorkingFrame, dtype: str, k: int, chunk_size: int | None,
+                 precision: str, deterministic: bool) -> None:
+        self.frame, self.dtype, self.k = frame, dtype, k
         self.chunk_size, self.precision, self.deterministic = chunk_size, precision, deterministic
+
+    @property
+    def scale(self) -> float:
+        return self.frame.scale
+
+    @property
+    def shift(self) -> Any:
+        return self.frame.shift
+
+    def on(self, xp: Any, device: Any) -> WorkingFrame:
+        """The frame with its shift on a block's device."""
+        if self.frame.shift is None:
+            return self.frame
+        return dataclasses.replace(self.frame, shift=xp.asarray(
+            self.frame.shift, dtype=getattr(xp, self.dtype), device=device))
 
 
 # =============================================================================================
@@ -72,14 +90,13 @@ def _block_data(xb: Any, wb: Any, frame: Frame, k: int | None = None) -> Chunked
     """The block as the kernels see it, with the fit's frame and the block's kernel set."""
     xp, dev = array_namespace(xb), device_of(xb)
     dtype = getattr(xp, frame.dtype)
-    kern = select(xp, dev, dtype, precision=frame.precision, deterministic=frame.deterministic)
+    kern = select(xp, dev, dtype, precision=frame.precision, deterministic=frame.deterministic,
+                  metric=frame.frame.metric.kernel)
     if wb is not None and wb.dtype != dtype:
         wb = xp.astype(wb, dtype)
     data = ChunkedData(xb, xp=xp, dtype=dtype, weights=wb, n_clusters=k or frame.k,
                        chunk_size=frame.chunk_size, kernels=kern)
-    data.scale = frame.scale
-    if frame.shift is not None:
-        data.shift = xp.asarray(frame.shift, dtype=dtype, device=dev)
+    data.use_frame(frame.on(xp, dev))
     return data
 
 
@@ -106,7 +123,7 @@ def _block_moments(xb: Any, wb: Any, dtype: str, scale: float) -> dict:
     dt = getattr(xp, dtype)
     acc = xp.float64 if is_float64_supported(xp, device_of(xb)) else dt
     data = ChunkedData(xb, xp=xp, dtype=dt, n_clusters=1)
-    data.scale = scale
+    data.use_frame(WorkingFrame(scale))
     s1 = s2 = ref = None
     amax = 0.0
     for s, e in data.ranges():
@@ -377,67 +394,71 @@ def _dask_weights(sample_weight: Any, X: Any, compute: Any) -> Any:
 
 
 # -- the frame -------------------------------------------------------------------------------
+class _MomentSource:
+    """The Dask array as a row source of :func:`kmeans_xp._frame.build_frame`: its moments
+    come from one map-reduce (count, mean and M2 per block, combined in block order: Chan et
+    al.), so the centred variance needs no second pass."""
+
+    xp = _NP
+    device = "cpu"
+    batched = False
+
+    def __init__(self, dd: DaskBlocks, compute: Any) -> None:
+        self.dd, self.dtype = dd, compute
+        self.mom: dict | None = None
+
+    def check_and_amax(self, name: str) -> float:
+        mom = self.mom = self.dd.run(_block_moments, np.dtype(self.dtype).name, 1.0,
+                                     reduce=_merge_moments, phase="frame")
+        if not mom["finite"]:
+            raise ValueError(f"Input {name} contains {'NaN' if mom['has_nan'] else 'infinity'}.")
+        if mom["w"] is not None:
+            w = mom["w"]
+            if w["nan"]:
+                raise ValueError("Input sample_weight contains NaN.")
+            if w["inf"]:
+                raise ValueError("Input sample_weight contains infinity.")
+            if w["neg"]:
+                raise ValueError(
+                    "Negative values in data passed to sample_weight: weights must be >= 0.")
+            if w["sum"].sum() <= 0:
+                raise ValueError(
+                    "sample_weight sums to zero: at least one weight must be positive.")
+        return mom["amax"]
+
+    def moments(self, scale: float, metric: Any) -> tuple[Any, Any, Any]:
+        if scale != 1.0:
+            mom2 = self.dd.run(_block_moments, np.dtype(self.dtype).name, scale,
+                               reduce=_merge_moments, phase="frame2")
+            mom2["w"] = self.mom["w"]
+            self.mom = mom2
+        mom = self.mom
+        return mom["n"], mom["mean"], float(np.sum(mom["m2"] / mom["n"]))
+
+    def centred_variance(self, frame: WorkingFrame) -> float:
+        return float(np.sum(self.mom["m2"] / self.mom["n"]))
+
+
 def make_frame(dd: DaskBlocks, compute: Any, k: int, p: Any) -> tuple[Frame, float, dict]:
-    """Check X (and the weights), choose the scale, centre: one pass (two if X must be
-    rescaled).  Returns the frame, the mean per-feature variance (working units) and the
-    merged moments (per-block weight totals among them)."""
-    dtype = np.dtype(compute).name
-    mom = dd.run(_block_moments, dtype, 1.0, reduce=_merge_moments, phase="frame")
-    if not mom["finite"]:
-        raise ValueError(f"Input X contains {'NaN' if mom['has_nan'] else 'infinity'}.")
-    if mom["w"] is not None:
-        w = mom["w"]
-        if w["nan"]:
-            raise ValueError("Input sample_weight contains NaN.")
-        if w["inf"]:
-            raise ValueError("Input sample_weight contains infinity.")
-        if w["neg"]:
-            raise ValueError(
-                "Negative values in data passed to sample_weight: weights must be >= 0.")
-        if w["sum"].sum() <= 0:
-            raise ValueError(
-                "sample_weight sums to zero: at least one weight must be positive.")
-    scale = power_of_two_scale(mom["amax"], np.finfo(dtype))
-    if scale != 1.0:
-        mom2 = dd.run(_block_moments, dtype, scale, reduce=_merge_moments, phase="frame2")
-        mom2["w"] = mom["w"]
-        mom = mom2
-    mean, m2, n = mom["mean"], mom["m2"], mom["n"]
-    total_var = float(np.sum(m2 / n))
-    shift = None
-    if float(np.sum(mean * mean)) > total_var:  # the in-memory rule (ChunkedData.center)
-        shift = mean.astype(compute)
-    frame = Frame(dtype, k, shift, scale, p.chunk_size, p.precision, p.deterministic)
-    return frame, total_var / int(mean.shape[0]), mom
+    """Check X (and the weights) and build the fit's frame by the one rule
+    (:func:`kmeans_xp._frame.build_frame`): one pass (two if X must be rescaled).  Returns
+    the frame, the mean per-feature variance (working units) and the merged moments
+    (per-block weight totals among them)."""
+    src = _MomentSource(dd, compute)
+    working = build_frame(src, get_metric(getattr(p, "metric", "euclidean")))
+    frame = Frame(working, np.dtype(compute).name, k, p.chunk_size, p.precision,
+                  p.deterministic)
+    return frame, working.mean_variance, src.mom
 
 
 def to_working(C: np.ndarray, frame: Frame) -> np.ndarray:
-    """Data-coordinate rows in working coordinates (as ``ChunkedData.to_working_coords``)."""
-    c = C.astype(frame.dtype, copy=False)
-    if frame.scale != 1.0:
-        c = c * (1.0 / frame.scale)
-    return c if frame.shift is None else c - frame.shift
+    """Data-coordinate rows in working coordinates (host)."""
+    return frame.frame.to_working(np.asarray(C), _NP, getattr(_NP, frame.dtype))
 
 
 def to_data(C: np.ndarray, frame: Frame, storage: Any) -> np.ndarray:
     """Working-coordinate centres in data coordinates and the storage dtype."""
-    if frame.shift is not None:
-        C = C + frame.shift
-    if frame.scale != 1.0:
-        C = C * frame.scale
-    return C.astype(storage, copy=False)
-
-
-
-def _uniform01(rng: Any) -> float:
-    return float(rng.random_sample() if isinstance(rng, np.random.RandomState) else rng.random())
-
-
-def _integers(rng: Any, high: int, size: Any = None) -> Any:
-    if isinstance(rng, np.random.RandomState):
-        return rng.randint(0, high, size=size)
-    return rng.integers(0, high, size=size)
-
+    return frame.frame.to_data(np.asarray(C), _NP, storage)
 
 
 def _host_data(rows: np.ndarray, weights: Any, frame: Frame, k: int,

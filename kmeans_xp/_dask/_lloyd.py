@@ -16,6 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from .._solvers.lloyd import best_of
+
+from .._frame import Frame as WorkingFrame
+from .._random import integers, uniform01
+
 from .._compat import array_namespace, device_of, is_float64_supported, to_numpy
 from .._validation import ConvergenceWarning, check_random_state
 from ._blocks import (
@@ -28,11 +33,9 @@ from ._blocks import (
     _dev,
     _host64,
     _host_data,
-    _integers,
     _label_counts,
     _meta_namespace,
     _prepare,
-    _uniform01,
     last_fit_log,
     make_frame,
     to_data,
@@ -155,7 +158,7 @@ def _first_index(dd: DaskBlocks, rng: Any, wsums: np.ndarray | None) -> int:
     import dask
     from dask import delayed
 
-    u = _uniform01(rng)
+    u = uniform01(rng)
     n = sum(dd.sizes)
     if wsums is None:
         return min(int(u * n), n - 1)
@@ -179,7 +182,7 @@ def kmeans_plusplus_sample(dd: DaskBlocks, frame: Frame, k: int, rng: Any,
 
     n = sum(dd.sizes)
     m = max(SAMPLE_MIN, SAMPLE_PER_CLUSTER * k)
-    idx = np.arange(n) if m >= n else np.unique(_integers(rng, n, size=m))
+    idx = np.arange(n) if m >= n else np.unique(integers(rng, n, size=m))
     rows, w = dd.take(frame, idx)
     sample = _host_data(rows, w, frame, k)
     centers, local = kmeans_plusplus_working(sample, k, rng, n_local_trials)
@@ -200,7 +203,7 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
     candidates are reduced to ``k`` centres on the client by weighted k-means++ and Lloyd.
     """
     from .._solvers.init import kmeans_plusplus_working
-    from .._solvers.lloyd import kmeans_single_lloyd
+    from .._solvers.lloyd import lloyd
 
     ell = oversampling_factor * k
     first, _ = dd.take(frame, np.array([_first_index(dd, rng, wsums)]))
@@ -209,7 +212,7 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
     state, (phi, counts) = dd.run(_block_closest, frame, dd.broadcast(first, "cand"), 0,
                                   per_block=[None] * len(dd.xb), keep=True, phase="init")
     for _ in range(n_rounds):
-        seed = int(_integers(rng, 2 ** 32 - 1))
+        seed = int(integers(rng, 2 ** 32 - 1))
         offsets = [dd.offsets[i] for i in dd.live]
         per = [(o, c) for o, c in zip(offsets, state)]
         (new,) = dd.run(_block_sample_pb, frame, phi, ell, seed, per_block=per,
@@ -225,9 +228,9 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
     if cand.shape[0] <= k:  # too few distinct candidates: k-means++ on a sample
         return kmeans_plusplus_sample(dd, frame, k, rng)[0]
     cdata = _host_data(cand, counts, frame, k)
-    cdata.mean_variance = mean_variance
+    cdata.use_frame(WorkingFrame(mean_variance=mean_variance))  # rows in working coords
     c0 = kmeans_plusplus_working(cdata, k, rng)[0]
-    return np.asarray(kmeans_single_lloyd(cdata, c0, max_iter=300, tol=0.0)[2])
+    return np.asarray(lloyd(cdata, c0, max_iter=300, tol=0.0)[2])
 
 
 def _block_sample_pb(xb, wb, frame, phi, ell, seed, per):
@@ -295,61 +298,53 @@ def _block_far_pb(xb, wb, C, frame, n_far, per):
     return _block_far(xb, wb, C, frame, n_far, offset, labels)
 
 
-def lloyd(dd: DaskBlocks, frame: Frame, centers: np.ndarray, *, max_iter: int, tol: float,
-          verbose: int = 0) -> tuple:
-    """``_solvers.lloyd.kmeans_single_lloyd`` with one map-reduce per iteration.
+class DaskSource:
+    """The Dask array as a row source of the one Lloyd driver (``_solvers.lloyd``): every
+    pass is one map-reduce over the blocks (the one synchronisation of an iteration); the
+    labels stay on the workers (a list of keys); centres, sums and counts are host arrays."""
 
-    Returns the kept label blocks, the inertia (working units), the centres (working
-    coordinates), the number of iterations and the rows per cluster.
-    """
-    from .._solvers.lloyd import new_centers
+    n_problems = 1
+    xp = _NP
+    device = "cpu"
 
-    dtype = np.dtype(frame.dtype)
-    centers = np.asarray(centers, dtype=dtype)
-    labels_old = None
-    strict = False
-    scale2 = frame.scale * frame.scale
-    for i in range(max_iter):
+    def __init__(self, dd: DaskBlocks, frame: Frame) -> None:
+        self.dd, self.spec = dd, frame
+        self.frame = frame.frame
+        self.metric = frame.frame.metric
+        self.dtype = np.dtype(frame.dtype)
+        self.final_info = None  # rows per cluster of the last final assignment
+
+    def lloyd_pass(self, C, labels_old, active=None, need_inertia=False):
+        dd = self.dd
         labels, (sums, counts, inertia, changed) = dd.run(
-            _block_lloyd, dd.broadcast(centers, "centers"), frame, bool(verbose),
-            per_block=labels_old, keep=True, phase="lloyd")  # the one synchronisation
-        if verbose:
-            print(f"Iteration {i}, inertia {inertia * scale2}.")
-        sums, counts = sums.astype(dtype), counts.astype(dtype)
-        updated = np.asarray(new_centers(sums, counts, centers, _NP))
-        shift = float(np.sum((updated - centers) ** 2))
-        same = labels_old is not None and changed == 0
-        if np.any(counts == 0):  # rare: empty clusters, relocate then re-test
-            sums, counts = relocate_empty(dd, frame, labels, centers, sums, counts)
-            updated = np.asarray(new_centers(sums, counts, centers, _NP))
-            shift = float(np.sum((updated - centers) ** 2))
-        centers = updated
-        if same:
-            strict = True
-            if verbose:
-                print(f"Converged at iteration {i}: strict convergence.")
-            break
-        if shift <= tol:
-            if verbose:
-                print(f"Converged at iteration {i}: center shift {shift * scale2} within "
-                      f"tolerance {tol * scale2}.")
-            break
-        labels_old = labels
-    Cd = dd.broadcast(centers, "centers")
-    if strict:
-        inertia, per_label = dd.run(_block_inertia_for_labels, Cd, frame, per_block=labels,
-                                    phase="final")
-    else:
-        labels, (inertia, per_label) = dd.run(_block_labels_inertia, Cd, frame, keep=True,
-                                              phase="final")
-    return labels, inertia, centers, i + 1, per_label
+            _block_lloyd, dd.broadcast(np.asarray(C, dtype=self.dtype), "centers"), self.spec,
+            bool(need_inertia), per_block=labels_old, keep=True, phase="lloyd")
+        same = None if labels_old is None else np.asarray(changed == 0)
+        return (labels, sums.astype(self.dtype), counts.astype(self.dtype),
+                np.asarray(inertia), same)
 
+    def squared_shift(self, new, old):
+        return np.sum((new - old) ** 2)
 
-def same_clustering(dd: DaskBlocks, labels1: list, labels2: list, k: int) -> bool:
-    """Whether every cluster of ``labels1`` lies inside one cluster of ``labels2``."""
-    (table,) = dd.run(_block_contingency_pb, k, per_block=list(zip(labels1, labels2)),
-                      phase="same")
-    return bool(np.all(np.sum(table > 0, axis=1) <= 1))
+    def relocate(self, labels, C, sums, counts, which=None, active=None):
+        sums, counts = relocate_empty(self.dd, self.spec, labels, C, sums, counts)
+        return sums, counts, labels
+
+    def final(self, C, labels, strict):
+        dd = self.dd
+        Cd = dd.broadcast(C, "centers")
+        if bool(np.asarray(strict).reshape(-1)[0]):
+            inertia, self.final_info = dd.run(_block_inertia_for_labels, Cd, self.spec,
+                                             per_block=labels, phase="final")
+        else:
+            labels, (inertia, self.final_info) = dd.run(_block_labels_inertia, Cd, self.spec,
+                                                       keep=True, phase="final")
+        return labels, np.asarray(inertia)
+
+    def same_clusterings(self, labels1, labels2, k):
+        (table,) = self.dd.run(_block_contingency_pb, k, per_block=list(zip(labels1, labels2)),
+                               phase="same")
+        return np.asarray([bool(np.all(np.sum(table > 0, axis=1) <= 1))])
 
 
 def _block_contingency_pb(xb, wb, k, per):
@@ -379,19 +374,13 @@ def fit(X: Any, sample_weight: Any, init: Any, random_state: Any, p: Any, owner:
     tol = p.tol * mean_variance
     wsums = None if mom["w"] is None else mom["w"]["sum"]
 
-    best = None
-    for _ in range(p.n_init):
-        c0 = initial_centers(dd, frame, X0, init, p.init_kind, k, rng, wsums, mean_variance,
-                             p.init_options, d)
-        if p.verbose:
-            print("Initialization complete")
-        labels, inertia, centers, n_iter, per_label = lloyd(
-            dd, frame, c0, max_iter=p.max_iter, tol=tol, verbose=p.verbose)
-        inertia = float(inertia) * frame.scale * frame.scale
-        if best is None or (inertia < best[1]
-                            and not same_clustering(dd, labels, best[0], k)):
-            best = (labels, inertia, centers, n_iter, per_label)
-    labels, inertia, centers, n_iter, per_label = best
+    src = DaskSource(dd, frame)
+    best = best_of(src, lambda: initial_centers(dd, frame, X0, init, p.init_kind, k, rng, wsums,
+                                                mean_variance, p.init_options, d),
+                   p.n_init, n_clusters=k, max_iter=p.max_iter, tol=tol, verbose=p.verbose)
+    labels, centers, n_iter = best.labels, best.centers, int(best.n_iter[0])
+    inertia = float(best.inertia[0]) * frame.frame.distance_factor()[0]
+    per_label = best.info  # rows per cluster of the best run's final assignment
 
     distinct = int(np.count_nonzero(per_label))
     if distinct < k:

@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from .._frame import Frame as WorkingFrame
+from .._random import integers
+
 from .._compat import device_of, to_numpy
 from .._validation import check_dtype, check_random_state, check_same_namespace
 from ._blocks import (
@@ -105,12 +108,11 @@ def _initial_centers(dd: DaskBlocks, frame: Frame, init: Any, p: Any, rng: Any, 
     """``MiniBatchKMeans._init_centroids`` on the blocks: the same host draws (``init_size``
     row indices, then the initialisation's own), the rows brought to the client and the
     initialisation run there on them.  Returns centres in working coordinates (host)."""
-    from .._minibatch import _randint
     from .._solvers.init import check_user_centers, initial_centers
 
     k = p.n_clusters
     whole = init_size >= n  # in memory: the initialisation runs on all the rows
-    idx = np.arange(n) if whole else np.asarray(_randint(rng, n, init_size), dtype=np.int64)
+    idx = np.arange(n) if whole else np.asarray(integers(rng, n, init_size), dtype=np.int64)
     if p.init_kind == "array":  # the rows are drawn (as in memory) but not needed
         return to_working(np.asarray(init), frame)
     if p.init_kind == "callable":  # it sees the rows as stored, like in memory
@@ -122,7 +124,7 @@ def _initial_centers(dd: DaskBlocks, frame: Frame, init: Any, p: Any, rng: Any, 
     # the in-memory sample: all rows (chunked as the fit) or a subset (default chunks)
     sample = (_host_data(rows, w, frame, k, frame.chunk_size) if whole
               else _host_data(rows, w, frame, 1))
-    sample.mean_variance = mean_variance
+    sample.use_frame(WorkingFrame(mean_variance=mean_variance))  # rows in working coords
     host_w = None if w is None or p.init_kind != "random" else sample.weights
     return np.asarray(initial_centers(sample, None, p.init_kind, k, rng, host_w,
                                       p.init_options))
@@ -181,13 +183,14 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
         state = MiniBatchState(np.asarray(c0, dtype=dtype), np.zeros(k, dtype=dtype),
                                batch_size)
         shift = None if frame.shift is None else xp_fit.asarray(frame.shift, device=dev_fit)
-        frame_fit = (frame.scale, shift, mean_variance)
+        frame_fit = dataclasses.replace(frame.frame, shift=shift).freeze()
     else:
-        scale, shift, mean_variance = est._frame
-        host_shift = None if shift is None else np.asarray(to_numpy(shift), dtype=dtype)
-        frame = Frame(dtype.name, k, host_shift, scale, est.chunk_size,
-                      getattr(est, "precision", "exact"), getattr(est, "deterministic", True))
         frame_fit = est._frame
+        shift = frame_fit.shift
+        host_shift = None if shift is None else np.asarray(to_numpy(shift), dtype=dtype)
+        frame = Frame(dataclasses.replace(frame_fit, shift=host_shift), dtype.name, k,
+                      est.chunk_size, getattr(est, "precision", "exact"),
+                      getattr(est, "deterministic", True))
         state = dataclasses.replace(est._state,
                                     centers=np.asarray(to_numpy(est._state.centers), dtype),
                                     counts=np.asarray(to_numpy(est._state.counts), dtype))
@@ -216,7 +219,7 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
                                       dd.broadcast(state.centers, "centers"), frame,
                                       keep=True, phase="labels")
         est.labels_ = dd.labels_array(labels, xpm.empty((0,), dtype=xpm.int32))
-        est.inertia_ = float(inertia) * frame.scale * frame.scale
+        est.inertia_ = float(inertia) * frame.frame.distance_factor()[0]
     est.n_steps_ = getattr(est, "n_steps_", 0) + 1
     return est
 

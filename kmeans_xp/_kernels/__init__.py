@@ -98,7 +98,7 @@ def _vendor_set(xp: Any) -> type:
 
 def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
            deterministic: bool = True, prefer: str | None = None,
-           metric: str = "euclidean", sparse: bool = False) -> ReferenceKernels:
+           metric: str = "sqeuclidean", sparse: bool = False) -> ReferenceKernels:
     """The kernel set for data of namespace ``xp`` on ``device`` computed in ``dtype``.
 
     Called once per fit (and once per ``predict``/``transform``/``score`` call).
@@ -112,9 +112,10 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     prefer : {None, 'reference', 'generic'}
         'reference' forces the pure-standard set; 'generic' skips the optional
         accelerators (Triton, numba).  Default: ``$KMEANS_XP_KERNELS`` or the fastest.
-    metric : {'euclidean', 'cosine', 'manhattan'}
-        'cosine' runs the Euclidean kernels on unit rows (the data's frame normalises them);
-        'manhattan' has its own L1 set.
+    metric : {'sqeuclidean', 'l1'} (or a metric's name)
+        The distance the kernels compute: a metric's ``kernel`` (``_metric.Metric``).
+        'cosine' runs the squared Euclidean kernels on unit rows (the frame normalises
+        them); 'l1' ('manhattan') has its own set.
     sparse : bool
         The data is sparse (``kmeans_xp._sparse.SparseData``): the sparse set, over the
         dense set chosen as above.
@@ -123,7 +124,7 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     if prefer not in (None, "reference", "generic"):
         raise ValueError(f"Unknown kernel preference {prefer!r} (KMEANS_XP_KERNELS): "
                          "expected 'reference' or 'generic'.")
-    if metric == "manhattan":
+    if metric in ("l1", "manhattan"):
         from ._manhattan import ManhattanKernels
 
         cls = ManhattanKernels

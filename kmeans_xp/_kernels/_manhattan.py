@@ -12,7 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from .._compat import is_torch_namespace
-from .._data import ChunkedData, accumulate
+from typing import TYPE_CHECKING
+
+from .._compat import accumulate
+
+if TYPE_CHECKING:  # the sources call the kernels: the kernels import no source
+    from .._data import ChunkedData
 from ._reference import ReferenceKernels, concat, weighted_total
 
 

@@ -19,19 +19,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from .._compat import device_of
+from .._compat import accumulate, chunk_rows, device_of
 from ._protocol import KernelData
-
-
-def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) -> int:
-    """Rows per chunk so that a chunk's (rows x max(k, d)) work matrix holds ``budget`` elements."""
-    width = max(n_clusters, n_features, 1)
-    return int(max(1, min(n_samples, budget // width)))
-
-
-def accumulate(total: Any, part: Any) -> Any:
-    """``total + part``, with ``None`` as the empty total: the running sums over chunks."""
-    return part if total is None else total + part
 
 
 def fusable(data: KernelData) -> bool:
@@ -39,7 +28,7 @@ def fusable(data: KernelData) -> bool:
     scale) on its own: not for data streamed from the host, nor for 'cosine', whose frame
     also scales each row to unit length.  Otherwise the fused sets take their parent's
     chunk loop."""
-    return not data.streamed and data.metric == "euclidean"
+    return not data.streamed and data.metric.kernel == "sqeuclidean" and not data.metric.unit_rows
 
 
 def onehot(labels: Any, n_clusters: int, dtype: Any, xp: Any) -> Any:

@@ -29,7 +29,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ._reference import BatchStats, ReferenceKernels, accumulate, concat, weighted_total
+from .._compat import accumulate
+from ._reference import BatchStats, ReferenceKernels, concat, weighted_total
 
 
 def is_sparse_data(data: Any) -> bool:

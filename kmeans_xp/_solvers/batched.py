@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from .._compat import default_chunk_budget, device_of, is_float64_supported, to_numpy
-from .._data import LOG2_RANGE, ChunkedData
-from .lloyd import relocate_empty_clusters
+from .._data import ChunkedData
+from .._frame import Frame, build_frame
 
 
 class BatchedData:
@@ -52,10 +52,8 @@ class BatchedData:
         budget = default_chunk_budget(xp, self.device)
         width = max(n_clusters, self.d, 2 + int(math.log(max(n_clusters, 1))), 1)
         self.group = chunk_size or max(1, min(self.B, budget // (self.n * width)))
-        self.inv_scale = None  # (B,) or None (all 1)
-        self.scale = np.ones(self.B)  # host
-        self.shift = None  # (B, d) or None (no problem centred)
-        self.mean_variance = np.zeros(self.B)
+        #: the per-problem frame (``_frame.Frame`` with a problem axis), by the one rule
+        self.frame = Frame(np.ones(self.B), None, np.zeros(self.B))
         self.f64 = is_float64_supported(xp, self.device)
         self.buffers: dict = {}
 
@@ -85,6 +83,29 @@ class BatchedData:
         if self.mask is not None:
             c = xp.where(self._pick(self.mask, ids)[:, :, None], c, xp.zeros_like(c))
         return c
+
+    # -- the frame (read-only views of ``self.frame``) ------------------------------------
+    @property
+    def scale(self) -> np.ndarray:
+        return self.frame.scale
+
+    @property
+    def mean_variance(self) -> np.ndarray:
+        return self.frame.mean_variance
+
+    @property
+    def shift(self) -> Any:
+        return self.frame.shift
+
+    @property
+    def inv_scale(self) -> Any:
+        """(B,) compute-dtype device array, or None where no problem is scaled."""
+        if not self.frame.scaled:
+            return None
+        if "inv_scale" not in self.buffers:
+            self.buffers["inv_scale"] = self.xp.asarray(1.0 / self.frame.scale,
+                                                        dtype=self.dtype, device=self.device)
+        return self.buffers["inv_scale"]
 
     def to_working(self, c: Any, ids: np.ndarray) -> Any:
         """Arrays (g, m, d) of problems ``ids`` from data to working coordinates."""
@@ -125,70 +146,122 @@ class BatchedData:
                            kernels=self.kernels)
         return data  # already in working coordinates: scale 1, no shift
 
-    # -- the frame -------------------------------------------------------------------------
+    # -- the moments the frame is built from (``_frame.build_frame``: the rule) ----------
+    batched = True
+    can_centre = True
+
     def prepare(self) -> None:
-        """Per problem: NaN / inf check, power-of-two scale, centring rule and variance of
-        :meth:`kmeans_xp._data.ChunkedData.prepare`.  Three host syncs in all."""
+        """Per problem: NaN / inf check, power-of-two scale, centring and variance, by the
+        rule of every fit (:func:`kmeans_xp._frame.build_frame`).  Three host syncs in all."""
+        self.buffers.pop("inv_scale", None)
+        self.frame = build_frame(self, self.frame.metric)
+        self.buffers.pop("inv_scale", None)
+
+    def check_and_amax(self, name: str = "X") -> np.ndarray:
         xp = self.xp
         all_ids = np.arange(self.B)
-        amax, sums, sqs = [], [], []
+        amax = []
         for s, e in self.groups(all_ids):
-            c = self.raw(all_ids[s:e, ...])
             # NaN and inf propagate to the maximum: one reduction checks and sizes
-            amax.append(xp.max(xp.abs(c), axis=(1, 2)))
-            sums.append(xp.sum(c, axis=1))  # discarded below if a problem must be scaled
-            sqs.append(xp.sum(c * c, axis=1))
+            amax.append(xp.max(xp.abs(self.raw(all_ids[s:e, ...])), axis=(1, 2)))
         amax = xp.concat(amax)
         flags = to_numpy(xp.stack([xp.astype(xp.isfinite(amax), self.dtype),
                                    xp.where(xp.isfinite(amax), amax,
                                             xp.zeros_like(amax))]))  # host sync
         bad = np.nonzero(flags[0] == 0)[0]
         if bad.size:
-            raise ValueError(f"Input X contains NaN or infinity (problem {int(bad[0])}).")
-        amax = flags[1].astype(np.float64)
-        out = (amax > 2.0 ** LOG2_RANGE) | ((amax > 0) & (amax < 2.0 ** -LOG2_RANGE))
-        sums, sqs = xp.concat(sums), xp.concat(sqs)
-        if out.any():
-            with np.errstate(divide="ignore"):
-                self.scale = np.where(out, 2.0 ** np.round(np.log2(np.where(out, amax, 1.0))),
-                                      1.0)
-            self.inv_scale = xp.asarray(1.0 / self.scale, dtype=self.dtype,
-                                        device=self.device)
-            sums, sqs = None, None  # recomputed on scaled data, as ChunkedData does
-            parts_s, parts_q = [], []
-            for s, e in self.groups(all_ids):
-                c = self.to_working(self.raw(all_ids[s:e, ...]), all_ids[s:e, ...])
-                parts_s.append(xp.sum(c, axis=1))
-                parts_q.append(xp.sum(c * c, axis=1))
-            sums, sqs = xp.concat(parts_s), xp.concat(parts_q)
-        nv = xp.asarray(self.n_valid.astype(np.float64), dtype=self.dtype,
-                        device=self.device)[:, None]
-        mean = sums / nv
-        total_var = xp.sum(xp.clip(sqs / nv - mean * mean, min=0.0), axis=1)
-        stats = to_numpy(xp.stack([total_var, xp.sum(mean * mean, axis=1)]))  # host sync
-        centred = stats[1] > stats[0]
-        self.mean_variance = stats[0].astype(np.float64) / self.d
-        if not centred.any():
-            return
-        sel = xp.asarray(centred, device=self.device)
-        self.shift = xp.where(sel[:, None], mean, xp.zeros_like(mean))
-        sq = []
+            raise ValueError(f"Input {name} contains NaN or infinity (problem {int(bad[0])}).")
+        return flags[1].astype(np.float64)
+
+    def _column_sums(self, scale: np.ndarray, shift: Any) -> tuple[Any, Any]:
+        """Per-problem column sums and sums of squares (B, d) of the rows scaled by
+        ``1 / scale`` and shifted by ``shift``; masked rows count as zeros."""
+        xp = self.xp
+        all_ids = np.arange(self.B)
+        inv = xp.asarray(1.0 / scale, dtype=self.dtype, device=self.device)
+        parts_s, parts_q = [], []
         for s, e in self.groups(all_ids):
-            c = self.rows(all_ids[s:e, ...])
+            ids = all_ids[s:e, ...]
+            c = self.raw(ids) * self._pick(inv, ids)[:, None, None]
+            if shift is not None:
+                c = c - self._pick(shift, ids)[:, None, :]
+                if self.mask is not None:  # masked rows are zeros
+                    c = xp.where(self._pick(self.mask, ids)[:, :, None], c, xp.zeros_like(c))
+            parts_s.append(xp.sum(c, axis=1))
+            parts_q.append(xp.sum(c * c, axis=1))
+        return xp.concat(parts_s), xp.concat(parts_q)
+
+    def moments(self, scale: np.ndarray, metric: Any) -> tuple[Any, Any, Any]:
+        xp = self.xp
+        sums, sqs = self._column_sums(np.asarray(scale, dtype=np.float64), None)
+        host = np.asarray(to_numpy(xp.stack([sums, sqs])), dtype=np.float64)  # host sync
+        n = self.n_valid.astype(np.float64)[:, None]
+        mean = host[0] / n
+        total = np.sum(np.clip(host[1] / n - mean * mean, 0.0, None), axis=1)
+        return self.n_valid, mean, total
+
+    def centred_variance(self, frame: Frame) -> np.ndarray:
+        _, sqs = self._column_sums(frame.scale, frame.shift)
+        n = self.n_valid.astype(np.float64)
+        return np.sum(np.asarray(to_numpy(sqs), dtype=np.float64), axis=1) / n  # host sync
+
+    # -- the row-source interface of the drivers (``_solvers.lloyd``): B problems --------
+    @property
+    def n_problems(self) -> int:
+        return self.B
+
+    @property
+    def metric(self) -> Any:
+        return self.frame.metric
+
+    def lloyd_pass(self, C: Any, labels_old: Any, active: np.ndarray,
+                   need_inertia: bool = False) -> tuple[Any, Any, Any, Any, Any]:
+        """One pass over the ``active`` problems: labels, sums, counts, None, and whether
+        each problem's labels equal ``labels_old`` on its rows ((a,) bool; None first)."""
+        xp = self.xp
+        labels, sums, counts = _pass(self, active, C)
+        same = None
+        if labels_old is not None:
+            eq = labels == labels_old
             if self.mask is not None:
-                c = xp.where(self._pick(self.mask, all_ids[s:e, ...])[:, :, None], c,
-                             xp.zeros_like(c))
-            sq.append(xp.sum(c * c, axis=1))
-        mv = to_numpy(xp.mean(xp.concat(sq) / nv, axis=1)).astype(np.float64)  # host sync
-        self.mean_variance = np.where(centred, mv, self.mean_variance)
+                eq = xp.logical_or(eq, xp.logical_not(self._pick(self.mask, active)))
+            same = xp.all(eq, axis=1)
+        return labels, sums, counts, None, same
+
+    def squared_shift(self, new: Any, old: Any) -> Any:
+        diff = new - old
+        return self.xp.sum(diff * diff, axis=(1, 2))
+
+    def relocate(self, labels: Any, C: Any, sums: Any, counts: Any, which: np.ndarray,
+                 active: np.ndarray) -> tuple[Any, Any, Any]:
+        """Empty clusters of the problems ``which`` (positions in ``active``) filled by the
+        one-problem rule; a rare path."""
+        xp, dev, a = self.xp, self.device, len(active)
+        for j in which:
+            pdata = self.problem(int(active[j]))
+            s_b, c_b, _ = pdata.relocate(labels[j, ...], C[j, ...], sums[j, ...],
+                                         counts[j, ...])
+            sums = _merge(xp, sums, s_b[None, ...], np.asarray([j]), a, dev)
+            counts = _merge(xp, counts, c_b[None, ...], np.asarray([j]), a, dev)
+        return sums, counts, labels
+
+    def take(self, a: Any, keep: np.ndarray) -> Any:
+        return self.xp.take(a, self.xp.asarray(keep, device=self.device), axis=0)
+
+    def merge(self, full: Any, part: Any, active: np.ndarray) -> Any:
+        if len(active) == self.B:
+            return part
+        return _merge(self.xp, full, part, active, self.B, self.device)
+
+    def final(self, C: Any, labels: Any, strict: Any) -> tuple[Any, Any]:
+        """Labels (-1 on masked rows) and inertia of every problem for ``C``."""
+        return batched_labels_inertia(self, C)
+
+    def same_clusterings(self, labels1: Any, labels2: Any, n_clusters: int) -> np.ndarray:
+        return np.asarray(to_numpy(batched_same_clustering(labels1, labels2, n_clusters, self)))
 
     def to_data_coords(self, C: Any, dtype: Any) -> Any:
-        xp = self.xp
-        if self.shift is not None:
-            C = C + self.shift[:, None, :]
-        if self.inv_scale is not None:
-            C = C * xp.asarray(self.scale, dtype=C.dtype, device=self.device)[:, None, None]
-        return C if C.dtype == dtype else xp.astype(C, dtype)
+        return self.frame.to_data(C, self.xp, dtype)
 
 
 # -- initialisation ------------------------------------------------------------------------
@@ -327,77 +400,6 @@ def _pass(data: BatchedData, active: np.ndarray, C: Any) -> tuple[Any, Any, Any]
     return xp.concat(labels), xp.concat(sums), xp.concat(counts)
 
 
-def _new_centers(xp: Any, sums: Any, counts: Any, old: Any) -> Any:
-    has = counts > 0
-    safe = xp.where(has, counts, xp.ones_like(counts))
-    return xp.where(has[:, :, None], sums / safe[:, :, None], old)
-
-
-def batched_lloyd(data: BatchedData, centers: Any, *, max_iter: int, tol: np.ndarray
-                  ) -> tuple[Any, Any, Any, np.ndarray]:
-    """Lloyd's algorithm on every problem from ``centers`` (B, k, d), working coordinates.
-
-    Returns labels (B, n) (-1 on masked rows), inertia (B,) (working units, accumulator
-    dtype), centres (B, k, d) and n_iter (B,) on the host.  Per iteration, ONE host sync
-    for all problems; problems leave the working set when they converge.
-    """
-    xp, B, dev = data.xp, data.B, data.device
-    active = np.arange(B)
-    final = centers
-    C = centers
-    labels_old = None
-    n_iter = np.zeros(B, dtype=np.int64)
-    mask = data.mask
-    for it in range(max_iter):
-        labels, sums, counts = _pass(data, active, C)
-        updated = _new_centers(xp, sums, counts, C)
-        shift = xp.sum((updated - C) ** 2, axis=(1, 2))
-        if labels_old is None:
-            code = shift
-        else:
-            same = labels == labels_old
-            if mask is not None:
-                same = xp.logical_or(same, xp.logical_not(data._pick(mask, active)))
-            code = xp.where(xp.all(same, axis=1), -1.0, shift)
-        code = xp.where(xp.any(counts == 0, axis=1), -2.0, code)
-        host = to_numpy(code).astype(np.float64)  # the one host sync of the iteration
-        empty = np.nonzero(host == -2.0)[0]
-        if empty.size:  # rare: relocate problem by problem, then re-test those
-            for j in empty:
-                b = int(active[j])
-                pdata = data.problem(b)
-                s_b, c_b, _ = relocate_empty_clusters(pdata, labels[j, ...], C[j, ...],
-                                                   sums[j, ...], counts[j, ...])
-                sums = _merge(xp, sums, s_b[None, ...], np.asarray([j]), len(active), dev)
-                counts = _merge(xp, counts, c_b[None, ...], np.asarray([j]), len(active), dev)
-            updated = _new_centers(xp, sums, counts, C)
-            shift = xp.sum((updated - C) ** 2, axis=(1, 2))
-            redo = to_numpy(shift).astype(np.float64)
-            if labels_old is not None:
-                same_h = to_numpy(xp.all(same, axis=1))
-                redo = np.where(same_h, -1.0, redo)
-            host[empty] = redo[empty]
-        C = updated
-        n_iter[active] = it + 1
-        done = (host == -1.0) | (host <= tol[active])
-        if it == max_iter - 1:
-            done[:] = True
-        if done.any():
-            final = _merge(xp, final, C, active, B, dev) if len(active) < B or not done.all() \
-                else C
-            keep = np.nonzero(~done)[0]
-            if keep.size == 0:
-                break
-            keep_dev = xp.asarray(keep, device=dev)
-            C = xp.take(C, keep_dev, axis=0)
-            labels_old = xp.take(labels, keep_dev, axis=0)
-            active = active[keep]
-        else:
-            labels_old = labels
-    labels, inertia = batched_labels_inertia(data, final)
-    return labels, inertia, final, n_iter
-
-
 def batched_labels_inertia(data: BatchedData, centers: Any) -> tuple[Any, Any]:
     """Nearest-centre labels (B, n) (-1 on masked rows) and inertia (B,) by direct
     differences, for every problem."""
@@ -428,3 +430,22 @@ def batched_same_clustering(labels1: Any, labels2: Any, k: int, data: BatchedDat
     b = xp.astype(labels2[:, :, None] == ks, data.dtype)
     table = xp.matmul(xp.matrix_transpose(a), b)
     return xp.all(xp.sum(xp.astype(table > 0, xp.int32), axis=2) <= 1, axis=1)
+
+
+def batched_sq_distances(data: BatchedData, centers: Any) -> Any:
+    """Squared distances (B, n, k) of every row to every centre of its problem, clipped at 0;
+    the nearest centre's by direct differences (a row on a centre gets exactly 0)."""
+    xp, kern = data.xp, data.kernels
+    ids = np.arange(data.B)
+    k = int(centers.shape[1])
+    ks = xp.arange(k, device=data.device)
+    parts = []
+    for s, e in data.groups(ids):
+        Xt = data.rows(ids[s:e, ...])
+        D = kern.batched_partial_sq_distances(Xt, centers[s:e, ...]) \
+            + xp.sum(Xt * Xt, axis=2)[:, :, None]
+        lab = xp.astype(kern.batched_argmin(D), ks.dtype)
+        exact = kern.batched_sq_dist_to_assigned(Xt, centers[s:e, ...], lab)
+        D = xp.where(lab[:, :, None] == ks, exact[:, :, None], D)
+        parts.append(xp.clip(D, min=0.0))
+    return xp.concat(parts)

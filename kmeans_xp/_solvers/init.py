@@ -16,18 +16,15 @@ from typing import Any
 import numpy as np
 
 from .._data import ChunkedData
+from .._frame import Frame
+from .._random import uniform01
 from .._validation import as_namespace, check_centers_shape
-
-
-def _uniform01(rng: Any) -> float:
-    """One uniform in [0, 1): the draw ``choice(n, p=...)`` makes (RandomState or Generator)."""
-    return float(rng.random_sample() if isinstance(rng, np.random.RandomState) else rng.random())
 
 
 def _first_index(data: ChunkedData, rng: Any) -> Any:
     """The first centre's row (1,): ``choice(n, p=w / w.sum())`` as NumPy draws it."""
     xp, n, dev, w = data.xp, data.n, data.device, data.weights
-    u = _uniform01(rng)
+    u = uniform01(rng)
     if w is None:
         first = xp.asarray([min(int(u * n), n - 1)], device=dev)
     else:
@@ -98,7 +95,7 @@ def kmeans_parallel_working(data: ChunkedData, n_clusters: int, rng: Any, *,
     backend); one host sync per round (the number of candidates kept).  Returns the centres
     in working coordinates (k, d).
     """
-    from .lloyd import kmeans_single_lloyd
+    from .lloyd import lloyd
 
     xp, kern = data.xp, data.kernels
     acc = data.accumulator_dtype()
@@ -127,9 +124,9 @@ def kmeans_parallel_working(data: ChunkedData, n_clusters: int, rng: Any, *,
     _, _, counts, _ = kern.lloyd_pass(data, cand)
     cdata = ChunkedData(cand, xp=xp, dtype=data.dtype, weights=counts, n_clusters=n_clusters,
                         kernels=kern)
-    cdata.mean_variance = data.mean_variance
+    cdata.use_frame(Frame(mean_variance=data.mean_variance))  # already working coordinates
     c0 = kmeans_plusplus_working(cdata, n_clusters, rng)[0]
-    return kmeans_single_lloyd(cdata, c0, max_iter=300, tol=tol)[2]
+    return lloyd(cdata, c0, max_iter=300, tol=tol)[2]
 
 
 def random_working(data: ChunkedData, n_clusters: int, rng: Any,

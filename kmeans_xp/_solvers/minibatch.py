@@ -35,14 +35,8 @@ from .._kernels._reference import (
     ReferenceKernels,
     center_terms,
 )
+from .._random import uniforms
 from .._sparse import is_sparse_data
-
-
-def uniform_draws(rng: Any, size: int) -> np.ndarray:
-    """``size`` uniforms in [0, 1), as ``choice(..., p=...)`` draws them (RandomState or Generator)."""
-    if isinstance(rng, np.random.RandomState):
-        return rng.random_sample(size)
-    return rng.random(size)
 
 
 class BatchSampler:
@@ -70,7 +64,7 @@ class BatchSampler:
         self.cdf = cdf
 
     def draw(self, rng: Any, size: int) -> np.ndarray:
-        return self.cdf.searchsorted(uniform_draws(rng, size), side="right").astype(np.int64)
+        return self.cdf.searchsorted(uniforms(rng, size), side="right").astype(np.int64)
 
 
 @dataclass
