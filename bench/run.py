@@ -299,14 +299,14 @@ def fit_worker(impl: str, size: tuple, seeds: int) -> dict:
 
 
 # name -> module that must import (the kernel micro benchmark)
-KERNEL_IMPLS = {"sklearn-iter": "sklearn", "cpu-numba": "numba", "cpu-threads": "threadpoolctl"}
+KERNEL_IMPLS = {"sklearn-iter": "sklearn", "cpu-numba": "numba"}
 
 
 def kernel_worker(impl: str, size: tuple, iters: int, reps: int) -> dict:
     """Time per Lloyd iteration of the bare kernels, from the same centres.
 
     ``sklearn-iter``: scikit-learn's own iteration (``lloyd_iter_chunked_dense``: labels,
-    new centres, shift), on the data centred once as its ``fit`` does.  ``cpu-*``:
+    new centres, shift), on the data centred once as its ``fit`` does.  ``cpu-numba``:
     :func:`kmeans_xp._kernels._cpu.lloyd_pass` on X as given, with the frame's shift (the
     column mean) when the data are far from the origin, plus the division into new
     centres.  Also reported: the first call's time (numba import + compiled-code load, or
@@ -331,11 +331,10 @@ def kernel_worker(impl: str, size: tuple, iters: int, reps: int) -> dict:
     else:
         from kmeans_xp._kernels import _cpu
 
-        which = impl.split("-", 1)[1]
         C = (init - shift) if far else init.copy()
 
         def step(C):
-            _, sums, counts, _ = _cpu.lloyd_pass(X, C, None, shift, 1.0, impl=which)
+            _, sums, counts, _ = _cpu.lloyd_pass(X, C, None, shift, 1.0)
             return np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], C)
     C0 = C.copy()
     t0 = time.perf_counter()

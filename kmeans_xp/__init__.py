@@ -12,7 +12,7 @@ from ._check import show_config
 from ._kmeans import KMeans, k_means, kmeans_plusplus
 from ._minibatch import MiniBatchKMeans
 from ._select import SelectKResult, knee_point, select_k
-from ._validation import ConvergenceWarning, InvalidParameterError, NotFittedError
+from ._exceptions import ConvergenceWarning, InvalidParameterError, NotFittedError
 
 __all__ = [
     "BatchedKMeans",

@@ -26,15 +26,15 @@ from ._solvers.batched import (
     batched_random,
 )
 from ._validation import (
+    BATCHED_PARAMETERS,
     InvalidParameterError,
     as_array,
     as_namespace,
-    check_chunk_size,
     check_dtype,
-    check_int,
-    check_n_init,
     check_random_state,
-    check_tol,
+    init_kind,
+    resolve_n_init,
+    validate_params,
 )
 
 OWNER = "batched_k_means"
@@ -90,27 +90,19 @@ def _check_mask(mask: Any, B: int, n: int, xp: Any, device: Any) -> tuple[Any, n
 def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol: Any,
          random_state: Any, sample_weight: Any, mask: Any, chunk_size: Any,
          owner: str = OWNER) -> BatchedResult:
-    n_clusters = check_int(n_clusters, "n_clusters", owner)
-    if isinstance(init, str):
-        if init not in ("k-means++", "random"):
-            raise InvalidParameterError(
-                f"The 'init' parameter of {owner} must be 'k-means++', 'random' or an array "
-                f"of shape (n_problems, n_clusters, n_features). Got {init!r} instead.")
-        kind = init
-    elif callable(init):
-        raise InvalidParameterError(f"The 'init' parameter of {owner} cannot be a callable.")
-    else:
-        kind = "array"
-    n_init = check_n_init(n_init, kind, owner)
+    v = validate_params({"n_clusters": n_clusters, "init": init, "n_init": n_init,
+                         "max_iter": max_iter, "tol": tol, "random_state": random_state,
+                         "chunk_size": chunk_size}, owner, BATCHED_PARAMETERS)
+    n_clusters, max_iter, tol, chunk_size = (v[name] for name in (
+        "n_clusters", "max_iter", "tol", "chunk_size"))
+    kind = init_kind(init)
+    n_init = resolve_n_init(v["n_init"], kind)
     if kind == "array" and n_init != 1:
         import warnings
 
         warnings.warn(f"Explicit initial center position passed: performing only one init in "
                       f"{owner} instead of n_init={n_init}.", RuntimeWarning, stacklevel=3)
         n_init = 1
-    max_iter = check_int(max_iter, "max_iter", owner)
-    tol = check_tol(tol, owner)
-    chunk_size = check_chunk_size(chunk_size, owner)
 
     X, xp, dev = as_array(X, "X")
     if X.ndim != 3:

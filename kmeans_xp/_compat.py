@@ -31,11 +31,16 @@ __all__ = [
     "device_of",
     "is_array",
     "is_float64_supported",
+    "is_sparse",
     "is_numpy_namespace",
     "is_torch_namespace",
     "is_cupy_namespace",
     "is_dask_array",
     "plain_array",
+    "to_backend",
+    "sparse_dense_message",
+    "sparse_library",
+    "sparse_to_dense",
     "to_device",
     "to_numpy",
 ]
@@ -150,14 +155,48 @@ def to_numpy(x: Any) -> np.ndarray:
 def default_chunk_budget(xp: Any, device: Any) -> int:
     """Elements of the (rows x max(k, d)) work matrix per chunk.
 
-    On the CPU a chunk of about a million elements keeps it in the caches' reach (the sweet
-    spot measured in DESIGN.md section 6); on a GPU bigger chunks keep the device busy.
+    On the CPU a chunk of about a million elements keeps it in the caches' reach (smaller
+    chunks pay the per-chunk overhead more often); on a GPU bigger chunks keep the device
+    busy.
     """
     name = str(device)
     if is_cupy_namespace(xp) or "cuda" in name or "gpu" in name.lower():
         return 1 << 26
     return 1 << 20
 
+
+
+# -- recognising a sparse input without importing its library -----------------------------
+def sparse_library(X: Any) -> str | None:
+    """'scipy', 'torch' or 'cupy' for a sparse matrix / array / tensor, else None."""
+    import sys
+
+    if "scipy.sparse" in sys.modules and sys.modules["scipy.sparse"].issparse(X):
+        return "scipy"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(X, torch.Tensor) and X.layout != torch.strided:
+        return "torch"
+    cpsp = sys.modules.get("cupyx.scipy.sparse")
+    if cpsp is not None and cpsp.issparse(X):
+        return "cupy"
+    return None
+
+
+def is_sparse(X: Any) -> bool:
+    """Whether ``X`` is a scipy.sparse matrix/array, a torch sparse tensor or a cupyx
+    sparse matrix (imports none of those libraries)."""
+    return sparse_library(X) is not None
+
+
+def sparse_dense_message(name: str) -> str:
+    """The error message for sparse data where dense data is required."""
+    return (f"A sparse matrix was passed as {name}, but dense data is required. Use "
+            f"'.toarray()' (scipy, cupyx) or '.to_dense()' (torch) to convert {name}.")
+
+
+def sparse_to_dense(a: Any) -> Any:
+    """A small sparse array (initial centres) as a dense array of its library."""
+    return a.to_dense() if sparse_library(a) == "torch" else a.toarray()
 
 
 def available_memory(xp: Any, device: Any) -> int | None:
@@ -193,6 +232,80 @@ def host_label_codes(labels: Any) -> np.ndarray:
     """
     host = np.asarray(to_numpy(labels) if is_array(labels) else labels)
     return np.unique(host, return_inverse=True)[1].reshape(host.shape).astype(np.int64)
+
+
+# -- a host array into a named backend (the CLI and the demo) ----------------------------------
+#: The backends :func:`to_backend` knows, with their default float dtype.
+BACKEND_DTYPES = {"numpy": "float64", "torch": "float32", "cupy": "float32",
+                  "array_api_strict": "float64"}
+
+
+def to_backend(X: np.ndarray, backend: str, device: str | None = None,
+               dtype: str | None = None) -> Any:
+    """The host array ``X`` as an array of ``backend`` on ``device`` in ``dtype``.
+
+    Parameters
+    ----------
+    X : ndarray
+    backend : {'numpy', 'torch', 'cupy', 'array_api_strict'}
+    device : str, optional
+        torch: a torch device name (default 'cuda' where torch has CUDA, else 'cpu');
+        CuPy: a device number (default 0); NumPy and array-api-strict: 'cpu' or None.
+    dtype : {'float32', 'float64'}, optional
+        Default: float64 on NumPy and array-api-strict, float32 on torch and CuPy.
+
+    Raises
+    ------
+    ImportError
+        The backend is not installed (the message says what to install).
+    ValueError
+        The device does not exist here or the backend is unknown (one line).
+    """
+    if backend not in BACKEND_DTYPES:
+        raise ValueError(f"backend {backend!r}: expected one of {sorted(BACKEND_DTYPES)}")
+    dtype = dtype or BACKEND_DTYPES[backend]
+    if backend in ("numpy", "array_api_strict"):
+        if device not in (None, "cpu"):
+            name = "NumPy" if backend == "numpy" else "array-api-strict"
+            raise ValueError(f"device {device!r}: {name} arrays live on the cpu")
+        if backend == "numpy":
+            return X.astype(dtype)
+        try:
+            import array_api_strict as xp
+        except ImportError:
+            raise ImportError("backend 'array_api_strict': array-api-strict is not installed "
+                              "(pip install array-api-strict)") from None
+        return xp.asarray(X.astype(dtype))
+    if backend == "torch":
+        try:
+            import torch
+        except ImportError:
+            raise ImportError("backend 'torch': torch is not installed "
+                              "(pip install 'kmeans_xp[torch]')") from None
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if str(dev).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {dev!r}: torch has no CUDA device on this machine "
+                             "(use device 'cpu')")
+        try:
+            return torch.asarray(X, dtype=getattr(torch, dtype), device=dev)
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            raise ValueError(f"device {dev!r}: {_first_line(exc)}") from None
+    try:
+        import cupy
+    except ImportError:
+        raise ImportError("backend 'cupy': cupy is not installed "
+                          "(pip install 'kmeans_xp[cupy]')") from None
+    try:
+        with cupy.cuda.Device(int(device or 0)):
+            return cupy.asarray(X, dtype=dtype)
+    except Exception as exc:  # no driver, no such device, not an int
+        raise ValueError(f"backend 'cupy', device {device or 0!r}: {_first_line(exc)}") \
+            from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 # -- host -> device streaming (KMeans.fit(..., device=)) ---------------------------------------

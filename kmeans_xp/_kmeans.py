@@ -16,27 +16,16 @@ import numpy as np
 from ._base import BaseKMeans, Input, check_host_input, check_input, make_data
 from ._compat import is_dask_array, is_out_of_memory, to_numpy
 from ._data import ChunkedData
-from ._kernels import PRECISIONS
-from ._metric import METRICS as _METRIC_OBJECTS
-
-#: Distances a fit can use (``metric``): the registered metric objects (``_metric.METRICS``).
-METRICS = tuple(_METRIC_OBJECTS)
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
 from ._solvers.lloyd import best_of
 from ._validation import (
     ConvergenceWarning,
-    InvalidParameterError,
-    check_algorithm,
-    check_chunk_size,
-    check_choice,
-    check_init_kind,
-    check_int,
-    check_n_init,
     check_random_state,
-    check_real,
     check_sample_weight,
-    check_tol,
+    init_kind,
+    resolve_n_init,
     sklearn_compatible,
+    validate_params,
 )
 
 
@@ -59,47 +48,27 @@ class _Params:
                 "metric": self.metric}
 
 
-def _check_params(owner: str, n_clusters, init, n_init, max_iter, tol, verbose, algorithm,
-                  chunk_size, copy_x=True, precision="exact", deterministic=True,
-                  oversampling_factor=2.0, init_rounds=5, metric="euclidean",
-                  default_n_init=10) -> _Params:
-    n_clusters = check_int(n_clusters, "n_clusters", owner)
-    kind = check_init_kind(init, owner)
-    n_init = check_n_init(n_init, kind, owner, default_n_init)
-    max_iter = check_int(max_iter, "max_iter", owner)
-    tol = check_tol(tol, owner)
-    if not isinstance(verbose, (bool, int, np.integer)) or verbose < 0:
-        raise InvalidParameterError(
-            f"The 'verbose' parameter of {owner} must be an int >= 0 or a bool. "
-            f"Got {verbose!r} instead.")
-    if not isinstance(copy_x, (bool, np.bool_)):
-        raise InvalidParameterError(
-            f"The 'copy_x' parameter of {owner} must be a bool. Got {copy_x!r} instead.")
-    check_algorithm(algorithm, owner)
-    if algorithm == "elkan" and n_clusters == 1:
+def _check_params(owner: str, params: dict, default_n_init: int = 10) -> _Params:
+    """The parameters ``params`` (an estimator's ``get_params()``) checked by the table of
+    :mod:`kmeans_xp._validation`, as the fit uses them."""
+    v = validate_params(params, owner)
+    kind = init_kind(v["init"])
+    n_init = resolve_n_init(v["n_init"], kind, default_n_init)
+    if v.get("algorithm") == "elkan" and v["n_clusters"] == 1:
         warnings.warn("algorithm='elkan' doesn't make sense for a single cluster. Using "
                       "'lloyd' instead.", RuntimeWarning, stacklevel=4)
-    chunk_size = check_chunk_size(chunk_size, owner)
-    precision = check_choice(precision, "precision", PRECISIONS, owner)
-    metric = check_choice(metric, "metric", METRICS, owner)
-    if not isinstance(deterministic, (bool, np.bool_)):
-        raise InvalidParameterError(
-            f"The 'deterministic' parameter of {owner} must be a bool. "
-            f"Got {deterministic!r} instead.")
     init_options = None
     if kind == "k-means||":
-        init_options = {
-            "oversampling_factor": check_real(oversampling_factor, "oversampling_factor",
-                                              owner, low=0.0, low_open=True),
-            "n_rounds": check_int(init_rounds, "init_rounds", owner),
-        }
+        init_options = {"oversampling_factor": v.get("oversampling_factor", 2.0),
+                        "n_rounds": v.get("init_rounds", 5)}
     if kind == "array" and n_init != 1:
         warnings.warn(
             f"Explicit initial center position passed: performing only one init in {owner} "
             f"instead of n_init={n_init}.", RuntimeWarning, stacklevel=4)
         n_init = 1
-    return _Params(n_clusters, kind, n_init, max_iter, tol, int(verbose), chunk_size,
-                   precision, bool(deterministic), init_options, metric)
+    return _Params(v["n_clusters"], kind, n_init, v["max_iter"], v["tol"],
+                   v.get("verbose", 0), v.get("chunk_size"), v.get("precision", "exact"),
+                   v.get("deterministic", True), init_options, v.get("metric", "euclidean"))
 
 
 @dataclass
@@ -317,10 +286,7 @@ class KMeans(BaseKMeans):
         self
         """
         owner = type(self).__name__
-        p = _check_params(owner, self.n_clusters, self.init, self.n_init, self.max_iter,
-                          self.tol, self.verbose, self.algorithm, self.chunk_size, self.copy_x,
-                          self.precision, self.deterministic, self.oversampling_factor,
-                          self.init_rounds, self.metric)
+        p = _check_params(owner, self.get_params())
         res = _fit(X, sample_weight, self.init, self.random_state, p, owner, device)
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels
@@ -352,6 +318,13 @@ def k_means(X: Any, n_clusters: int, *, sample_weight: Any = None, init: Any = "
     inertia : float
     best_n_iter : int, only if ``return_n_iter``
     """
+    validate_params(  # before the estimator checks them again: messages name k_means
+        {"n_clusters": n_clusters, "init": init, "n_init": n_init, "max_iter": max_iter,
+         "verbose": verbose, "tol": tol, "random_state": random_state, "copy_x": copy_x,
+         "algorithm": algorithm, "return_n_iter": return_n_iter, "chunk_size": chunk_size,
+         "precision": precision, "deterministic": deterministic,
+         "oversampling_factor": oversampling_factor, "init_rounds": init_rounds,
+         "metric": metric}, "k_means")
     est = KMeans(n_clusters=n_clusters, init=init, n_init=n_init, max_iter=max_iter,
                  verbose=verbose, tol=tol, random_state=random_state, copy_x=copy_x,
                  algorithm=algorithm, chunk_size=chunk_size, precision=precision,
@@ -377,9 +350,9 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
     indices : integer array (n_clusters,), the row of X each centre was taken from
     """
     owner = "kmeans_plusplus"
-    n_clusters = check_int(n_clusters, "n_clusters", owner)
-    if n_local_trials is not None:
-        n_local_trials = check_int(n_local_trials, "n_local_trials", owner)
+    v = validate_params({"n_clusters": n_clusters, "random_state": random_state,
+                         "n_local_trials": n_local_trials}, owner)
+    n_clusters, n_local_trials = v["n_clusters"], v["n_local_trials"]
     if is_dask_array(X):  # greedy k-means++ on a sample of the rows (kmeans_xp._dask)
         from . import _dask
 

@@ -26,14 +26,7 @@ from ._solvers.minibatch import (
     batches_of,
 )
 from ._sparse import is_sparse_data
-from ._validation import (
-    InvalidParameterError,
-    check_int,
-    check_random_state,
-    check_real,
-    check_same_namespace,
-    check_sample_weight,
-)
+from ._validation import check_random_state, check_same_namespace, check_sample_weight
 
 OWNER = "MiniBatchKMeans"
 
@@ -149,20 +142,8 @@ class MiniBatchKMeans(BaseKMeans):
 
     # -- checks ------------------------------------------------------------------------
     def _check_params(self) -> _Params:
-        p = _check_params(OWNER, self.n_clusters, self.init, self.n_init, self.max_iter,
-                          self.tol, self.verbose, "lloyd", self.chunk_size,
-                          default_n_init=3)
-        check_int(self.batch_size, "batch_size", OWNER)
-        if not isinstance(self.compute_labels, (bool, np.bool_)):
-            raise InvalidParameterError(
-                f"The 'compute_labels' parameter of {OWNER} must be an instance of 'bool' or "
-                f"an instance of 'numpy.bool'. Got {self.compute_labels!r} instead.")
-        if self.max_no_improvement is not None:
-            check_int(self.max_no_improvement, "max_no_improvement", OWNER, minimum=0)
-        if self.init_size is not None:
-            check_int(self.init_size, "init_size", OWNER)
-        check_real(self.reassignment_ratio, "reassignment_ratio", OWNER)
-        return p
+        """Every parameter checked by the table of :mod:`kmeans_xp._validation`."""
+        return _check_params(OWNER, self.get_params(), default_n_init=3)
 
     def _sizes(self, n: int) -> tuple[int, int]:
         """``batch_size`` and ``init_size`` for n rows (scikit-learn's rules)."""

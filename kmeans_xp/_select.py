@@ -47,8 +47,8 @@ from ._kernels import select
 from ._kmeans import KMeans
 from ._solvers.init import kmeans_plusplus_working
 from ._compat import to_numpy
+from ._exceptions import InvalidParameterError
 from ._validation import (
-    InvalidParameterError,
     as_array,
     check_2d,
     check_dtype,

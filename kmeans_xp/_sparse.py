@@ -27,62 +27,39 @@ int64) are accepted, where scikit-learn's KMeans rejects int64 indices; duplicat
 (which scikit-learn passes unsummed to its row norms, giving wrong norms) are summed, on a
 copy, as ``X.toarray()`` would.  Unsorted column indices are used as they are.
 
-This module recognises a scipy, torch or CuPy sparse input through ``sys.modules`` (it imports
-none of them); what each library must do itself (the canonical CSR form of a container, the
+A sparse input is recognised by :func:`kmeans_xp._compat.is_sparse` (through ``sys.modules``:
+no library is imported); what each library must do itself (the canonical CSR form of a container, the
 sparse products, scatter-adds) is behind the kernel seam, in
 :mod:`kmeans_xp._kernels._sparse_ops`.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ._compat import array_namespace, compute_dtype, device_of, to_numpy
+from ._compat import (  # is_sparse: re-exported, its home is _compat (it names backends)
+    array_namespace,
+    compute_dtype,
+    device_of,
+    is_sparse,
+    sparse_library,
+    to_numpy,
+)
 from ._data import ChunkedData
+from ._exceptions import DataTypeError
 from ._frame import Frame
 from ._kernels._sparse_ops import SparseOps, library_csr, ops_for
 
 __all__ = ["CSR", "SparseBlock", "SparseData", "is_sparse", "is_sparse_data", "sparse_input"]
 
 
-# -- recognising a sparse input without importing its library -----------------------------
-def _sparse_library(X: Any) -> str | None:
-    """'scipy', 'torch' or 'cupy' for a sparse matrix / array / tensor, else None."""
-    if "scipy.sparse" in sys.modules and sys.modules["scipy.sparse"].issparse(X):
-        return "scipy"
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(X, torch.Tensor) and X.layout != torch.strided:
-        return "torch"
-    cpsp = sys.modules.get("cupyx.scipy.sparse")
-    if cpsp is not None and cpsp.issparse(X):
-        return "cupy"
-    return None
-
-
-def is_sparse(X: Any) -> bool:
-    """Whether ``X`` is a scipy.sparse matrix/array, a torch sparse tensor or a cupyx
-    sparse matrix (imports none of those libraries)."""
-    return _sparse_library(X) is not None
-
-
 def is_sparse_data(data: Any) -> bool:
     """Whether a :class:`ChunkedData` holds sparse X (its chunks are :class:`SparseBlock`)."""
     return isinstance(data, SparseData)
-
-
-def sparse_dense_message(name: str) -> str:
-    return (f"A sparse matrix was passed as {name}, but dense data is required. Use "
-            f"'.toarray()' (scipy, cupyx) or '.to_dense()' (torch) to convert {name}.")
-
-
-def sparse_to_dense(a: Any) -> Any:
-    """A small sparse array (initial centres) as a dense array of its library."""
-    return a.to_dense() if _sparse_library(a) == "torch" else a.toarray()
 
 
 # -- the canonical CSR form of an input ---------------------------------------------------
@@ -116,7 +93,7 @@ class CSR:
 def to_csr(X: Any, name: str = "X") -> CSR:
     """The canonical CSR form of a sparse ``X`` (a copy only when the format or duplicate
     entries require one)."""
-    library = _sparse_library(X)
+    library = sparse_library(X)
     if library is None:  # pragma: no cover - callers check is_sparse first
         raise TypeError(f"{name} is not a sparse matrix.")
     X, indptr, indices, data = library_csr(X, library, name)
@@ -128,7 +105,7 @@ def to_csr(X: Any, name: str = "X") -> CSR:
 def sparse_input(X: Any, name: str, owner: str) -> tuple[CSR, Any, Any]:
     """``(csr, storage dtype, compute dtype)`` of a sparse X: cheap checks (shape, dtype),
     before any pass over the values.  Raises as the dense checks do."""
-    from ._validation import DataTypeError, check_2d
+    from ._validation import check_2d
 
     csr = to_csr(X, name)
     check_2d(csr, name, owner)

@@ -1,14 +1,15 @@
-"""Input and parameter checks shared by the estimator, the functions and the metrics.
+"""Input and parameter checks shared by the estimators, the functions, the CLI and the metrics.
 
-Every check here is cheap (shapes, dtypes, Python scalars): they all run before any pass
-over the data.  The one check that has to read every element (NaN / inf) is done chunk
-by chunk in :mod:`kmeans_xp._data`, still before any clustering work.
+Parameters are checked by one table, :data:`PARAMETERS` (a :class:`Rule` per parameter name),
+through :func:`validate_params`.  Every check here is cheap (shapes, dtypes, Python scalars):
+they all run before any pass over the data.  The one check that has to read every element
+(NaN / inf) is done chunk by chunk in :mod:`kmeans_xp._data`, still before any clustering
+work.
 """
 
 from __future__ import annotations
 
 import numbers
-import sys
 import warnings
 from typing import Any
 
@@ -20,110 +21,22 @@ from ._compat import (
     compute_dtype,
     device_of,
     is_array,
+    is_sparse,
     plain_array,
+    sparse_dense_message,
+    sparse_to_dense,
     to_device,
     to_numpy,
 )
-from ._sparse import is_sparse, sparse_dense_message, sparse_to_dense
-
-
-# -- exceptions and warnings, joined to scikit-learn's without importing it ------------------
-# kmeans_xp never imports scikit-learn (importing ``sklearn.exceptions`` runs sklearn/__init__,
-# which imports scikit-learn's base, utils and SciPy: 1.0-2.4 s on the 2-core dev machine,
-# 20-45x ``import kmeans_xp`` measured in the same processes).
-# Instead:
-# - when scikit-learn is already imported as kmeans_xp is, the classes below derive from its
-#   classes of the same role directly;
-# - otherwise they stand alone, and whatever kmeans_xp raises once scikit-learn has been
-#   imported (by anyone) is an instance of a "twin" class deriving from both ours and
-#   scikit-learn's (``_PeerMeta.__call__``), so ``except`` clauses of either library catch it.
-#   Warnings pass the class itself to the filters, so warning sites pass
-#   ``sklearn_compatible(ConvergenceWarning)`` to ``warnings.warn``.
-_SKLEARN_PEERS = {
-    "NotFittedError": ("sklearn.exceptions", "NotFittedError"),
-    "ConvergenceWarning": ("sklearn.exceptions", "ConvergenceWarning"),
-    "InvalidParameterError": ("sklearn.utils._param_validation", "InvalidParameterError"),
-}
-_TWINS: dict = {}
-
-
-def _sklearn_peer(name: str) -> type | None:
-    """scikit-learn's class for the role ``name`` if scikit-learn is imported (never imports)."""
-    where = _SKLEARN_PEERS.get(name)
-    module = sys.modules.get(where[0]) if where else None
-    peer = getattr(module, where[1], None) if module is not None else None
-    return peer if isinstance(peer, type) else None
-
-
-def _bases(name: str, *default: type) -> tuple:
-    peer = _sklearn_peer(name)
-    return (peer,) if peer is not None else default
-
-
-def sklearn_compatible(cls: type) -> type:
-    """``cls``, or a subclass of ``cls`` and of scikit-learn's class of the same role.
-
-    The subclass exists only once scikit-learn has been imported (by the user, a pipeline,
-    ``check_estimator``); it is made once and reused, and keeps ``cls``'s name and module.
-    """
-    peer = _sklearn_peer(cls.__name__) if cls.__module__ == __name__ else None
-    if peer is None or issubclass(cls, peer):
-        return cls
-    twin = _TWINS.get(cls)
-    if twin is None:
-        twin = _TWINS[cls] = type(cls)(cls.__name__, (cls, peer), {
-            "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-            "__doc__": cls.__doc__,
-            # pickled as ``cls`` (the twin is not a module attribute): joblib workers
-            # send exceptions back to the parent by pickle
-            "__reduce__": lambda self: (_remake, (cls, self.args), self.__dict__ or None)})
-    return twin
-
-
-def _remake(cls: type, args: tuple) -> BaseException:
-    return cls(*args)  # the twin again where scikit-learn is imported
-
-
-class _PeerMeta(type):
-    """Instantiating one of our exceptions makes the scikit-learn-compatible twin."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        return type.__call__(sklearn_compatible(cls), *args, **kwargs)
-
-
-class InvalidParameterError(*_bases("InvalidParameterError", ValueError, TypeError),
-                            metaclass=_PeerMeta):
-    """A constructor parameter or argument has a wrong type or value.
-
-    It derives from both ``ValueError`` and ``TypeError`` (as scikit-learn's class of the
-    same name does), so code written against either keeps working; where scikit-learn is
-    imported, what kmeans_xp raises is also an instance of scikit-learn's class.
-    """
-
-
-class DataTypeError(TypeError, ValueError):
-    """The data has a dtype that cannot be clustered (complex, strings, objects)."""
-
-
-class DataNamespaceError(ValueError, TypeError):
-    """The data lives in another namespace or on another device than the fitted model."""
-
-
-class NotFittedError(*_bases("NotFittedError", ValueError, AttributeError),
-                     metaclass=_PeerMeta):
-    """The estimator is used before ``fit``.
-
-    A ``ValueError`` and an ``AttributeError``; where scikit-learn is imported, what
-    kmeans_xp raises is also a ``sklearn.exceptions.NotFittedError``.
-    """
-
-
-class ConvergenceWarning(*_bases("ConvergenceWarning", UserWarning), metaclass=_PeerMeta):
-    """The clustering is degenerate (fewer distinct clusters than asked for).
-
-    Where scikit-learn is imported, the warnings kmeans_xp emits are also scikit-learn's
-    ``ConvergenceWarning`` (its filters and ``pytest.warns`` see them).
-    """
+from ._exceptions import (  # re-exported: the modules that import them from here keep working
+    ConvergenceWarning,
+    DataNamespaceError,
+    DataTypeError,
+    InvalidParameterError,
+    NotFittedError,
+    sklearn_compatible,
+)
+from ._metric import METRICS as _METRIC_OBJECTS  # a leaf: the registered metric objects
 
 
 def _is_int(v: Any) -> bool:
@@ -134,123 +47,238 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def check_int(value: Any, name: str, owner: str, minimum: int = 1) -> int:
-    """``value`` as a Python int >= ``minimum``, or an :class:`InvalidParameterError`."""
-    if not _is_int(value) or value < minimum:
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {owner} must be an int in the range "
-            f"[{minimum}, inf). Got {value!r} instead."
-        )
-    return int(value)
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
 
 
-def check_real(value: Any, name: str, owner: str, *, low: float = 0.0,
-               low_open: bool = False) -> float:
-    """``value`` as a finite Python float >= ``low`` (> ``low`` when ``low_open``)."""
-    if (not _is_real(value) or not np.isfinite(value) or value < low
-            or (low_open and value == low)):
-        bracket = "(" if low_open else "["
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {owner} must be a float in the range "
-            f"{bracket}{low}, inf). Got {value!r} instead.")
-    return float(value)
+# -- the parameter table ----------------------------------------------------------------------
+# Every parameter of KMeans, MiniBatchKMeans, BatchedKMeans, k_means, batched_k_means,
+# kmeans_plusplus and the CLI is checked by the rule of its name in :data:`PARAMETERS` (one
+# table, as scikit-learn's ``_parameter_constraints``), through :func:`validate_params`.  A
+# rule says what it accepts (the phrase after "must be" in the message) and how a good value
+# is normalised (a numpy integer becomes an int, ...).  An owner that accepts something else
+# under a name passes its own table (``{**PARAMETERS, name: Rule(...)}``: see
+# :data:`BATCHED_PARAMETERS`).
 
-
-def check_choice(value: Any, name: str, choices: tuple, owner: str) -> str:
-    """``value``, one of the strings ``choices``, or an :class:`InvalidParameterError`."""
-    if not isinstance(value, str) or value not in choices:
-        listed = ", ".join(repr(c) for c in choices)
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {owner} must be a str among {{{listed}}}. "
-            f"Got {value!r} instead.")
-    return value
-
-
-def check_tol(value: Any, owner: str) -> float:
-    if not _is_real(value) or not np.isfinite(value) or value < 0:
-        raise InvalidParameterError(
-            f"The 'tol' parameter of {owner} must be a float in the range [0.0, inf). "
-            f"Got {value!r} instead."
-        )
-    return float(value)
-
-
+#: Initialisations by name (``init``).
 INIT_STRINGS = ("k-means++", "k-means||", "random")
-
-
-def check_init_kind(init: Any, owner: str) -> str:
-    """'k-means++', 'random', 'array' or 'callable'."""
-    if isinstance(init, str):
-        if init not in INIT_STRINGS:
-            raise InvalidParameterError(
-                f"The 'init' parameter of {owner} must be a str among "
-                f"{{'k-means++', 'k-means||', 'random'}}, a callable or an array of shape "
-                f"(n_clusters, n_features). Got {init!r} instead."
-            )
-        return init
-    if callable(init) and not is_array(init):
-        return "callable"
-    if is_array(init) or hasattr(init, "__array__") or isinstance(init, (list, tuple)):
-        return "array"
-    raise InvalidParameterError(
-        f"The 'init' parameter of {owner} must be 'k-means++', 'k-means||', 'random', a "
-        "callable or an "
-        f"array of shape (n_clusters, n_features). Got {type(init).__name__} instead."
-    )
-
-
-def check_n_init(n_init: Any, init_kind: str, owner: str, default_n_init: int = 10) -> int:
-    """The number of runs, with ``'auto'`` resolved as scikit-learn does."""
-    if isinstance(n_init, str):
-        if n_init != "auto":
-            raise InvalidParameterError(
-                f"The 'n_init' parameter of {owner} must be 'auto' or an int in the range "
-                f"[1, inf). Got {n_init!r} instead."
-            )
-        return 1 if init_kind in ("k-means++", "k-means||", "array") else default_n_init
-    return check_int(n_init, "n_init", owner)
-
-
+#: Distances a fit can use (``metric``): the names of the registered metric objects.
+METRICS = tuple(_METRIC_OBJECTS)
+#: Precision modes of the distance computation (``precision``; only tensor-core kernels
+#: tell them apart).
+PRECISIONS = ("exact", "tf32", "bf16")
+#: ``algorithm`` (scikit-learn's names; 'elkan' runs the Lloyd kernels).
 ALGORITHMS = ("lloyd", "elkan")
 
 
-def check_algorithm(algorithm: Any, owner: str) -> str:
-    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-        raise InvalidParameterError(
-            f"The 'algorithm' parameter of {owner} must be a str among {{'lloyd', 'elkan'}}. "
-            f"Got {algorithm!r} instead."
-        )
-    return algorithm
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it: its repr if short, else its type's name."""
+    if value is None or isinstance(value, (str, numbers.Number, np.bool_)):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return type(value).__name__
 
 
-def check_chunk_size(chunk_size: Any, owner: str) -> int | None:
-    if chunk_size is None:
-        return None
-    return check_int(chunk_size, "chunk_size", owner)
+class Rule:
+    """What one parameter accepts.
+
+    Parameters
+    ----------
+    expected : str
+        The phrase after "must be" in the error message ("an int in the range [1, inf)").
+    accepts : callable
+        ``accepts(value) -> bool``.
+    normalise : callable, optional
+        ``normalise(value)`` of an accepted value (default: the value itself).
+    """
+
+    __slots__ = ("expected", "accepts", "normalise")
+
+    def __init__(self, expected: str, accepts: Any, normalise: Any = None) -> None:
+        self.expected = expected
+        self.accepts = accepts
+        self.normalise = normalise
+
+    def __repr__(self) -> str:
+        return f"Rule({self.expected!r})"
+
+    def __call__(self, value: Any, name: str, owner: str) -> Any:
+        """The normalised ``value``, or an :class:`InvalidParameterError` that names the
+        parameter, its owner, what it must be and what it got."""
+        if not self.accepts(value):
+            raise parameter_error(name, owner, self.expected, value)
+        return value if self.normalise is None else self.normalise(value)
+
+    def or_none(self) -> "Rule":
+        """This rule, and ``None`` too."""
+        return Rule(f"{self.expected} or None", lambda v: v is None or self.accepts(v),
+                    lambda v: v if v is None or self.normalise is None else self.normalise(v))
 
 
-def check_random_state(seed: Any) -> np.random.RandomState | np.random.Generator:
+def parameter_error(name: str, owner: str, expected: str, value: Any) -> InvalidParameterError:
+    """The :class:`InvalidParameterError` for parameter ``name`` of ``owner``.
+
+    Its ``param``, ``owner`` and ``expected`` attributes say it again for callers that word
+    it their own way (the CLI); the value itself is not kept (an exception travels back
+    from joblib workers by pickle, and a callable or an array may not pickle).
+    """
+    owner_part = f" of {owner}" if owner else ""
+    exc = InvalidParameterError(
+        f"The '{name}' parameter{owner_part} must be {expected}. Got {_shown(value)} "
+        "instead.")
+    exc.param, exc.owner, exc.expected = name, owner, expected
+    return exc
+
+
+def integer(low: int, high: int | None = None) -> Rule:
+    """An int (not a bool) in ``[low, high]`` (``[low, inf)`` without ``high``)."""
+    top = "inf)" if high is None else f"{high}]"
+    return Rule(f"an int in the range [{low}, {top}",
+                lambda v: _is_int(v) and v >= low and (high is None or v <= high), int)
+
+
+def real(low: float = 0.0, *, low_open: bool = False) -> Rule:
+    """A finite real number > ``low`` (``low_open``) or >= ``low``, normalised to float."""
+    return Rule(f"a float in the range {'(' if low_open else '['}{float(low)}, inf)",
+                lambda v: (_is_real(v) and bool(np.isfinite(v)) and v >= low
+                           and not (low_open and v == low)), float)
+
+
+def options(*choices: str) -> Rule:
+    """One of the strings ``choices``."""
+    listed = ", ".join(repr(c) for c in choices)
+    return Rule(f"a str among {{{listed}}}", lambda v: isinstance(v, str) and v in choices)
+
+
+def boolean(expected: str = "a bool") -> Rule:
+    """A Python or NumPy bool, normalised to bool."""
+    return Rule(expected, _is_bool, bool)
+
+
+def _is_init(v: Any) -> bool:
+    if isinstance(v, str):
+        return v in INIT_STRINGS
+    return callable(v) or is_array(v) or hasattr(v, "__array__") or isinstance(v, (list, tuple))
+
+
+def _is_random_state(v: Any) -> bool:
+    if _is_int(v):
+        return 0 <= v < 2**32
+    return v is None or v is np.random or isinstance(v, (np.random.RandomState,
+                                                           np.random.Generator))
+
+
+#: The rule of every parameter, by name.
+PARAMETERS: dict[str, Rule] = {
+    "n_clusters": integer(1),
+    "init": Rule("a str among {'k-means++', 'k-means||', 'random'}, a callable or an array "
+                 "of shape (n_clusters, n_features)", _is_init),
+    "n_init": Rule("'auto' or an int in the range [1, inf)",
+                   lambda v: v == "auto" if isinstance(v, str) else _is_int(v) and v >= 1,
+                   lambda v: v if isinstance(v, str) else int(v)),
+    "max_iter": integer(1),
+    "tol": real(0.0),
+    "verbose": Rule("an int >= 0 or a bool",
+                    lambda v: _is_bool(v) or (isinstance(v, numbers.Integral) and v >= 0), int),
+    "random_state": Rule("an int in [0, 2**32 - 1], a numpy RandomState or Generator, or None",
+                         _is_random_state),
+    "copy_x": boolean(),
+    "algorithm": options(*ALGORITHMS),
+    "chunk_size": integer(1).or_none(),
+    "precision": options(*PRECISIONS),
+    "deterministic": boolean(),
+    "metric": options(*METRICS),
+    "oversampling_factor": real(0.0, low_open=True),
+    "init_rounds": integer(1),
+    # MiniBatchKMeans
+    "batch_size": integer(1),
+    "compute_labels": boolean("an instance of 'bool' or an instance of 'numpy.bool'"),
+    "max_no_improvement": integer(0).or_none(),
+    "init_size": integer(1).or_none(),
+    "reassignment_ratio": real(0.0),
+    # functions
+    "return_n_iter": boolean(),
+    "n_local_trials": integer(1).or_none(),
+}
+
+#: :func:`kmeans_xp.batched_k_means` and :class:`kmeans_xp.BatchedKMeans`: no callable init,
+#: no k-means||; ``random_state`` may also be one seed per problem (checked with the data).
+BATCHED_PARAMETERS: dict[str, Rule] = {
+    **PARAMETERS,
+    "init": Rule("a str among {'k-means++', 'random'} or an array of shape (n_problems, "
+                 "n_clusters, n_features)",
+                 lambda v: v in ("k-means++", "random") if isinstance(v, str)
+                 else not callable(v) and (is_array(v) or hasattr(v, "__array__")
+                                           or isinstance(v, (list, tuple)))),
+    "random_state": Rule("an int in [0, 2**32 - 1], a numpy RandomState or Generator, None, "
+                         "or a sequence of one such int per problem",
+                         lambda v: isinstance(v, (list, tuple, np.ndarray))
+                         or _is_random_state(v)),
+}
+
+
+def validate_params(params: dict, owner: str, table: dict | None = None) -> dict:
+    """``params`` checked by the rules of ``table`` (:data:`PARAMETERS`), normalised.
+
+    Parameters
+    ----------
+    params : dict
+        Parameter name -> value, in the order to check them (the first bad one is reported).
+    owner : str
+        Who takes the parameters ("KMeans", "k_means", ...): named in the messages.
+    table : dict, optional
+        Parameter name -> :class:`Rule`; default :data:`PARAMETERS`.  A name without a rule
+        passes unchecked (a subclass may add parameters), as in scikit-learn.
+
+    Returns
+    -------
+    dict
+        The same names, with normalised values (Python ints, floats and bools).
+
+    Raises
+    ------
+    InvalidParameterError
+        For the first value its rule refuses: "The 'tol' parameter of KMeans must be a float
+        in the range [0.0, inf). Got -1 instead."
+    """
+    rules = PARAMETERS if table is None else table
+    out = {}
+    for name, value in params.items():
+        rule = rules.get(name)
+        out[name] = value if rule is None else rule(value, name, owner)
+    return out
+
+
+def init_kind(init: Any) -> str:
+    """'k-means++', 'k-means||', 'random' (the strings), 'callable' or 'array', for an
+    ``init`` its rule accepted."""
+    if isinstance(init, str):
+        return init
+    return "callable" if callable(init) and not is_array(init) else "array"
+
+
+def resolve_n_init(n_init: Any, kind: str, default_n_init: int = 10) -> int:
+    """The number of runs of a validated ``n_init``: ``'auto'`` resolved as scikit-learn
+    does (1 for k-means++, k-means|| and arrays, ``default_n_init`` otherwise)."""
+    if n_init == "auto":
+        return 1 if kind in ("k-means++", "k-means||", "array") else default_n_init
+    return int(n_init)
+
+
+def check_random_state(seed: Any, owner: str = "") -> np.random.RandomState | np.random.Generator:
     """A host NumPy generator from ``random_state`` (scikit-learn's rules, Generators too).
 
     ``None`` is NumPy's global RandomState, an int seeds a new ``RandomState`` (so the same
     seed draws the same initial centres as scikit-learn), and ``RandomState`` or
-    ``Generator`` instances are used as they are.
+    ``Generator`` instances are used as they are.  Refused values: the message of the
+    ``random_state`` rule of :data:`PARAMETERS`.
     """
+    PARAMETERS["random_state"](seed, "random_state", owner)
     if seed is None or seed is np.random:
         return np.random.mtrand._rand
     if _is_int(seed):
-        if not 0 <= seed < 2**32:
-            raise InvalidParameterError(
-                f"The 'random_state' parameter must be an int in [0, 2**32 - 1], a "
-                f"numpy RandomState or Generator, or None. Got {seed!r} instead."
-            )
         return np.random.RandomState(int(seed))
-    if isinstance(seed, (np.random.RandomState, np.random.Generator)):
-        return seed
-    raise InvalidParameterError(
-        "The 'random_state' parameter must be an int, a numpy RandomState or Generator, "
-        f"or None. Got {type(seed).__name__} instead."
-    )
+    return seed
 
 
 def _first_non_number(values: np.ndarray) -> tuple[int, Any, str] | None:

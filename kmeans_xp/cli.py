@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ._metric import METRICS
+from ._compat import BACKEND_DTYPES
+from ._exceptions import InvalidParameterError
+from ._validation import METRICS, PARAMETERS, integer, validate_params
 
 EXAMPLES = """\
 examples:
@@ -86,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--standardize", action="store_true",
                    help="scale each column to mean 0 and variance 1 before clustering")
     b = p.add_argument_group("backend")
-    b.add_argument("--backend", default="numpy", choices=["numpy", "torch", "cupy"])
+    b.add_argument("--backend", default="numpy", choices=list(BACKEND_DTYPES))
     b.add_argument("--device", help="torch device (cpu, cuda, cuda:1; default cuda if "
                                     "available) or CuPy device number")
     b.add_argument("--dtype", choices=["float32", "float64"],
-                   help="default: float64 on numpy, float32 on torch and cupy")
+                   help="default: " + ", ".join(f"{d} on {b}" for b, d in BACKEND_DTYPES.items()))
     o = p.add_argument_group("outputs")
     o.add_argument("--output", metavar="PATH", help="the input rows with a 'cluster' column "
                    "(.csv, .tsv, .parquet; .npy: the labels alone)")
@@ -296,48 +298,34 @@ def parse_k_range(spec: str, n: int) -> list[int]:
     return ks
 
 
-def _n_init(value: str) -> Any:
-    if value == "auto":
-        return "auto"
-    if re.fullmatch(r"\d+", value) and int(value) >= 1:
-        return int(value)
-    raise CLIError(f"--n-init {value!r}: expected 'auto' or an int >= 1")
+#: The options that are parameters of KMeans, by option, and the parameter they set.
+PARAMETER_OPTIONS = {"k": "n_clusters", "n_init": "n_init", "max_iter": "max_iter",
+                     "tol": "tol", "seed": "random_state", "metric": "metric"}
+#: Their rules: the parameter table's, a seed being an int.
+CLI_PARAMETERS = {**PARAMETERS, "random_state": integer(0, 2**32 - 1)}
+
+
+def check_options(args: argparse.Namespace) -> dict:
+    """The options that are KMeans parameters, checked by the parameter table of
+    :mod:`kmeans_xp._validation`: parameter name -> value, for the options given."""
+    given = {}
+    for option, param in PARAMETER_OPTIONS.items():
+        value = getattr(args, option)
+        if option == "n_init" and isinstance(value, str) and re.fullmatch(r"\d+", value):
+            value = int(value)
+        if value is not None:
+            given[param] = value
+    try:
+        return validate_params(given, "kmeans-xp", CLI_PARAMETERS)
+    except InvalidParameterError as exc:
+        option = next(o for o, p in PARAMETER_OPTIONS.items() if p == exc.param)
+        raise CLIError(f"--{option.replace('_', '-')} {getattr(args, option)!r}: must be "
+                       f"{exc.expected}") from None
 
 
 def metric_params(metric: str) -> dict:
     """``{"metric": ...}`` for KMeans, or {} for euclidean (the default)."""
     return {} if metric == "euclidean" else {"metric": metric}
-
-
-def to_backend(X: np.ndarray, backend: str, device: str | None, dtype: str | None) -> Any:
-    if backend == "numpy":
-        if device not in (None, "cpu"):
-            raise CLIError(f"--device {device}: NumPy arrays live on the cpu")
-        return X.astype(dtype or "float64")
-    if backend == "torch":
-        try:
-            import torch
-        except ImportError:
-            raise CLIError("--backend torch: torch is not installed "
-                           "(pip install 'kmeans_xp[torch]')") from None
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if str(dev).startswith("cuda") and not torch.cuda.is_available():
-            raise CLIError(f"--device {dev}: torch has no CUDA device on this machine "
-                           "(use --device cpu)")
-        try:
-            return torch.asarray(X, dtype=getattr(torch, dtype or "float32"), device=dev)
-        except (RuntimeError, ValueError, AssertionError) as exc:
-            raise CLIError(f"--device {dev}: {_one_line(exc)}") from None
-    try:
-        import cupy
-    except ImportError:
-        raise CLIError("--backend cupy: cupy is not installed "
-                       "(pip install 'kmeans_xp[cupy]')") from None
-    try:
-        with cupy.cuda.Device(int(device or 0)):
-            return cupy.asarray(X, dtype=dtype or "float32")
-    except Exception as exc:  # no driver, no such device, not an int
-        raise CLIError(f"--backend cupy --device {device or 0}: {_one_line(exc)}") from None
 
 
 def _check_output_path(path: str | None, option: str, allowed: tuple[str, ...]) -> str | None:
@@ -443,15 +431,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.k is None and args.select_k is None:
         raise CLIError("give the number of clusters with --k K, or a range to try with "
                        "--select-k 2..10")
-    if args.k is not None and args.k < 1:
-        raise CLIError(f"--k {args.k}: the number of clusters must be >= 1")
-    if args.max_iter < 1:
-        raise CLIError(f"--max-iter {args.max_iter}: must be >= 1")
-    if not (math.isfinite(args.tol) and args.tol >= 0):
-        raise CLIError(f"--tol {args.tol}: must be a number >= 0")
-    if not 0 <= args.seed < 2**32:
-        raise CLIError(f"--seed {args.seed}: must be in [0, 2**32 - 1]")
-    n_init = _n_init(args.n_init)
+    n_init = check_options(args)["n_init"]
     extra = metric_params(args.metric)
     out_fmt = _check_output_path(args.output, "--output", ("csv", "tsv", "parquet", "npy"))
     centers_fmt = _check_output_path(args.centers, "--centers", ("csv", "tsv", "npy"))
@@ -482,7 +462,12 @@ def run(argv: list[str] | None = None) -> int:
     ks = parse_k_range(args.select_k, n) if args.select_k else None
     if args.k is not None and args.k > n:
         raise CLIError(f"--k {args.k}: more clusters than rows ({n}) in {args.input}")
-    Xb = to_backend(X, args.backend, args.device, args.dtype)
+    from ._compat import to_backend
+
+    try:
+        Xb = to_backend(X, args.backend, args.device, args.dtype)
+    except (ImportError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
     t_read = time.perf_counter() - t0
 
     from . import KMeans, select_k
@@ -524,7 +509,7 @@ def run(argv: list[str] | None = None) -> int:
         "input": str(args.input), "n_samples": int(n), "n_features": int(d),
         "columns": names, "k": k, "inertia": float(km.inertia_), "n_iter": int(km.n_iter_),
         "sizes": sizes, "backend": args.backend, "device": str(device_of(km.cluster_centers_)),
-        "dtype": str(km.cluster_centers_.dtype).replace("torch.", ""),
+        "dtype": str(km.cluster_centers_.dtype).split(".")[-1],
         "metric": args.metric, "standardized": bool(args.standardize), "seed": args.seed,
         "n_init": n_init, "timings": {"read_s": t_read, "fit_s": t_fit, "write_s": t_write},
         "select_k": None if result is None else result.as_dict(),

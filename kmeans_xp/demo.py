@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import sys
 from importlib import resources
 from typing import Any
@@ -21,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from . import KMeans, select_k
-from ._compat import to_numpy
+from ._compat import BACKEND_DTYPES, to_backend, to_numpy
 from .metrics import adjusted_rand_score
 
-BACKENDS = ("numpy", "torch", "array_api_strict", "cupy")
+BACKENDS = tuple(BACKEND_DTYPES)
 
 
 def load_iris(as_frame: bool = False) -> Any:
@@ -60,23 +59,6 @@ def load_iris(as_frame: bool = False) -> Any:
         df["species"] = species
         return df
     return X, species, header[:4]
-
-
-def to_backend(X: np.ndarray, backend: str, device: str | None) -> Any:
-    if backend == "numpy":
-        return X
-    try:
-        mod = importlib.import_module(backend)
-    except ImportError:
-        package = "array-api-strict" if backend == "array_api_strict" else f"'kmeans_xp[{backend}]'"
-        _fail(f"--backend {backend}: {backend} is not installed (pip install {package})")
-    if backend == "torch":
-        dev = device or ("cuda" if mod.cuda.is_available() else "cpu")
-        try:
-            return mod.asarray(X, dtype=mod.float32, device=dev)
-        except (RuntimeError, ValueError) as exc:
-            _fail(f"--device {dev}: {str(exc).splitlines()[0]}")
-    return mod.asarray(X)
 
 
 def _fail(message: str) -> None:
@@ -130,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.k <= X.shape[0]:
         _fail(f"--k {args.k}: the number of clusters must be between 1 and {X.shape[0]} "
               "(the number of flowers)")
-    Xb = to_backend(X, args.backend, args.device)
+    try:
+        Xb = to_backend(X, args.backend, args.device)
+    except (ImportError, ValueError) as exc:
+        _fail(str(exc))
     km = KMeans(n_clusters=args.k, random_state=args.seed).fit(Xb)
     labels = to_numpy(km.labels_)
     centers = to_numpy(km.cluster_centers_)

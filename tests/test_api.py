@@ -143,12 +143,15 @@ def test_n_init_keeps_the_best_run(backend):
 
 
 def test_n_init_auto():
-    from kmeans_xp._validation import check_n_init
+    from kmeans_xp._validation import resolve_n_init
 
-    assert check_n_init("auto", "k-means++", "KMeans") == 1
-    assert check_n_init("auto", "array", "KMeans") == 1
-    assert check_n_init("auto", "random", "KMeans") == 10
-    assert check_n_init("auto", "callable", "KMeans") == 10
+    assert resolve_n_init("auto", "k-means++") == 1
+    assert resolve_n_init("auto", "k-means||") == 1
+    assert resolve_n_init("auto", "array") == 1
+    assert resolve_n_init("auto", "random") == 10
+    assert resolve_n_init("auto", "callable") == 10
+    assert resolve_n_init("auto", "random", default_n_init=3) == 3
+    assert resolve_n_init(4, "k-means++") == 4
     with pytest.warns(RuntimeWarning, match="Explicit initial center position passed"):
         KMeans(2, init=np.zeros((2, 2)) + [[0], [1]], n_init=3).fit(_blobs(d=2))
 

@@ -171,7 +171,7 @@ def test_metric_option(iris_csv, tmp_path, metric):
 BAD = [
     (["missing.csv", "--k", "3"], "missing.csv: no such file"),
     (["iris.csv"], "give the number of clusters with --k K"),
-    (["iris.csv", "--k", "0"], "--k 0: the number of clusters must be >= 1"),
+    (["iris.csv", "--k", "0"], "--k 0: must be an int in the range [1, inf)"),
     (["iris.csv", "--k", "200"], "--k 200: more clusters than rows (150)"),
     (["iris.csv", "--k", "three"], "argument --k: invalid int value: 'three'"),
     (["iris.csv", "--k", "3", "--columns", "petal"], "--columns: no column 'petal'"),
@@ -182,7 +182,11 @@ BAD = [
     (["iris.csv", "--select-k", "2..3"], "needs at least 3 values in k_range"),
     (["iris.csv", "--k", "3", "--select-k", "2..5"], "not allowed with argument"),
     (["iris.csv", "--k", "3", "--n-init", "0"], "--n-init '0'"),
-    (["iris.csv", "--k", "3", "--max-iter", "0"], "--max-iter 0: must be >= 1"),
+    (["iris.csv", "--k", "3", "--max-iter", "0"], "--max-iter 0: must be an int in the range [1, inf)"),
+    (["iris.csv", "--k", "3", "--n-init", "often"], "--n-init 'often': must be 'auto' or an int"),
+    (["iris.csv", "--k", "3", "--tol", "-1"], "--tol -1.0: must be a float in the range [0.0, inf)"),
+    (["iris.csv", "--k", "3", "--tol", "nan"], "--tol nan: must be a float"),
+    (["iris.csv", "--k", "3", "--seed", "-1"], "--seed -1: must be an int in the range [0, 4294967295]"),
     (["iris.csv", "--k", "3", "--backend", "jax"], "invalid choice: 'jax'"),
     (["iris.csv", "--k", "3", "--output", "o.xlsx"], "unknown extension '.xlsx'"),
     (["iris.csv", "--k", "3", "--centers", "c.parquet"], "parquet is not available here"),
@@ -246,3 +250,27 @@ def test_demo_bad_k_one_line_exit_2(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("python -m kmeans_xp.demo: error: ")
         assert "--k" in lines[0]
         assert "Traceback" not in r.stderr
+
+
+def test_one_to_backend_for_the_cli_and_the_demo():
+    """kmeans_xp._compat.to_backend serves both (they had a copy each)."""
+    import kmeans_xp.cli as cli_mod
+    import kmeans_xp.demo as demo_mod
+    from kmeans_xp._compat import to_backend
+
+    assert not hasattr(cli_mod, "to_backend") or cli_mod.to_backend is to_backend
+    assert demo_mod.to_backend is to_backend
+    X = np.arange(6.0).reshape(3, 2)
+    assert to_backend(X, "numpy").dtype == np.float64
+    assert to_backend(X, "numpy", dtype="float32").dtype == np.float32
+    with pytest.raises(ValueError, match="device 'gpu': NumPy arrays live on the cpu"):
+        to_backend(X, "numpy", "gpu")
+    with pytest.raises(ValueError, match="backend 'jax'"):
+        to_backend(X, "jax")
+    torch = pytest.importorskip("torch")
+    t = to_backend(X, "torch", "cpu")
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    assert t.device.type == "cpu"
+    xp = pytest.importorskip("array_api_strict")
+    a = to_backend(X, "array_api_strict")
+    assert a.dtype == xp.float64

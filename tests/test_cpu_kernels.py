@@ -1,8 +1,8 @@
 """The fused CPU kernels (kmeans_xp._kernels._cpu) against a float64 NumPy reference.
 
-Both implementations run: ``numba`` (skipped, with the reason, when numba is not
-installed) and ``threads`` (pure NumPy, always).  The compiled one is also run with the
-BLAS GEMM and with the direct distance loop, whatever the size would choose.
+The compiled kernels (skipped, with the reason, when numba is not installed) run with the
+BLAS GEMM in both layouts and with the direct distance loop, whatever the size would
+choose.
 """
 
 from __future__ import annotations
@@ -19,22 +19,18 @@ from kmeans_xp._kernels import _cpu
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 NO_NUMBA = "numba is not installed (pip install kmeans_xp[cpu]): compiled kernels not tested"
 
-# (implementation, distance mode): "gemm"/"direct" force the compiled kernel's choice;
-# "gemm" runs the row-major GEMM (then transposed) and "gemm-kxm" the (k, m) one
+# distance modes: "gemm"/"direct" force the compiled kernel's choice; "gemm" runs the
+# row-major GEMM (then transposed) and "gemm-kxm" the (k, m) one
 VARIANTS = [
-    pytest.param(("numba", "gemm"), id="numba-gemm",
-                 marks=pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)),
-    pytest.param(("numba", "gemm-kxm"), id="numba-gemm-kxm",
-                 marks=pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)),
-    pytest.param(("numba", "direct"), id="numba-direct",
-                 marks=pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)),
-    pytest.param(("threads", None), id="threads"),
+    pytest.param(mode, id=f"numba-{mode}", marks=pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA))
+    for mode in ("gemm", "gemm-kxm", "direct")
 ]
 
 
 @pytest.fixture(params=VARIANTS)
 def impl(request, monkeypatch):
-    name, mode = request.param
+    """The compiled kernels in one distance mode."""
+    mode = request.param
     if mode == "gemm":
         monkeypatch.setattr(_cpu, "GEMM_MIN_DK", 0)
         monkeypatch.setattr(_cpu, "ROWMAJOR_MAX_K", 2**62)
@@ -43,7 +39,7 @@ def impl(request, monkeypatch):
         monkeypatch.setattr(_cpu, "ROWMAJOR_MAX_K", 0)
     elif mode == "direct":
         monkeypatch.setattr(_cpu, "GEMM_MIN_DK", 2**62)
-    return name
+    return mode
 
 
 # ----------------------------------------------------------------------------------------
@@ -117,8 +113,7 @@ CASES = [  # (n, d, k): small d/k, n not a multiple of the block, n < block, k =
 @pytest.mark.parametrize("weighted", [False, True])
 def test_lloyd_pass_matches_float64_reference(impl, n, d, k, dtype, weighted):
     X, C, w = make(n, d, k, dtype, seed=n + d + k, weights=weighted)
-    labels, sums, counts, inertia = _cpu.lloyd_pass(X, C, w, None, 1.0, need_inertia=True,
-                                                    impl=impl)
+    labels, sums, counts, inertia = _cpu.lloyd_pass(X, C, w, None, 1.0, need_inertia=True)
     rl, rs, rc, ri, D = ref_pass(X, C, w, None, 1.0)
     assert labels.dtype == np.int64 and labels.shape == (n,)
     assert sums.dtype == compute_dtype(dtype) and counts.dtype == compute_dtype(dtype)
@@ -131,7 +126,7 @@ def test_lloyd_pass_matches_float64_reference(impl, n, d, k, dtype, weighted):
     np.testing.assert_allclose(sums, s2, rtol=0, atol=tol(dtype)["rtol"] * scale * 10)
     np.testing.assert_allclose(counts, c2, **tol(dtype))
     assert inertia == pytest.approx(i2, rel=1e-5 if dtype != np.float64 else 1e-11)
-    assert _cpu.lloyd_pass(X, C, w, None, 1.0, impl=impl)[3] is None
+    assert _cpu.lloyd_pass(X, C, w, None, 1.0)[3] is None
 
 
 def ref_pass_for_labels(X, C, w, shift, inv_scale, labels):
@@ -156,7 +151,7 @@ def test_frame_is_applied_per_block(impl, dtype):
     C = Xt[np.random.default_rng(0).choice(n, k, replace=False)].astype(compute_dtype(dtype))
     X_before = X.copy()
     labels, sums, counts, inertia = _cpu.lloyd_pass(X, C, w, shift, inv_scale,
-                                                    need_inertia=True, impl=impl)
+                                                    need_inertia=True)
     np.testing.assert_array_equal(X, X_before)  # the input is not modified
     rl, rs, rc, ri, D = ref_pass(X, C, w, shift, inv_scale)
     ok = tie_free_mask(D, 1e-4)
@@ -167,7 +162,7 @@ def test_frame_is_applied_per_block(impl, dtype):
     np.testing.assert_allclose(counts, c2, **tol(dtype))
     assert inertia == pytest.approx(i2, rel=1e-5)
     # the frame matters: without it the answer is different
-    l0 = _cpu.lloyd_pass(X, C, w, None, 1.0, impl=impl)[0]
+    l0 = _cpu.lloyd_pass(X, C, w, None, 1.0)[0]
     assert not np.array_equal(l0, labels)
 
 
@@ -175,7 +170,7 @@ def test_bfloat16_bits(impl):
     """uint16 storage is read as bfloat16 (bits << 16), computed in float32."""
     X32, C, _ = make(700, 8, 5, np.float32, seed=5)
     bits = (X32.view(np.uint32) >> 16).astype(np.uint16)  # truncation to bfloat16
-    labels, sums, counts, _ = _cpu.lloyd_pass(bits, C, None, None, 1.0, impl=impl)
+    labels, sums, counts, _ = _cpu.lloyd_pass(bits, C, None, None, 1.0)
     rl, rs, rc, _, D = ref_pass(bits, C, None, None, 1.0)
     ok = tie_free_mask(D, 1e-4)
     np.testing.assert_array_equal(labels[ok], rl[ok])
@@ -188,32 +183,31 @@ def test_exact_ties_take_the_lowest_index(impl):
     # duplicated centres: every distance to 1 equals the one to 3 bit for bit
     X, C, _ = make(800, 6, 5, np.float32, seed=8)
     C[3] = C[1]
-    labels = _cpu.lloyd_pass(X, C, None, None, 1.0, impl=impl)[0]
+    labels = _cpu.lloyd_pass(X, C, None, None, 1.0)[0]
     assert (labels == 1).any() and not (labels == 3).any()
-    assert not (_cpu.assign(X, C, None, 1.0, impl=impl)[0] == 3).any()
+    assert not (_cpu.assign(X, C, None, 1.0)[0] == 3).any()
     # exact geometric ties between distinct centres (small integers: exact arithmetic)
     X = np.array([[0, 0], [0, 0], [2, 1], [5, 5]], np.float32)
     C = np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [5, 5]], np.float32)
-    labels = _cpu.lloyd_pass(X, C, None, None, 1.0, impl=impl)[0]
+    labels = _cpu.lloyd_pass(X, C, None, None, 1.0)[0]
     np.testing.assert_array_equal(labels, [0, 0, 0, 4])  # (2,1): 2 to c0 and 4 to c2
     X = np.array([[0, 0]], np.float32)
     C = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.float32)
-    assert _cpu.assign(X, C, None, 1.0, impl=impl)[0].tolist() == [0]
+    assert _cpu.assign(X, C, None, 1.0)[0].tolist() == [0]
 
 
 def test_repeated_runs_are_bit_identical(impl):
     X, C, w = make(5003, 20, 40, np.float32, offset=50.0, seed=11, weights=True)
     shift = X.mean(axis=0).astype(np.float32)
     C = C + 50.0 - shift
-    runs = [_cpu.lloyd_pass(X, C, w, shift, 1.0, need_inertia=True, impl=impl)
+    runs = [_cpu.lloyd_pass(X, C, w, shift, 1.0, need_inertia=True)
             for _ in range(3)]
     for labels, sums, counts, inertia in runs[1:]:
         np.testing.assert_array_equal(labels, runs[0][0])
         assert sums.tobytes() == runs[0][1].tobytes()
         assert counts.tobytes() == runs[0][2].tobytes()
         assert inertia == runs[0][3]
-    pots = [_cpu.kpp_potentials(X, np.full(len(X), 5.0, np.float32), C[:4], w, shift, 1.0,
-                                impl=impl).tobytes() for _ in range(2)]
+    pots = [_cpu.kpp_potentials(X, np.full(len(X), 5.0, np.float32), C[:4], w, shift, 1.0).tobytes() for _ in range(2)]
     assert pots[0] == pots[1]
 
 
@@ -227,7 +221,7 @@ def test_compiled_pass_is_independent_of_the_thread_count():
         out = []
         for t in sorted({1, before}):
             numba.set_num_threads(t)
-            out.append(_cpu.lloyd_pass(X, C, w, None, 1.0, need_inertia=True, impl="numba"))
+            out.append(_cpu.lloyd_pass(X, C, w, None, 1.0, need_inertia=True))
     finally:
         numba.set_num_threads(before)
     for got in out[1:]:
@@ -235,18 +229,17 @@ def test_compiled_pass_is_independent_of_the_thread_count():
         assert got[1].tobytes() == out[0][1].tobytes() and got[3] == out[0][3]
 
 
+@pytest.mark.skipif(not HAS_NUMBA, reason=NO_NUMBA)
 def test_large_k_and_d_take_the_gemm_path_correctly():
-    """Sizes where the default rule picks BLAS (numba) and bincount (threads)."""
+    """Sizes where the default rule picks BLAS."""
     X, C, _ = make(600, 72, 90, np.float32, seed=13)
-    impls = ["threads"] + (["numba"] if HAS_NUMBA else [])
     rl, _, _, _, D = ref_pass(X, C, None, None, 1.0)
     ok = tie_free_mask(D, 1e-4)
-    for name in impls:
-        labels, sums, counts, _ = _cpu.lloyd_pass(X, C, None, None, 1.0, impl=name)
-        np.testing.assert_array_equal(labels[ok], rl[ok])
-        _, s2, c2, _, _ = ref_pass_for_labels(X, C, None, None, 1.0, labels)
-        np.testing.assert_allclose(sums, s2, rtol=0, atol=1e-4 * np.abs(s2).max())
-        np.testing.assert_array_equal(counts, c2)
+    labels, sums, counts, _ = _cpu.lloyd_pass(X, C, None, None, 1.0)
+    np.testing.assert_array_equal(labels[ok], rl[ok])
+    _, s2, c2, _, _ = ref_pass_for_labels(X, C, None, None, 1.0, labels)
+    np.testing.assert_allclose(sums, s2, rtol=0, atol=1e-4 * np.abs(s2).max())
+    np.testing.assert_array_equal(counts, c2)
 
 
 # ----------------------------------------------------------------------------------------
@@ -258,7 +251,7 @@ def test_assign_and_distances_to_assigned(impl, n, d, k, dtype):
     X, C, _ = make(n, d, k, dtype, offset=20.0, seed=2 * n + k)
     shift = np.full(d, 20.0, compute_dtype(dtype))
     C = C + 20.0 - shift
-    labels, mins = _cpu.assign(X, C, shift, 0.5 if dtype != np.float16 else 1.0, impl=impl)
+    labels, mins = _cpu.assign(X, C, shift, 0.5 if dtype != np.float16 else 1.0)
     s = 0.5 if dtype != np.float16 else 1.0
     rl, _, _, _, D = ref_pass(X, C, None, shift, s)
     ok = tie_free_mask(D, 1e-4)
@@ -268,7 +261,7 @@ def test_assign_and_distances_to_assigned(impl, n, d, k, dtype):
     np.testing.assert_allclose(mins, D[np.arange(n), labels], rtol=1e-5 if dtype != np.float64
                                else 1e-12, atol=1e-6)
     other = (labels + 1) % k
-    got = _cpu.sq_dist_to_assigned(X, C, other, shift, s, impl=impl)
+    got = _cpu.sq_dist_to_assigned(X, C, other, shift, s)
     np.testing.assert_allclose(got, D[np.arange(n), other],
                                rtol=1e-5 if dtype != np.float64 else 1e-12, atol=1e-6)
 
@@ -282,17 +275,17 @@ def test_kpp_potentials_and_update(impl, n, d, dtype, weighted):
     Xt = frame64(X, shift, 1.0)
     first = Xt[0].astype(compute_dtype(dtype))
     closest = _cpu.kpp_update(X, np.full(n, np.inf, compute_dtype(dtype)), first[None, :],
-                              shift, 1.0, impl=impl)
+                              shift, 1.0)
     ref_closest = ref_dist(Xt, first[None, :])[:, 0]
     np.testing.assert_allclose(closest, ref_closest, rtol=1e-5 if dtype != np.float64 else 1e-12,
                                atol=1e-6)
     cand = (C + 40.0 - shift).astype(compute_dtype(dtype))
-    pots = _cpu.kpp_potentials(X, closest, cand, w, shift, 1.0, impl=impl)
+    pots = _cpu.kpp_potentials(X, closest, cand, w, shift, 1.0)
     assert pots.dtype == np.float64 and pots.shape == (len(cand),)
     w64 = np.ones(n) if w is None else w.astype(np.float64)
     ref = w64 @ np.minimum(closest.astype(np.float64)[:, None], ref_dist(Xt, cand))
     np.testing.assert_allclose(pots, ref, rtol=1e-5 if dtype != np.float64 else 1e-12)
-    new = _cpu.kpp_update(X, closest, cand[2], shift, 1.0, impl=impl)
+    new = _cpu.kpp_update(X, closest, cand[2], shift, 1.0)
     np.testing.assert_allclose(new, np.minimum(closest, ref_dist(Xt, cand[2:3])[:, 0]),
                                rtol=1e-5 if dtype != np.float64 else 1e-12, atol=1e-6)
     assert (new <= closest).all()
@@ -306,19 +299,17 @@ def test_non_contiguous_x_and_bad_inputs(impl):
     wide = np.repeat(X, 2, axis=1)[:, ::2]
     assert not wide.flags.c_contiguous
     # the compiled kernels read C-contiguous rows in place, others through a block copy
-    got, expect = (_cpu.lloyd_pass(A, C, None, None, 1.0, impl=impl) for A in (wide, X))
+    got, expect = (_cpu.lloyd_pass(A, C, None, None, 1.0) for A in (wide, X))
     np.testing.assert_array_equal(got[0], expect[0])
     np.testing.assert_allclose(got[1], expect[1], rtol=1e-12)
     with pytest.raises(TypeError, match="float32"):
-        _cpu.lloyd_pass(X.astype(np.int32), C, None, None, 1.0, impl=impl)
+        _cpu.lloyd_pass(X.astype(np.int32), C, None, None, 1.0)
     with pytest.raises(ValueError, match="centers"):
-        _cpu.lloyd_pass(X, C[:, :3], None, None, 1.0, impl=impl)
+        _cpu.lloyd_pass(X, C[:, :3], None, None, 1.0)
     with pytest.raises(ValueError, match="weights"):
-        _cpu.lloyd_pass(X, C, np.ones(3), None, 1.0, impl=impl)
+        _cpu.lloyd_pass(X, C, np.ones(3), None, 1.0)
     with pytest.raises(ValueError, match="labels"):
-        _cpu.sq_dist_to_assigned(X, C, np.full(len(X), 4), None, 1.0, impl=impl)
-    with pytest.raises(ValueError, match="impl"):
-        _cpu.assign(X, C, None, 1.0, impl="cuda")
+        _cpu.sq_dist_to_assigned(X, C, np.full(len(X), 4), None, 1.0)
 
 
 def test_torch_tensors_as_zero_copy_views():
@@ -354,28 +345,52 @@ def test_numba_is_imported_only_on_first_use():
     assert res.returncode == 0, res.stderr
 
 
-def test_without_numba_the_numpy_path_is_the_default_and_correct():
+def test_without_numba_the_vendor_set_serves():
+    """numba missing: select() gives the NumPy set, a fit runs, and the compiled kernels
+    say what to install."""
     code = (
         "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'numba' or name.startswith('numba.'):\n"
-        "            raise ModuleNotFoundError('numba blocked for this test')\n"
-        "sys.meta_path.insert(0, Block())\n"
+        "sys.modules['numba'] = None  # as if not installed: find_spec gives None\n"
         "import numpy as np\n"
-        "from kmeans_xp._kernels import _cpu\n"
-        "rng = np.random.default_rng(0)\n"
-        "X = rng.normal(size=(500, 4)).astype(np.float32); C = X[:3].copy()\n"
-        "assert _cpu._resolve(None) == 'threads' or not _cpu.available()\n"
-        "labels = _cpu.lloyd_pass(X, C, None, None, 1.0)[0]\n"
-        "D = ((X[:, None, :].astype(float) - C[None]) ** 2).sum(-1)\n"
-        "assert (labels == D.argmin(1)).mean() > 0.99\n"
+        "import kmeans_xp\n"
+        "from kmeans_xp._kernels import _cpu, select\n"
+        "assert not _cpu.available() and not _cpu.usable()\n"
+        "assert select(np, 'cpu', np.float32).name == 'numpy'\n"
+        "X = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)\n"
+        "km = kmeans_xp.KMeans(3, random_state=0).fit(X)\n"
+        "assert km.labels_.shape == (500,)\n"
         "try:\n"
-        "    _cpu.lloyd_pass(X, C, None, None, 1.0, impl='numba')\n"
+        "    _cpu.lloyd_pass(X, X[:3], None, None, 1.0)\n"
         "except ImportError as e:\n"
         "    assert 'kmeans_xp[cpu]' in str(e)\n"
         "else:\n"
-        "    raise AssertionError('numba path ran without numba')\n"
+        "    raise AssertionError('the compiled path ran without numba')\n"
+    )
+    res = _run(code)
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_broken_numba_hands_every_pass_to_the_parent_set(tmp_path):
+    """numba installed but failing to import: the fused set is chosen (numba is found) and
+    runs its parent's (NumPy) loops, giving the generic set's answer exactly."""
+    fake = tmp_path / "numba"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('a broken numba, for this test')\n")
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import numpy as np\n"
+        "import kmeans_xp\n"
+        "from kmeans_xp._kernels import _cpu, select\n"
+        "assert select(np, 'cpu', np.float32).name == 'cpu'\n"
+        "X = np.random.default_rng(0).normal(size=(2000, 5)).astype(np.float32)\n"
+        "a = kmeans_xp.KMeans(4, random_state=0).fit(X)\n"
+        "assert not _cpu.usable()\n"
+        "import os\n"
+        "os.environ['KMEANS_XP_KERNELS'] = 'generic'\n"
+        "b = kmeans_xp.KMeans(4, random_state=0).fit(X)\n"
+        "assert (a.labels_ == b.labels_).all() and a.inertia_ == b.inertia_\n"
+        "assert np.array_equal(a.cluster_centers_, b.cluster_centers_)\n"
     )
     res = _run(code)
     assert res.returncode == 0, res.stderr
@@ -404,7 +419,7 @@ def test_threading_layer_is_tbb_when_installed_and_never_gnu_openmp(user_layer):
     code = ("import numpy as np, numba\n"
             "from kmeans_xp._kernels import _cpu\n"
             "X = np.random.default_rng(0).standard_normal((2000, 4)).astype(np.float32)\n"
-            "_cpu.lloyd_pass(X, X[:3], None, None, 1.0, impl='numba')\n"
+            "_cpu.lloyd_pass(X, X[:3], None, None, 1.0)\n"
             "print(numba.threading_layer())\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, cwd=ROOT)
@@ -423,7 +438,7 @@ def test_processes_forked_after_a_fit_run_the_kernels():
         "from kmeans_xp._kernels import _cpu\n"
         "X = np.random.default_rng(1).standard_normal((20000, 6)).astype(np.float32)\n"
         "def job(_):\n"
-        "    labels, sums, counts, _ = _cpu.lloyd_pass(X, X[:5], None, None, 1.0, impl='numba')\n"
+        "    labels, sums, counts, _ = _cpu.lloyd_pass(X, X[:5], None, None, 1.0)\n"
         "    return labels.tobytes() + sums.tobytes()\n"
         "if __name__ == '__main__':\n"
         "    parent = job(0)\n"
@@ -443,9 +458,9 @@ def test_concurrent_calls_from_python_threads(impl):
     from concurrent.futures import ThreadPoolExecutor
 
     X, C, w = make(3000, 9, 12, np.float32, seed=41, weights=True)
-    expect = _cpu.lloyd_pass(X, C, w, None, 1.0, impl=impl)
+    expect = _cpu.lloyd_pass(X, C, w, None, 1.0)
     with ThreadPoolExecutor(4) as pool:
-        outs = list(pool.map(lambda _: _cpu.lloyd_pass(X, C, w, None, 1.0, impl=impl),
+        outs = list(pool.map(lambda _: _cpu.lloyd_pass(X, C, w, None, 1.0),
                              range(8)))
     for labels, sums, counts, _ in outs:
         np.testing.assert_array_equal(labels, expect[0])

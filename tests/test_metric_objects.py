@@ -10,9 +10,10 @@ from kmeans_xp._metric import METRICS, get_metric
 
 
 def test_registry_is_what_the_estimator_accepts():
-    from kmeans_xp._kmeans import METRICS as ACCEPTED
+    from kmeans_xp._validation import METRICS as ACCEPTED, PARAMETERS
 
     assert set(ACCEPTED) == set(METRICS) == {"euclidean", "cosine", "manhattan"}
+    assert all(PARAMETERS["metric"].accepts(name) for name in METRICS)  # the parameter table
     for name, m in METRICS.items():
         assert get_metric(name) is m and get_metric(m) is m
         assert m.inertia_label and m.algorithm and m.distance_label

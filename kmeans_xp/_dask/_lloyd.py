@@ -404,7 +404,8 @@ def kmeans_plusplus(X: Any, n_clusters: int, sample_weight: Any, random_state: A
     from .._kmeans import _check_params
 
     last_fit_log.clear()
-    p = _check_params("kmeans_plusplus", n_clusters, "k-means++", 1, 1, 1e-4, 0, "lloyd", None)
+    p = _check_params("kmeans_plusplus", {"n_clusters": n_clusters, "init": "k-means++",
+                                          "n_init": 1, "max_iter": 1, "tol": 1e-4})
     rng = check_random_state(random_state)
     X, w, _, _, storage, compute = _prepare(X, sample_weight, "kmeans_plusplus", n_clusters)
     dd = DaskBlocks(X, w)

@@ -1,43 +1,15 @@
 """The kernel seam: one set of kernels chosen once per fit from (namespace, device, dtype, options).
 
-Working coordinates ("the frame"): the solvers work on Xt = X * inv_scale - shift, where
-- X is the user's (n, d) array in its STORAGE dtype (float32, float64, float16, bfloat16; ints/bools
-  are converted by the caller before they reach a kernel),
-- inv_scale is a Python float, an exact power of two (1.0 almost always),
-- shift is a (d,) array in the COMPUTE dtype, or None (no centring).
-Compute dtype: float32 for float32/float16/bfloat16 storage, float64 for float64.
-Kernels must apply the frame ON THE FLY (in registers / per cache block): never copy X whole, never
-make a centred copy of a chunk per iteration if avoidable.
-Centres passed to kernels are (k, d) in the compute dtype, in working coordinates, contiguous.
-Weights: (n,) compute dtype or None (unit weights).
-Labels: int64 (n,). Ties: the FIRST nearest centre (lowest index) wins.
-Distances: squared Euclidean in working coordinates, clipped at >= 0.
+The contract a kernel set keeps (its methods, their signatures and what they compute) is
+written as a typing Protocol, :class:`kmeans_xp._kernels._protocol.KernelSet`, and what its
+methods are handed as ``data`` as :class:`~kmeans_xp._kernels._protocol.KernelData`; the
+conventions (working coordinates ``Xt = X * inv_scale - shift``, compute and accumulator
+dtypes, ties, determinism, precision modes) are in that module's docstring.
+:class:`~kmeans_xp._kernels._reference.ReferenceKernels` (pure Array API standard) is the
+contract's implementation that every other set derives from and is tested against
+(``tests/test_kernel_protocol.py`` checks the signatures, ``tests/test_kernels.py`` the
+results).
 
-Whole-pass kernels (what a backend kernel set provides; the reference is the pure Array API code in
-kmeans_xp/_kernels/_reference.py, owned by the lead):
-
-  lloyd_pass(X, centers, weights, shift, inv_scale, *, need_inertia)
-      -> labels (n,) int64, sums (k, d) compute dtype, counts (k,) compute dtype,
-         inertia (0-d or float, sum_i w_i * ||xt_i - c_{l_i}||^2) or None
-      sums_j = sum_{i: l_i = j} w_i * xt_i ; counts_j = sum_{i: l_i=j} w_i.
-      MUST be deterministic: bit-identical results from run to run (fixed-order reductions; no
-      float atomics unless the user opts in with deterministic=False).
-  assign(X, centers, shift, inv_scale) -> labels (n,) int64, mins (n,) (min sq distance)
-  kpp_potentials(X, closest, cand, weights, shift, inv_scale)
-      closest: (n,) current squared distance of each row to its nearest chosen centre;
-      cand: (m, d) candidate centres (working coords), m = 2 + floor(ln k), small.
-      -> pots (m,) float64 where possible: pots_c = sum_i w_i * min(closest_i, ||xt_i - cand_c||^2)
-      and (optionally) the per-row distances to one chosen candidate for the closest update:
-  kpp_update(X, closest, center(1,d), shift, inv_scale) -> new closest (n,) = min(closest, d(x, center))
-  minibatch_assign(batch, centers, work) -> BatchStats (weights per centre, inertia, sums or labels)
-  minibatch_move(batch, stats, centers, counts, counts_new, *, reassign, need_diff, owned, work)
-      -> centers after the step (scikit-learn's per-centre learning rate, reassignment), shift;
-      the reference is functional, the sparse set writes in place into centres the caller owns
-
-Numerical rule for the fast distance: ||c||^2 - 2 xt.c (row term ||xt||^2 added only where the
-distance itself, not the argmin, is needed), accumulated in fp32 for fp32 compute.
-
-The default precision must give labels equal to a float64 computation except on proven near-ties.
 Kernel sets (``select`` picks one per fit; each is tested against the reference on every
 backend it serves):
 
@@ -71,12 +43,11 @@ import os
 from typing import Any
 
 from .._compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
+from .._validation import PRECISIONS  # the modes of the 'precision' parameter
 from ._reference import ReferenceKernels
 
 __all__ = ["ReferenceKernels", "PRECISIONS", "KernelFallbackWarning", "available_sets", "select"]
 
-#: Precision modes of the distance computation (only tensor-core kernels tell them apart).
-PRECISIONS = ("exact", "tf32", "bf16")
 
 
 class KernelFallbackWarning(RuntimeWarning):

@@ -1,30 +1,24 @@
 """The fused CPU pass: per block of rows, distances, argmin and centre sums in cache.
 
 The kernels take NumPy arrays (torch CPU tensors come as zero-copy NumPy views: see
-:func:`numpy_view`) and follow the contract of :mod:`kmeans_xp._kernels`: X (n, d) in its
+:func:`numpy_view`) and follow the conventions of :mod:`kmeans_xp._kernels._protocol`: X (n, d) in its
 storage dtype (float32, float64, float16; ``uint16`` is read as bfloat16 bits), centres
 (k, d) in the compute dtype and in working coordinates ``Xt = X * inv_scale - shift``, the
 frame applied per block (never a copy of X).
 
-Two implementations, the same results up to rounding:
+The compiled pass (numba, ``pip install kmeans_xp[cpu]``; :mod:`._cpu_numba`): the rows
+cut into :func:`n_chunks` ranges shared between numba's threads, each walked in blocks of
+:data:`BLOCK_ROWS`; per block the frame (rows read in place when it is the identity), the
+distances ``||c||^2 - 2 x.c`` (a single-threaded BLAS GEMM in the layout that is faster for
+the k at hand, see :data:`ROWMAJOR_MAX_K`, or a direct loop for tiny ``d * k``), the first
+argmin (across rows, vectorised) and the centre sums in float64 per chunk, reduced in chunk
+order.  :func:`frame_stats` is the one read of X that checks finiteness and takes the
+moments for the frame (``ChunkedData.prepare`` asks the kernel set for it).
 
-``"numba"`` (default when numba is installed: ``pip install kmeans_xp[cpu]``)
-    one compiled pass (:mod:`._cpu_numba`): the rows cut into :func:`n_chunks` ranges
-    shared between numba's threads, each walked in blocks of :data:`BLOCK_ROWS`; per
-    block the frame (rows read in place when it is the identity), the distances
-    ``||c||^2 - 2 x.c`` (a single-threaded BLAS GEMM in the layout that is faster for the
-    k at hand, see :data:`ROWMAJOR_MAX_K`, or a direct loop for tiny ``d * k``), the first
-    argmin (across rows, vectorised) and the centre sums in float64 per chunk, reduced in
-    chunk order.  :func:`frame_stats` is the one read of X that checks finiteness and
-    takes the moments for the frame (``ChunkedData.prepare`` asks the kernel set for it).
-``"threads"`` (the pure-NumPy path, used when numba is missing)
-    the same structure with Python threads and NumPy operations per block (larger blocks
-    to amortise the interpreter), BLAS limited to one thread per worker with threadpoolctl
-    when it is installed.
-
-Both are deterministic: the same inputs give bit-identical outputs from run to run; the
-compiled path whatever the number of threads (:func:`n_chunks`), the threads path for a
-given number of workers (:func:`n_workers`).
+Deterministic: the same inputs give bit-identical outputs from run to run, whatever the
+number of threads (:func:`n_chunks`).  Where numba is missing, ``select`` does not pick this
+set; where it is installed but does not load, the set hands every pass to its parent (the
+NumPy or torch set: :meth:`_FusedCPUPasses._ok`).
 
 numba is imported only inside these functions, never at ``import kmeans_xp``.
 """
@@ -33,7 +27,6 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -48,15 +41,11 @@ BLOCK_ROWS = 256
 #: transpose costs about 0.25 ns per distance at small k (more at large k: strided reads),
 #: which cancels the gain from k = 64 on.
 ROWMAJOR_MAX_K = 48
-#: Rows per block of the Python-threads path (interpreter overhead needs larger blocks).
-THREAD_BLOCK_ROWS = 4096
 #: The compiled kernels use a BLAS GEMM per block when d * k is at least this, else a
 #: direct loop.  Measured on 2 cores (best of 12, same process): the GEMM is faster from
 #: (d, k) = (16, 16) up (91 vs 112 ms at n = 1M) and ties at (8, 8); the direct loop
 #: (not register-blocked) also serves when scipy or threadpoolctl is missing.
 GEMM_MIN_DK = 64
-#: The threads path sums centres with a one-hot GEMM up to this k, bincount above.
-ONEHOT_MAX_K = 64
 #: The compiled kernels cut the rows into at most this many chunks (split statically
 #: between the threads: numba's dynamic scheduling measured 2x slower here), each with its
 #: own float64 partial sums (k, d) ...
@@ -170,33 +159,18 @@ def _load_tbb() -> bool:
     return True
 
 
-def n_workers(impl: str | None = None) -> int:
-    """Workers (= row ranges, = partial sums) a pass uses: numba's thread count, or the
-    CPUs this process may use capped by ``OMP_NUM_THREADS`` for the threads path."""
-    if _resolve(impl) == "numba":
-        import numba
+def usable() -> bool:
+    """Whether the compiled kernels load here (numba installed and importable); tried once.
 
-        return int(numba.get_num_threads())
+    False on a broken numba install: the fused sets then hand every pass to their parent.
+    """
+    if not available():
+        return False
     try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    return max(1, min(cpus, int(env))) if env.isdigit() and int(env) > 0 else max(1, cpus)
-
-
-def _resolve(impl: str | None) -> str:
-    if impl is None:
-        if not available():
-            return "threads"
-        try:
-            _kernels()
-        except ImportError:  # installed but broken: the NumPy path still works
-            return "threads"
-        return "numba"
-    if impl not in ("numba", "threads"):
-        raise ValueError(f"impl must be None, 'numba' or 'threads'; got {impl!r}")
-    return impl
+        _kernels()
+    except ImportError:
+        return False
+    return True
 
 
 def numpy_view(a: Any) -> np.ndarray:
@@ -331,7 +305,7 @@ class _OneBlasThread:
 # public kernels
 # ----------------------------------------------------------------------------------------
 def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float, *,
-               need_inertia: bool = False, impl: str | None = None):
+               need_inertia: bool = False):
     """One Lloyd pass: labels, weighted centre sums and weights, inertia if asked.
 
     Parameters
@@ -348,8 +322,6 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float,
         The frame's scale (an exact power of two).
     need_inertia : bool
         Also return ``sum_i w_i ||xt_i - c_{l_i}||^2`` (direct differences).
-    impl : {None, 'numba', 'threads'}
-        None: numba when installed, else the NumPy threads path.
 
     Returns
     -------
@@ -368,8 +340,6 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float,
     w = _vec(weights, dt, n, "weights")
     sh = _vec(shift, dt, d, "shift")
     s = dt(inv_scale)
-    if _resolve(impl) == "threads":
-        return _threads_lloyd(Xk, lut, sh, s, w, C, need_inertia)
     kern = _kernels()
     labels = np.empty(n, np.int64)
     sums = np.empty((k, d), dt)
@@ -384,7 +354,7 @@ def lloyd_pass(X: Any, centers: Any, weights: Any, shift: Any, inv_scale: float,
     return labels, sums, counts, (float(inertia) if need_inertia else None)
 
 
-def assign(X: Any, centers: Any, shift: Any, inv_scale: float, *, impl: str | None = None):
+def assign(X: Any, centers: Any, shift: Any, inv_scale: float):
     """Nearest centre of every row and the squared distance to it.
 
     Returns
@@ -400,8 +370,6 @@ def assign(X: Any, centers: Any, shift: Any, inv_scale: float, *, impl: str | No
     C = _mat(centers, dt, d, "centers")
     sh = _vec(shift, dt, d, "shift")
     s = dt(inv_scale)
-    if _resolve(impl) == "threads":
-        return _threads_assign(Xk, lut, sh, s, C)
     kern = _kernels()
     k = C.shape[0]
     labels = np.empty(n, np.int64)
@@ -415,8 +383,8 @@ def assign(X: Any, centers: Any, shift: Any, inv_scale: float, *, impl: str | No
     return labels, mins
 
 
-def sq_dist_to_assigned(X: Any, centers: Any, labels: Any, shift: Any, inv_scale: float, *,
-                        impl: str | None = None) -> np.ndarray:
+def sq_dist_to_assigned(X: Any, centers: Any, labels: Any, shift: Any,
+                        inv_scale: float) -> np.ndarray:
     """``||xt_i - c_{labels_i}||^2`` (n,) by direct differences, compute dtype."""
     Xk, lut, dt = _storage(X)
     n, d = Xk.shape
@@ -428,8 +396,6 @@ def sq_dist_to_assigned(X: Any, centers: Any, labels: Any, shift: Any, inv_scale
         raise ValueError("labels must lie in [0, k)")
     sh = _vec(shift, dt, d, "shift")
     s = dt(inv_scale)
-    if _resolve(impl) == "threads":
-        return _threads_map(Xk, lut, sh, s, lambda xb, a, b: _np_sq_diff(xb, C[lab[a:b]]), dt)
     out = np.empty(n, dt)
     kern = _kernels()
     with _CALL_LOCK:
@@ -437,8 +403,8 @@ def sq_dist_to_assigned(X: Any, centers: Any, labels: Any, shift: Any, inv_scale
     return out
 
 
-def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, shift: Any, inv_scale: float,
-                   *, impl: str | None = None) -> np.ndarray:
+def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, shift: Any,
+                   inv_scale: float) -> np.ndarray:
     """Potential of each k-means++ candidate: ``sum_i w_i min(closest_i, ||xt_i - cand_c||^2)``.
 
     Parameters
@@ -463,8 +429,6 @@ def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, shift: Any, in
     w = _vec(weights, dt, n, "weights")
     sh = _vec(shift, dt, d, "shift")
     s = dt(inv_scale)
-    if _resolve(impl) == "threads":
-        return _threads_kpp_potentials(Xk, lut, sh, s, w, cl, Cc)
     pots = np.empty(Cc.shape[0], np.float64)
     kern = _kernels()
     with _CALL_LOCK:
@@ -473,8 +437,8 @@ def kpp_potentials(X: Any, closest: Any, cand: Any, weights: Any, shift: Any, in
     return pots
 
 
-def kpp_update(X: Any, closest: Any, center: Any, shift: Any, inv_scale: float, *,
-               impl: str | None = None) -> np.ndarray:
+def kpp_update(X: Any, closest: Any, center: Any, shift: Any,
+               inv_scale: float) -> np.ndarray:
     """New closest distances: ``min(closest_i, ||xt_i - center||^2)`` (n,), float64 (see
     :func:`kpp_potentials`).
 
@@ -486,10 +450,6 @@ def kpp_update(X: Any, closest: Any, center: Any, shift: Any, inv_scale: float, 
     cl = _vec(closest, np.float64, n, "closest")
     sh = _vec(shift, dt, d, "shift")
     s = dt(inv_scale)
-    if _resolve(impl) == "threads":
-        return _threads_map(
-            Xk, lut, sh, s, lambda xb, a, b: np.minimum(cl[a:b], _np_sq_diff(xb, c)),
-            np.float64)
     out = np.empty(n, np.float64)
     kern = _kernels()
     with _CALL_LOCK:
@@ -527,146 +487,6 @@ class _NoOp:
 
 
 # ----------------------------------------------------------------------------------------
-# the pure-NumPy path: Python threads, NumPy per block, single-threaded BLAS per worker
-# ----------------------------------------------------------------------------------------
-def _np_block(Xk, lut, sh, s, a, b):
-    """Rows a:b in the compute dtype and the frame (one block-sized temporary)."""
-    x = Xk[a:b]
-    x = lut[x] if lut is not None else np.array(x, copy=True)
-    if s != 1:
-        x *= s
-    if sh is not None:
-        x -= sh
-    return x
-
-
-def _np_sq_diff(xb, C):
-    diff = xb - C
-    return np.maximum(np.einsum("ij,ij->i", diff, diff), 0)
-
-
-def _ranges(n: int, workers: int):
-    return [((n * t) // workers, (n * (t + 1)) // workers) for t in range(workers)]
-
-
-def _run_workers(n: int, fn):
-    """fn(lo, hi) on each worker's row range, on threads; results in worker order."""
-    workers = n_workers("threads")
-    ranges = _ranges(n, workers)
-    if workers == 1:
-        return [fn(*ranges[0])]
-    with _OneBlasThread(), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda r: fn(*r), ranges))
-
-
-def _threads_map(Xk, lut, sh, s, per_block, dt):
-    n = Xk.shape[0]
-    out = np.empty(n, dt)
-
-    def work(lo, hi):
-        for a in range(lo, hi, THREAD_BLOCK_ROWS):
-            b = min(a + THREAD_BLOCK_ROWS, hi)
-            out[a:b] = per_block(_np_block(Xk, lut, sh, s, a, b), a, b)
-
-    _run_workers(n, work)
-    return out
-
-
-def _np_labels(xb, ct, c_sq, D):
-    m = xb.shape[0]
-    Dm = D[:m]
-    np.matmul(xb, ct, out=Dm)
-    Dm += c_sq
-    return np.argmin(Dm, axis=1)
-
-
-def _threads_lloyd(Xk, lut, sh, s, w, C, need_inertia):
-    n, d = Xk.shape
-    k = C.shape[0]
-    dt = C.dtype
-    ct = np.ascontiguousarray(-2 * C.T)
-    c_sq = np.einsum("ij,ij->i", C, C)
-    labels = np.empty(n, np.int64)
-
-    def work(lo, hi):
-        S = np.zeros((k, d))
-        cnt = np.zeros(k)
-        tot = 0.0
-        D = np.empty((min(THREAD_BLOCK_ROWS, max(hi - lo, 1)), k), dt)
-        for a in range(lo, hi, THREAD_BLOCK_ROWS):
-            b = min(a + THREAD_BLOCK_ROWS, hi)
-            xb = _np_block(Xk, lut, sh, s, a, b)
-            lab = _np_labels(xb, ct, c_sq, D)
-            labels[a:b] = lab
-            wb = None if w is None else w[a:b]
-            if k <= ONEHOT_MAX_K:
-                oh = np.zeros((k, b - a), dt)
-                oh[lab, np.arange(b - a)] = 1 if wb is None else wb
-                S += oh @ xb
-                cnt += oh.sum(axis=1)
-            else:
-                src = xb if wb is None else xb * wb[:, None]
-                flat = (lab[:, None] * d + np.arange(d)).ravel()
-                S += np.bincount(flat, weights=src.ravel(), minlength=k * d).reshape(k, d)
-                cnt += np.bincount(lab, weights=wb, minlength=k)
-            if need_inertia:
-                dist = _np_sq_diff(xb, C[lab])
-                tot += float(dist.sum(dtype=np.float64) if wb is None
-                             else (dist * wb).sum(dtype=np.float64))
-        return S, cnt, tot
-
-    parts = _run_workers(n, work)
-    S, cnt, tot = parts[0]
-    for S2, c2, t2 in parts[1:]:  # worker order: deterministic
-        S = S + S2
-        cnt = cnt + c2
-        tot += t2
-    return labels, S.astype(dt), cnt.astype(dt), (tot if need_inertia else None)
-
-
-def _threads_assign(Xk, lut, sh, s, C):
-    n = Xk.shape[0]
-    dt = C.dtype
-    ct = np.ascontiguousarray(-2 * C.T)
-    c_sq = np.einsum("ij,ij->i", C, C)
-    labels = np.empty(n, np.int64)
-    mins = np.empty(n, dt)
-
-    def work(lo, hi):
-        D = np.empty((min(THREAD_BLOCK_ROWS, max(hi - lo, 1)), C.shape[0]), dt)
-        for a in range(lo, hi, THREAD_BLOCK_ROWS):
-            b = min(a + THREAD_BLOCK_ROWS, hi)
-            xb = _np_block(Xk, lut, sh, s, a, b)
-            lab = _np_labels(xb, ct, c_sq, D)
-            labels[a:b] = lab
-            mins[a:b] = _np_sq_diff(xb, C[lab])
-
-    _run_workers(n, work)
-    return labels, mins
-
-
-def _threads_kpp_potentials(Xk, lut, sh, s, w, cl, Cc):
-    n = Xk.shape[0]
-
-    def work(lo, hi):
-        P = np.zeros(Cc.shape[0])
-        for a in range(lo, hi, THREAD_BLOCK_ROWS):
-            b = min(a + THREAD_BLOCK_ROWS, hi)
-            xb = _np_block(Xk, lut, sh, s, a, b)
-            for c in range(Cc.shape[0]):
-                v = np.minimum(cl[a:b], _np_sq_diff(xb, Cc[c]))
-                P[c] += float(v.sum(dtype=np.float64) if w is None
-                              else np.dot(w[a:b].astype(np.float64), v))
-        return P
-
-    parts = _run_workers(n, work)
-    P = parts[0]
-    for p in parts[1:]:
-        P = P + p
-    return P
-
-
-# ----------------------------------------------------------------------------------------
 # The kernel set of the seam: whole passes through the compiled kernels above
 # ----------------------------------------------------------------------------------------
 from ._numpy import NumpyKernels  # noqa: E402
@@ -685,7 +505,8 @@ class _FusedCPUPasses:
     name = "cpu"
 
     def _ok(self, data) -> bool:
-        return fusable(data) and str(data.X.dtype).split(".")[-1] in _FUSED_STORAGE
+        return (fusable(data) and str(data.X.dtype).split(".")[-1] in _FUSED_STORAGE
+                and usable())
 
     def _args(self, data):
         view = numpy_view

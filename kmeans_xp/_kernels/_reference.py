@@ -19,15 +19,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from typing import TYPE_CHECKING
-
 from .._compat import accumulate, chunk_rows, device_of
-
-if TYPE_CHECKING:  # the sources call the kernels: the kernels import no source
-    from .._data import ChunkedData
+from ._protocol import KernelData
 
 
-def fusable(data: ChunkedData) -> bool:
+def fusable(data: KernelData) -> bool:
     """Whether a fused kernel set may read ``data.X`` itself, applying the frame (shift,
     scale) on its own: not for data streamed from the host, nor for 'cosine', whose frame
     also scales each row to unit length.  Otherwise the fused sets take their parent's
@@ -51,7 +47,7 @@ def center_terms(centers: Any, xp: Any) -> tuple[Any, Any]:
     return -2.0 * xp.matrix_transpose(centers), xp.sum(centers * centers, axis=1)
 
 
-def weighted_total(values: Any, w: Any, data: ChunkedData) -> Any:
+def weighted_total(values: Any, w: Any, data: KernelData) -> Any:
     """sum(w * values) of a chunk, as a 0-d array of the accumulator dtype."""
     xp = data.xp
     v = values if w is None else values * w
@@ -162,7 +158,7 @@ class ReferenceKernels:
             return labels, mins
         return self.argmin_rows(D), None
 
-    def lloyd_pass(self, data: ChunkedData, centers: Any, *,
+    def lloyd_pass(self, data: KernelData, centers: Any, *,
                    need_inertia: bool = False) -> tuple[Any, Any, Any, Any]:
         """One assignment + accumulation pass.
 
@@ -184,7 +180,7 @@ class ReferenceKernels:
                 inertia = accumulate(inertia, weighted_total(dist, w, data))
         return concat(labels, xp), sums, counts, inertia
 
-    def assign(self, data: ChunkedData, centers: Any) -> tuple[Any, Any]:
+    def assign(self, data: KernelData, centers: Any) -> tuple[Any, Any]:
         """Nearest-centre labels (n,) and the squared distances to them (n,), clipped at 0."""
         xp = self.xp
         m2t, c_sq = center_terms(centers, xp)
@@ -195,7 +191,7 @@ class ReferenceKernels:
             mins.append(xp.clip(m + xp.sum(Xt * Xt, axis=1), min=0.0))
         return concat(labels, xp), concat(mins, xp)
 
-    def labels_inertia(self, data: ChunkedData, centers: Any, *,
+    def labels_inertia(self, data: KernelData, centers: Any, *,
                        return_inertia: bool = True) -> tuple[Any, Any]:
         """Nearest-centre labels (n,) and the weighted inertia (0-d) by direct differences."""
         xp = self.xp
@@ -209,12 +205,12 @@ class ReferenceKernels:
                 total = accumulate(total, weighted_total(dist, w, data))
         return concat(labels, xp), total
 
-    def sq_dist_to_assigned(self, data: ChunkedData, centers: Any, labels: Any) -> Any:
+    def sq_dist_to_assigned(self, data: KernelData, centers: Any, labels: Any) -> Any:
         """``||xt_i - c_{labels_i}||^2`` (n,) by direct differences."""
         return concat([self.sq_dist_to_assigned_chunk(Xt, centers, labels[s:e], data.buffers)
                        for s, e, Xt, _ in data.chunks()], self.xp)
 
-    def inertia_for_labels(self, data: ChunkedData, centers: Any, labels: Any) -> Any:
+    def inertia_for_labels(self, data: KernelData, centers: Any, labels: Any) -> Any:
         """sum_i w_i ||xt_i - c_{labels_i}||^2 (0-d, accumulator dtype)."""
         total = None
         for s, e, Xt, w in data.chunks():
@@ -222,7 +218,7 @@ class ReferenceKernels:
             total = accumulate(total, weighted_total(dist, w, data))
         return total
 
-    def sq_distances(self, data: ChunkedData, centers: Any) -> Any:
+    def sq_distances(self, data: KernelData, centers: Any) -> Any:
         """Squared distances (n, k) to every centre (``transform`` asks for them all).
 
         A row equal to a centre gets exactly 0 there: the expansion is corrected by the
@@ -242,7 +238,7 @@ class ReferenceKernels:
         return concat(parts, xp)
 
     # -- mini-batch steps (scikit-learn's per-centre learning rate) --------------------
-    def minibatch_assign(self, data: ChunkedData, centers: Any, work: dict | None = None
+    def minibatch_assign(self, data: KernelData, centers: Any, work: dict | None = None
                          ) -> BatchStats:
         """Statistics of a mini-batch ``data`` against ``centers``: one Lloyd pass.
 
@@ -282,7 +278,7 @@ class ReferenceKernels:
         return updated, diff
 
     # -- small whole-array tests of the solver (fused sets answer on host views) ---------
-    def frame_stats(self, data: ChunkedData, shift: Any = None, big: float = float("inf")
+    def frame_stats(self, data: KernelData, shift: Any = None, big: float = float("inf")
                     ) -> tuple | None:
         """``(finite, amax, sums, sqs)`` of X in the frame from one compiled pass, or None:
         then :class:`~kmeans_xp._data.ChunkedData` runs its pure-standard chunk loop."""
@@ -297,7 +293,7 @@ class ReferenceKernels:
         return int(self.xp.unique_values(labels).shape[0])
 
     # -- greedy k-means++ ---------------------------------------------------------------
-    def _kpp_rows(self, data: ChunkedData, m: int) -> int:
+    def _kpp_rows(self, data: KernelData, m: int) -> int:
         """Rows per chunk for a pass against ``m`` candidates: the budget over max(m, d)."""
         return chunk_rows(data.n, data.d, m, data.budget)
 
@@ -306,15 +302,15 @@ class ReferenceKernels:
     # from the same uniforms (in float32, BLAS-dependent rounding moved a draw across a
     # boundary within ~10 steps at n = 100k).  These passes are memory-bound (m ~ 2 + ln k
     # columns), so the wider arithmetic costs little.
-    def _acc(self, a: Any, data: ChunkedData) -> Any:
+    def _acc(self, a: Any, data: KernelData) -> Any:
         acc = data.accumulator_dtype()
         return a if a.dtype == acc else self.xp.astype(a, acc)
 
-    def _acc_chunk(self, Xt: Any, data: ChunkedData) -> Any:
+    def _acc_chunk(self, Xt: Any, data: KernelData) -> Any:
         """A chunk in the accumulator dtype (vendor sets convert into a reused block)."""
         return self._acc(Xt, data)
 
-    def _x_sq(self, data: ChunkedData, rows: int) -> Any:
+    def _x_sq(self, data: KernelData, rows: int) -> Any:
         """||xt_i||^2 (n,), accumulator dtype, computed once per fit and kept on ``data``."""
         xp = self.xp
         if "x_sq" not in data.cache:
@@ -325,14 +321,14 @@ class ReferenceKernels:
             data.cache["x_sq"] = concat(parts, xp)
         return data.cache["x_sq"]
 
-    def _sq_dist_block(self, Xt: Any, x_sq: Any, C: Any, c_sq: Any, data: ChunkedData) -> Any:
+    def _sq_dist_block(self, Xt: Any, x_sq: Any, C: Any, c_sq: Any, data: KernelData) -> Any:
         """Squared distances (rows, m) in the accumulator dtype, clipped at 0."""
         xp = self.xp
         D = (x_sq[:, None] - 2.0 * xp.matmul(self._acc_chunk(Xt, data), xp.matrix_transpose(C))
              + c_sq[None, :])
         return xp.clip(D, min=0.0)
 
-    def kpp_potentials(self, data: ChunkedData, closest: Any, cand: Any) -> Any:
+    def kpp_potentials(self, data: KernelData, closest: Any, cand: Any) -> Any:
         """``pots_c = sum_i w_i min(closest_i, ||xt_i - cand_c||^2)`` (m,), accumulator dtype.
 
         One pass over X for all ``m`` candidates, chunked by ``max(m, d)``, not by k.
@@ -352,7 +348,7 @@ class ReferenceKernels:
             pots = accumulate(pots, xp.astype(p, acc))
         return pots
 
-    def kpp_update(self, data: ChunkedData, closest: Any, center: Any) -> Any:
+    def kpp_update(self, data: KernelData, closest: Any, center: Any) -> Any:
         """Squared distance (n,) of each row to ``center`` (1, d), or its minimum with
         ``closest`` when given; accumulator dtype."""
         xp = self.xp

@@ -26,11 +26,17 @@ method hands over to the dense kernel set of the namespace.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._compat import accumulate
-from .._sparse import is_sparse_data
 from ._reference import BatchStats, ReferenceKernels, concat, weighted_total
+
+
+def is_sparse_data(data: Any) -> bool:
+    """Whether ``data`` holds sparse X (:class:`kmeans_xp._sparse.SparseData` says so with its
+    class attribute ``sparse``), read without importing the source layer above the kernels."""
+    return bool(getattr(data, "sparse", False))
 
 
 def _cast(xp: Any, x: Any, dtype: Any) -> Any:
@@ -42,13 +48,12 @@ def _dense_fallback(method):
     """Run the dense kernel set's method of the same name on dense data."""
     name = method.__name__
 
+    @functools.wraps(method)  # the signature seen by inspect is the method's
     def wrapper(self, data, *args, **kwargs):
         if not is_sparse_data(data):
             return getattr(self.dense, name)(data, *args, **kwargs)
         return method(self, data, *args, **kwargs)
 
-    wrapper.__name__ = name
-    wrapper.__doc__ = method.__doc__
     return wrapper
 
 
