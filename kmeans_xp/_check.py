@@ -16,6 +16,8 @@ import time
 from importlib import metadata
 from typing import Any, TextIO
 
+from ._compat import backend_devices, gpu_devices, synchronize
+
 #: (label, distributions that provide it, the module it installs)
 _PACKAGES = [
     ("numpy", ("numpy",), "numpy"),
@@ -60,148 +62,37 @@ def versions() -> dict:
     return out
 
 
-def _torch_cuda() -> tuple[Any, list, str]:
-    """(torch or None, CUDA device indices, why there are none)."""
-    if not _installed("torch"):
-        return None, [], "torch not installed"
-    import torch
-
-    if not torch.cuda.is_available():
-        return torch, [], ("no CUDA device (torch.cuda.is_available() is False; torch "
-                           f"{torch.__version__}, CUDA {torch.version.cuda or 'not built'})")
-    return torch, list(range(torch.cuda.device_count())), ""
-
-
-def _cupy_devices() -> tuple[Any, list, str]:
-    if not _installed("cupy"):
-        return None, [], "cupy not installed"
-    try:
-        import cupy
-
-        return cupy, list(range(cupy.cuda.runtime.getDeviceCount())), ""
-    except Exception as exc:  # noqa: BLE001 - no driver, no device
-        return None, [], f"cupy has no device ({type(exc).__name__}: {exc})"
-
-
 def devices() -> list[str]:
     """One line per device: the CPU, each CUDA device (torch, CuPy) with its description."""
     lines = [f"CPU: {platform.machine()}, {os.cpu_count()} logical cores, "
              f"{platform.system()} {platform.release()}"]
-    torch, cuda, why_torch = _torch_cuda()
-    for i in cuda:
-        p = torch.cuda.get_device_properties(i)
-        line = (f"cuda:{i} (torch): {p.name}, sm_{p.major}{p.minor}, "
-                f"{p.total_memory / 2**30:.1f} GiB, {p.multi_processor_count} SMs")
-        if _installed("triton"):
+    gpus, why = gpu_devices()
+    for g in gpus:
+        line = f"cuda:{g['index']} ({g['library']}): {g['name']}, sm_{g['major']}{g['minor']}"
+        if "memory" in g:
+            line += f", {g['memory'] / 2**30:.1f} GiB, {g['sms']} SMs"
+        if g["library"] == "torch" and _installed("triton"):
             try:
                 from ._kernels import _triton
 
-                spec = _triton.device_spec(i)
+                spec = _triton.device_spec(g["index"])
                 line += f", {spec.smem_per_block // 1024} KiB shared memory per block"
             except Exception as exc:  # noqa: BLE001
                 line += f" (Triton: {type(exc).__name__}: {exc})"
         lines.append(line)
-    cupy, cdev, why_cupy = _cupy_devices()
-    for i in cdev:
-        props = cupy.cuda.runtime.getDeviceProperties(i)
-        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-        lines.append(f"cuda:{i} (cupy): {name}, sm_{props['major']}{props['minor']}")
-    if not cuda and not cdev:
-        lines.append(f"GPU: none -- no GPU seen ({why_torch}; {why_cupy})")
+    if not gpus:
+        lines.append(f"GPU: none -- no GPU seen ({why})")
     return lines
-
-
-def _backends() -> list[tuple[str, Any, Any, Any]]:
-    """(label, xp, device, sample-array maker) for every backend with a device here."""
-    import numpy as np
-    from array_api_compat import array_namespace
-
-    out = [("numpy", array_namespace(np.zeros(1)), "cpu", np.asarray)]
-    torch, cuda, _ = _torch_cuda()
-    if torch is not None:
-        xp = array_namespace(torch.zeros(1))
-        out.append(("torch cpu", xp, torch.device("cpu"),
-                    lambda a: torch.asarray(a)))
-        for i in cuda:
-            dev = torch.device("cuda", i)
-            out.append((f"torch cuda:{i}", xp, dev, lambda a, dev=dev: torch.asarray(a,
-                                                                                  device=dev)))
-    cupy, cdev, _ = _cupy_devices()
-    for i in cdev:
-        xp = array_namespace(cupy.zeros(1))
-
-        def make(a, i=i):
-            with cupy.cuda.Device(i):
-                return cupy.asarray(a)
-
-        out.append((f"cupy cuda:{i}", xp, cupy.cuda.Device(i), make))
-    return out
-
-
-def _why(label: str, xp: Any, device: Any, dtype: Any, chosen: str) -> str:
-    """Why ``select`` gave ``chosen`` for this backend and dtype."""
-    pref = os.environ.get("KMEANS_XP_KERNELS")
-    if pref:
-        return f"KMEANS_XP_KERNELS={pref}"
-    dname = str(getattr(dtype, "name", dtype)).split(".")[-1]
-    gpu = "cuda" in label
-    if chosen == "triton":
-        from ._kernels import _triton
-
-        spec = _triton.device_spec(device if label.startswith("torch") else
-                                   int(getattr(device, "id", 0)))
-        ran = _triton.kernel_precision(spec, "exact")
-        extra = "" if ran == "exact" else f"; precision 'exact' runs as {ran!r} here"
-        failed = [c for (s, _), c in _triton.FAILED.items() if s == spec]
-        if failed:
-            extra += f"; failed earlier in this process ({failed[0]}): the generic set serves"
-        return f"triton installed, CUDA device sm_{spec.arch}, {dname} data{extra}"
-    if chosen == "cpu":
-        return "numba installed: the fused CPU pass"
-    if gpu:
-        if not _installed("triton"):
-            return "triton not installed (pip install triton)"
-        if dname == "float64":
-            return "float64 data: the Triton kernels are for float32/float16/bfloat16"
-        return "the Triton set is not available for this data"
-    if not _installed("numba"):
-        return "numba not installed (pip install numba)"
-    return "the fused CPU set does not serve this namespace"
-
-
-def kernel_sets() -> list[tuple[str, str, str, str]]:
-    """(backend, dtype, kernel set, why) for each backend with a device and each dtype."""
-    from . import _kernels
-
-    rows = []
-    for label, xp, device, _ in _backends():
-        for dname in ("float32", "float64"):
-            dtype = getattr(xp, dname)
-            chosen = _kernels.select(xp, device, dtype).name
-            rows.append((label, dname, chosen, _why(label, xp, device, dtype, chosen)))
-    return rows
-
-
-def _sync(xp: Any, device: Any) -> None:
-    name = getattr(xp, "__name__", "")
-    if "torch" in name and getattr(device, "type", "") == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
-    elif "cupy" in name:
-        import cupy
-
-        cupy.cuda.Device(int(getattr(device, "id", 0))).synchronize()
 
 
 def _timed(fn: Any, xp: Any, device: Any, reps: int = 3) -> tuple[Any, float]:
     out = fn()  # warm up (compiles)
-    _sync(xp, device)
+    synchronize(xp, device)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         out = fn()
-        _sync(xp, device)
+        synchronize(xp, device)
         times.append(time.perf_counter() - t0)
     return out, sorted(times)[len(times) // 2] * 1e3
 
@@ -228,7 +119,7 @@ def run_checks(out: TextIO) -> list[str]:
     failures = []
     X, C0 = _problem()
     k = int(C0.shape[0])
-    for label, xp, device, make in _backends():
+    for label, xp, device, make in backend_devices():
         for dname in ("float32", "float64"):
             dtype = getattr(xp, dname)
             Xb = make(X.astype(dname))

@@ -396,3 +396,85 @@ def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) ->
 def accumulate(total: Any, part: Any) -> Any:
     """``total + part``, with ``None`` as the empty total: the running sums over chunks."""
     return part if total is None else total + part
+
+
+# -- devices (the self-check, kmeans_xp._check) -------------------------------------------
+def _torch_cuda() -> tuple[Any, list, str]:
+    """(torch or None, CUDA device indices, why there are none)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None, [], "torch not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch, [], ("no CUDA device (torch.cuda.is_available() is False; torch "
+                           f"{torch.__version__}, CUDA {torch.version.cuda or 'not built'})")
+    return torch, list(range(torch.cuda.device_count())), ""
+
+
+def _cupy_devices() -> tuple[Any, list, str]:
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is None:
+        return None, [], "cupy not installed"
+    try:
+        import cupy
+
+        return cupy, list(range(cupy.cuda.runtime.getDeviceCount())), ""
+    except Exception as exc:  # noqa: BLE001 - no driver, no device
+        return None, [], f"cupy has no device ({type(exc).__name__}: {exc})"
+
+
+def gpu_devices() -> tuple[list[dict], str]:
+    """The CUDA devices torch and CuPy see (dicts: library, index, name, major, minor and,
+    from torch, memory and sms), and why there are none."""
+    out = []
+    torch, cuda, why_torch = _torch_cuda()
+    for i in cuda:
+        p = torch.cuda.get_device_properties(i)
+        out.append({"library": "torch", "index": i, "name": p.name, "major": p.major,
+                    "minor": p.minor, "memory": p.total_memory,
+                    "sms": p.multi_processor_count})
+    cupy, cdev, why_cupy = _cupy_devices()
+    for i in cdev:
+        props = cupy.cuda.runtime.getDeviceProperties(i)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        out.append({"library": "cupy", "index": i, "name": name, "major": props["major"],
+                    "minor": props["minor"]})
+    return out, f"{why_torch}; {why_cupy}"
+
+
+def backend_devices() -> list[tuple[str, Any, Any, Any]]:
+    """(label, xp, device, host-array -> array) for every backend with a device here."""
+    out = [("numpy", array_namespace(np.zeros(1)), "cpu", np.asarray)]
+    torch, cuda, _ = _torch_cuda()
+    if torch is not None:
+        xp = array_namespace(torch.zeros(1))
+        out.append(("torch cpu", xp, torch.device("cpu"), lambda a: torch.asarray(a)))
+        for i in cuda:
+            dev = torch.device("cuda", i)
+            out.append((f"torch cuda:{i}", xp, dev,
+                        lambda a, dev=dev: torch.asarray(a, device=dev)))
+    cupy, cdev, _ = _cupy_devices()
+    for i in cdev:
+        xp = array_namespace(cupy.zeros(1))
+
+        def make(a, i=i):
+            with cupy.cuda.Device(i):
+                return cupy.asarray(a)
+
+        out.append((f"cupy cuda:{i}", xp, cupy.cuda.Device(i), make))
+    return out
+
+
+def synchronize(xp: Any, device: Any) -> None:
+    """Wait for the device's queued work (GPU timings); nothing on a CPU."""
+    if is_torch_namespace(xp) and getattr(device, "type", "") == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+    elif is_cupy_namespace(xp):
+        import cupy
+
+        cupy.cuda.Device(int(getattr(device, "id", 0))).synchronize()

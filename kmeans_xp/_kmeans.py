@@ -93,7 +93,9 @@ def _fit(X, sample_weight, init, random_state, p: _Params, owner: str,
     if is_dask_array(X):  # a Dask array: the fit runs per block on the cluster
         from . import _dask
 
-        return _dask.fit(X, sample_weight, init, random_state, p, owner)
+        centers, labels, inertia, n_iter, where = _dask.fit(X, sample_weight, init,
+                                                            random_state, p, owner)
+        return _Fit(centers, labels, inertia, n_iter, Input(*where))
     inp = check_input(X, "X", owner) if device is None else \
         check_host_input(X, "X", owner, device)
     if inp.n < p.n_clusters:

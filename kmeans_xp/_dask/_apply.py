@@ -22,10 +22,8 @@ from ._blocks import (
 
 def _block_apply(xb, C, opts, what, wb=None):
     """predict / transform / score of a fitted model on one block, by the in-memory code."""
-    from .._kmeans import KMeans
-
     xp = array_namespace(xb)
-    k, d, chunk_size, options = opts
+    k, d, cls, params = opts
     if int(xb.shape[0]) == 0:
         if what == "predict":
             return xp.zeros((0,), dtype=xp.int64, device=device_of(xb))
@@ -33,7 +31,7 @@ def _block_apply(xb, C, opts, what, wb=None):
             return xp.zeros((0, k), dtype=getattr(xp, _distance_dtype(C).name),
                             device=device_of(xb))
         return np.zeros(1)
-    km = KMeans(k, chunk_size=chunk_size, **options)  # the fitted model's kernel options
+    km = cls(**params)  # the fitted model's class and parameters (metric, precision, ...)
     km.cluster_centers_ = xp.asarray(C, device=device_of(xb))
     km.n_features_in_, km._n_features_out = d, k
     if what == "predict":
@@ -60,9 +58,9 @@ def _fitted_opts(est: Any, X: Any) -> tuple:
             f"X has {d} features, but {owner} is expecting {est.n_features_in_} "
             "features as input.")
     C = np.asarray(to_numpy(est.cluster_centers_))
-    # every option of the fitted model's passes (precision, determinism, the metric), from
-    # the one place the in-memory passes take them
-    opts = (int(C.shape[0]), d, est.chunk_size, est._kernel_options())
+    # the block runs a model of the fitted one's class and parameters: every option of its
+    # passes (precision, determinism, the metric) with it
+    opts = (int(C.shape[0]), d, type(est), est.get_params(deep=False))
     return X, C, opts
 
 

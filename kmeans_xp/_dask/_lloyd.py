@@ -353,9 +353,9 @@ def _block_contingency_pb(xb, wb, k, per):
 
 # -- entry points (called by _kmeans / _base when a Dask array arrives) ----------------------
 def fit(X: Any, sample_weight: Any, init: Any, random_state: Any, p: Any, owner: str) -> Any:
-    """``_kmeans._fit`` for a Dask array: returns a ``_kmeans._Fit``."""
-    from .._base import Input
-    from .._kmeans import _Fit
+    """``_kmeans._fit`` for a Dask array: ``(centers, labels, inertia, n_iter, where)``,
+    ``where`` the fields of the estimator's ``Input`` record (X, its namespace, device,
+    storage and compute dtypes, n, d)."""
     from .._solvers.init import check_user_centers
 
     if p.metric != "euclidean":
@@ -390,8 +390,8 @@ def fit(X: Any, sample_weight: Any, init: Any, random_state: Any, p: Any, owner:
     xpm = _meta_namespace(X)
     centers = xpm.asarray(to_data(centers, frame, storage))
     meta = xpm.empty((0,), dtype=xpm.int32)
-    inp = Input(X, xpm, "cpu", storage, compute, n, d, None)
-    return _Fit(centers, dd.labels_array(labels, meta), inertia, n_iter, inp)
+    return (centers, dd.labels_array(labels, meta), inertia, n_iter,
+            (X, xpm, "cpu", storage, compute, n, d, None))
 
 
 def kmeans_plusplus(X: Any, n_clusters: int, sample_weight: Any, random_state: Any,
@@ -401,11 +401,12 @@ def kmeans_plusplus(X: Any, n_clusters: int, sample_weight: Any, random_state: A
     Returns the centres (rows of X, in X's block namespace and dtype) and their row indices
     (a NumPy int64 array).
     """
-    from .._kmeans import _check_params
+    from types import SimpleNamespace
 
     last_fit_log.clear()
-    p = _check_params("kmeans_plusplus", {"n_clusters": n_clusters, "init": "k-means++",
-                                          "n_init": 1, "max_iter": 1, "tol": 1e-4})
+    # the options of the frame's block passes (the caller checked the parameters)
+    p = SimpleNamespace(chunk_size=None, precision="exact", deterministic=True,
+                        metric="euclidean")
     rng = check_random_state(random_state)
     X, w, _, _, storage, compute = _prepare(X, sample_weight, "kmeans_plusplus", n_clusters)
     dd = DaskBlocks(X, w)
