@@ -247,9 +247,17 @@ def check_random_state(seed: Any) -> np.random.RandomState | np.random.Generator
         return np.random.RandomState(int(seed))
     if isinstance(seed, (np.random.RandomState, np.random.Generator)):
         return seed
+    kind = type(seed)
+    name = f"{kind.__module__.split('.')[0]}.{kind.__qualname__}" \
+        if kind.__module__ != "builtins" else kind.__qualname__
+    hint = ""
+    if "Generator" in kind.__qualname__ or "RandomState" in kind.__qualname__:
+        # torch.Generator, cupy's RandomState, ...: the draws are made on the host
+        hint = (f" (a {kind.__module__.split('.')[0]} generator is not supported: k-means++ "
+                "draws from a host NumPy generator; pass an int seed)")
     raise InvalidParameterError(
         "The 'random_state' parameter must be an int, a numpy RandomState or Generator, "
-        f"or None. Got {type(seed).__name__} instead."
+        f"or None; got {name}{hint}."
     )
 
 

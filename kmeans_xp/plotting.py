@@ -65,6 +65,43 @@ def _model_of(obj: Any) -> Any:
     return None
 
 
+#: What the clustering of each metric is called, and what its inertia sums.
+_METHOD = {"euclidean": "k-means", "manhattan": "k-medians", "cosine": "spherical k-means"}
+_INERTIA = {"euclidean": "within-cluster sum of squares",
+            "manhattan": "within-cluster sum of L1 distances",
+            "cosine": "within-cluster sum of cosine distances"}
+
+
+def _metric_of(obj: Any, default: str = "euclidean") -> str:
+    """The ``metric`` of a model or of a select_k result's models (default: euclidean)."""
+    models = getattr(obj, "models", None)
+    if isinstance(models, dict) and models:
+        obj = next(iter(models.values()))
+    metric = getattr(obj, "metric", None)
+    return metric if isinstance(metric, str) and metric in _METHOD else default
+
+
+def _legend_clear_of(ax: Any, leg: Any, points: np.ndarray, radius: float) -> Any:
+    """Move the legend outside the axes (right) when it covers one of ``points`` (data
+    coordinates; ``radius`` in display pixels, the marker's half-size)."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    if getattr(fig, "get_layout_engine", None) and fig.get_layout_engine() is not None:
+        fig.canvas.draw()  # the layout engine sizes the axes first: the bbox is final
+    box = leg.get_window_extent(renderer)
+    disp = ax.transData.transform(points)
+    covered = ((disp[:, 0] + radius > box.x0) & (disp[:, 0] - radius < box.x1)
+               & (disp[:, 1] + radius > box.y0) & (disp[:, 1] - radius < box.y1))
+    if not covered.any():
+        return leg
+    if hasattr(leg, "set_loc"):
+        leg.set_loc("upper left")
+    else:  # matplotlib < 3.8
+        leg._loc = 2  # "upper left"
+    leg.set_bbox_to_anchor((1.02, 1.0), transform=ax.transAxes)
+    return leg
+
+
 def _colors(n: int) -> list:
     plt = _pyplot()
     if n <= 10:
@@ -162,9 +199,11 @@ def plot_clusters(X: Any, labels: Any = None, centers: Any = None, *, model: Any
     ax : matplotlib Axes, optional
         Where to draw (default: a new figure).
     title : str, optional
-        Default: "k-means clusters (k = ..., n = ...)".
+        Default: "k-means clusters (k = ..., n = ...)", "k-medians clusters" for a model
+        with ``metric="manhattan"``, "spherical k-means clusters" for ``metric="cosine"``.
     legend : bool, default=True
-        A legend of the clusters (with their sizes) and the centres.
+        A legend of the clusters (with their sizes) and the centres, placed where it covers
+        the fewest points, and outside the axes (right) when it would hide a centre.
     point_size, alpha : float
         Marker area and opacity of the samples.
 
@@ -246,19 +285,23 @@ def plot_clusters(X: Any, labels: Any = None, centers: Any = None, *, model: Any
     ax.set_ylabel(ylabel)
     if title is None:
         kk = len(values) if lab is not None else (0 if C is None else int(C.shape[0]))
-        title = f"k-means clusters (k = {kk}, n = {n})" + (", PCA projection" if use_pca else "")
+        method = _METHOD[_metric_of(model)]
+        title = f"{method} clusters (k = {kk}, n = {n})" + (", PCA projection" if use_pca
+                                                             else "")
     ax.set_title(title)
     if legend and k <= 20:
         leg = ax.legend(loc="best", fontsize="small", framealpha=0.85)
         if cxy is not None:  # the centres' entry in a neutral colour, not cluster 0's
             handles = getattr(leg, "legend_handles", None) or leg.legendHandles
             handles[-1].set_facecolor("white")
+            # s=300 points^2: a marker about 17 points wide, plus its edge
+            _legend_clear_of(ax, leg, cxy, radius=10.0 * ax.figure.dpi / 72.0)
     return ax
 
 
 def plot_elbow(result_or_k_values: Any, inertias: Sequence[float] | None = None, *,
                best_k: int | None = None, score: str | None = None, ax: Any = None,
-               title: str | None = None) -> Any:
+               title: str | None = None, metric: str | None = None) -> Any:
     """The elbow plot: inertia against k, with the chosen k marked.
 
     Parameters
@@ -274,6 +317,10 @@ def plot_elbow(result_or_k_values: Any, inertias: Sequence[float] | None = None,
         Also draw this score of a result on a second y axis (right).
     ax : matplotlib Axes, optional
     title : str, optional
+    metric : {'euclidean', 'manhattan', 'cosine'}, optional
+        What the inertia sums, for the y axis's label: squared Euclidean distances
+        (k-means), L1 distances (k-medians) or cosine distances (spherical k-means).
+        Default: the metric of the result's models, else 'euclidean'.
 
     Returns
     -------
@@ -314,7 +361,11 @@ def plot_elbow(result_or_k_values: Any, inertias: Sequence[float] | None = None,
         handles.append(mark)
     ax.set_xticks(ks)
     ax.set_xlabel("number of clusters k")
-    ax.set_ylabel("inertia (within-cluster sum of squares)", color="tab:blue")
+    if metric is None:
+        metric = _metric_of(result)
+    elif metric not in _INERTIA:
+        raise ValueError(f"metric must be one of {sorted(_INERTIA)}; got {metric!r}.")
+    ax.set_ylabel(f"inertia ({_INERTIA[metric]})", color="tab:blue")
     ax.set_title(title or "Elbow method: inertia against k")
     ax.grid(True, alpha=0.3)
     if score is not None:
