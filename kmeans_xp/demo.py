@@ -5,8 +5,9 @@
     python -m kmeans_xp.demo --backend array_api_strict
 
 Prints the cluster sizes, the centres, a table of clusters against species, the adjusted
-Rand index with the species, and an elbow / silhouette table for choosing k; writes a
-scatter plot of the clusters and centres to a PNG when matplotlib is installed.
+Rand index with the species, and an elbow / silhouette table for choosing k; writes a PNG
+when matplotlib is installed: the clusters and centres (petal and sepal measurements), the
+elbow curve with the silhouette score, and the silhouette diagram.
 """
 
 from __future__ import annotations
@@ -90,9 +91,32 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
 
 
+def figure(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str],
+           title: str, sweep: Any = None) -> Any:
+    """The demo's figure: the clusters on the petal and on the sepal measurements (centres
+    marked) and, given the ``select_k`` sweep, the elbow (with the silhouette score on its
+    right axis) and the silhouette diagram of the clustering.  Needs matplotlib."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_clusters, plot_elbow, plot_silhouette
+
+    rows = 1 if sweep is None else 2
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 4.5 * rows), constrained_layout=True,
+                             squeeze=False)
+    for ax, cols, legend in zip(axes[0], [(2, 3), (0, 1)], (True, False)):
+        plot_clusters(X, labels, centers, columns=cols, feature_names=names, ax=ax,
+                      title="", legend=legend)
+    if sweep is not None:
+        plot_elbow(sweep, score="silhouette", ax=axes[1, 0],
+                   title="Choosing k: the elbow and the silhouette score")
+        plot_silhouette(X, labels, ax=axes[1, 1])
+    fig.suptitle(title)
+    return fig
+
+
 def plot(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str],
-         path: str, title: str) -> str | None:
-    """Two scatters (petal and sepal measurements), coloured by cluster, centres marked."""
+         path: str, title: str, sweep: Any = None) -> str | None:
+    """Write :func:`figure` to ``path``; None when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -100,13 +124,7 @@ def plot(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from .plotting import plot_clusters
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    for ax, cols, legend in zip(axes, [(2, 3), (0, 1)], (True, False)):
-        plot_clusters(X, labels, centers, columns=cols, feature_names=names, ax=ax,
-                      title="", legend=legend)
-    fig.suptitle(title)
+    fig = figure(X, labels, centers, names, title, sweep)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -166,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.plot:
         out = plot(X, labels, centers, names, args.plot,
-                   f"k-means on iris (k={args.k}, backend {args.backend})")
+                   f"k-means on iris (k={args.k}, backend {args.backend})", sweep)
         print(f"Plot written to {out}" if out else
               "matplotlib is not installed: no plot (pip install 'kmeans_xp[plot]')")
     return 0

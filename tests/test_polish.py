@@ -122,3 +122,18 @@ def test_random_state_of_another_library_says_to_pass_an_int():
     assert "got torch.Generator" in msg and "not supported" in msg and "int seed" in msg, msg
     with pytest.raises(InvalidParameterError, match=r"; got str\.$"):
         KMeans(3, random_state="seed").fit(X)
+
+
+def test_demo_figure_has_the_elbow_and_the_silhouette_panels():
+    from kmeans_xp import demo
+
+    X, species, names = demo.load_iris()
+    km = KMeans(3, random_state=0).fit(X)
+    sweep = select_k(X, range(1, 11), random_state=0)
+    fig = demo.figure(X, km.labels_, km.cluster_centers_, names, "demo", sweep)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.startswith("Choosing k") for t in titles), titles
+    assert any(t.startswith("Silhouette diagram (k = 3") for t in titles), titles
+    elbow = next(ax for ax in fig.axes if ax.get_title().startswith("Choosing k"))
+    assert "silhouette" in elbow.right_ax.get_ylabel()
+    assert sum(len(ax.collections) >= 4 for ax in fig.axes) >= 2  # the two cluster panels
