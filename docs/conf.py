@@ -29,8 +29,15 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "examples/README.txt", "**/*.ipynb", "**/*.py.md5",
-                    "auto_examples/*.py", "auto_examples/*.zip", "auto_examples/*.json"]
+exclude_patterns = [
+    "_build",
+    "examples/README.txt",
+    "**/*.ipynb",
+    "**/*.py.md5",
+    "auto_examples/*.py",
+    "auto_examples/*.zip",
+    "auto_examples/*.json",
+]
 templates_path = ["_templates"]
 
 autosummary_generate = True

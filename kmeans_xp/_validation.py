@@ -26,7 +26,6 @@ from ._compat import (
 )
 from ._sparse import is_sparse, sparse_dense_message, sparse_to_dense
 
-
 # -- exceptions and warnings, joined to scikit-learn's without importing it ------------------
 # kmeans_xp never imports scikit-learn (importing ``sklearn.exceptions`` runs sklearn/__init__,
 # which imports scikit-learn's base, utils and SciPy: 1.0-2.4 s on the 2-core dev machine,
@@ -340,8 +339,8 @@ def _host_array(a: Any, name: str) -> np.ndarray:
             bad = _first_non_number(out)
             where = ""
             if bad is not None and out.ndim >= 1:
-                where = (f" First at {name}[{', '.join(map(str, np.unravel_index(bad[0], out.shape)))}]"
-                         f": {_describe(bad[1])}.")
+                at = ", ".join(map(str, np.unravel_index(bad[0], out.shape)))
+                where = f" First at {name}[{at}]: {_describe(bad[1])}."
             raise DataTypeError(
                 f"{name} has dtype object with values that are not numbers ({exc}).{where} "
                 "k-means needs numeric data."

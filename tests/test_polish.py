@@ -30,8 +30,11 @@ def _blobs(seed: int = 0) -> np.ndarray:
     return np.concatenate([rng.normal(c, 0.5, size=(30, 3)) for c in (1.0, 4.0, 8.0)])
 
 
-METRICS = {"euclidean": ("squares", "k-means"), "manhattan": ("L1", "k-medians"),
-           "cosine": ("cosine", "spherical k-means")}
+METRICS = {
+    "euclidean": ("squares", "k-means"),
+    "manhattan": ("L1", "k-medians"),
+    "cosine": ("cosine", "spherical k-means"),
+}
 
 
 @pytest.mark.parametrize("metric", sorted(METRICS))
@@ -84,8 +87,9 @@ def _covered_centres(ax) -> list:
     assert centres.get_label() == "centres"
     disp = ax.transData.transform(np.asarray(centres.get_offsets(), dtype=float))
     r = 8.0 * fig.dpi / 72.0  # most of the X marker (s=300: about 17 points wide)
-    return [tuple(p) for p in disp
-            if box.x0 - r < p[0] < box.x1 + r and box.y0 - r < p[1] < box.y1 + r]
+    return [
+        tuple(p) for p in disp if box.x0 - r < p[0] < box.x1 + r and box.y0 - r < p[1] < box.y1 + r
+    ]
 
 
 @pytest.mark.parametrize("seed", range(6))

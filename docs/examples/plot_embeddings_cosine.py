@@ -15,12 +15,13 @@ from kmeans_xp.plotting import plot_clusters, plot_elbow
 rng = np.random.default_rng(0)
 topics = rng.normal(size=(5, 64))
 # 1000 "embeddings": a topic direction, a random length and some noise
-emb = (topics[rng.integers(0, 5, 1000)] + 0.6 * rng.normal(size=(1000, 64)))
+emb = topics[rng.integers(0, 5, 1000)] + 0.6 * rng.normal(size=(1000, 64))
 emb *= rng.uniform(0.5, 3.0, size=(1000, 1))
 emb = emb.astype(np.float32)
 
-result = select_k(emb, range(2, 10), metric="cosine", criterion="silhouette", random_state=0,
-                  progress=False)
+result = select_k(
+    emb, range(2, 10), metric="cosine", criterion="silhouette", random_state=0, progress=False
+)
 print("best k by the silhouette:", result.best_k)
 plot_elbow(result, score="silhouette")  # the y axis: sum of cosine distances
 

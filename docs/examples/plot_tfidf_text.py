@@ -12,9 +12,15 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from kmeans_xp import KMeans
 
 docs = [
-    "the cat sat on the mat", "a cat and a kitten play", "my cat chases the kitten",
-    "the dog barks at the mailman", "a dog and a puppy run", "my dog fetches the ball",
-    "stocks fell as markets closed", "the market rallied on earnings", "investors sold stocks",
+    "the cat sat on the mat",
+    "a cat and a kitten play",
+    "my cat chases the kitten",
+    "the dog barks at the mailman",
+    "a dog and a puppy run",
+    "my dog fetches the ball",
+    "stocks fell as markets closed",
+    "the market rallied on earnings",
+    "investors sold stocks",
     "bonds and stocks in the market",
 ]
 vec = TfidfVectorizer(stop_words="english")

@@ -14,8 +14,9 @@ from kmeans_xp.plotting import plot_clusters
 device = "cuda" if torch.cuda.is_available() else "cpu"
 g = torch.Generator().manual_seed(0)
 centres = torch.randn(4, 8, generator=g) * 5
-X = (centres[torch.randint(0, 4, (2000,), generator=g)]
-     + torch.randn(2000, 8, generator=g)).to(device)
+X = (centres[torch.randint(0, 4, (2000,), generator=g)] + torch.randn(2000, 8, generator=g)).to(
+    device
+)
 
 km = KMeans(n_clusters=4, random_state=0).fit(X)
 print(type(km.cluster_centers_).__name__, km.cluster_centers_.device, km.cluster_centers_.dtype)
