@@ -141,3 +141,40 @@ def test_demo_figure_has_the_elbow_and_the_silhouette_panels():
     elbow = next(ax for ax in fig.axes if ax.get_title().startswith("Choosing k"))
     assert "silhouette" in elbow.right_ax.get_ylabel()
     assert sum(len(ax.collections) >= 4 for ax in fig.axes) >= 2  # the two cluster panels
+
+
+def test_without_scipy_the_fused_pass_steps_aside():
+    """numba compiles np.dot to SciPy's BLAS: with numba but no SciPy (an environment the
+    default install does not make, but a user's can be), the NumPy set runs instead of a
+    compile error (the wheel's demo failed so before SciPy joined numba's dependencies)."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent("""
+        import sys
+        class _Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name == "scipy" or name.startswith("scipy."):
+                    raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+        sys.meta_path.insert(0, _Blocker())
+        import numpy as np
+        from kmeans_xp import KMeans
+        from kmeans_xp._kernels import _cpu
+        assert not _cpu.available()
+        X = np.random.default_rng(0).normal(size=(300, 4))
+        km = KMeans(3, random_state=0).fit(X)
+        print("ok", km.n_iter_)
+    """)
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith("ok")
