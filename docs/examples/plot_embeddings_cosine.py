@@ -28,4 +28,6 @@ plot_elbow(result, score="silhouette")  # the y axis: sum of cosine distances
 # %%
 km = KMeans(n_clusters=result.best_k, metric="cosine", random_state=0).fit(emb)
 print("centres have unit length:", np.allclose(np.linalg.norm(km.cluster_centers_, axis=1), 1))
-plot_clusters(emb, model=km)  # titled "spherical k-means clusters"
+# the rows scaled to unit length, as the model sees them (the centres have unit length)
+unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+plot_clusters(unit, model=km)  # titled "spherical k-means clusters"
