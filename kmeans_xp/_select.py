@@ -33,18 +33,18 @@ import numbers
 import sys
 import time
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from . import metrics as _metrics
-from ._compat import default_chunk_budget, to_numpy
+from ._compat import default_chunk_budget
 from ._data import ChunkedData, chunk_rows
 from ._kernels import select
 from ._kmeans import KMeans
 from ._solvers.init import kmeans_plusplus_working
+from ._compat import to_numpy
 from ._validation import (
     InvalidParameterError,
     as_array,
@@ -69,9 +69,9 @@ def knee_point(x: Iterable[float], y: Iterable[float]) -> tuple[Any, np.ndarray]
     normalise ``x`` and ``y`` to [0, 1] (``(v - min) / (max - min)``), take the difference
     between the chord from the first point (0, 1) to the last (1, 0) and the normalised
     curve, ``(1 - x_n) - y_n``, and return the ``x`` where it is largest (the first such
-    ``x`` on a tie; sensitivity 0: no threshold beyond 1e-9 for rounding).  A positive
-    difference means the curve lies below the chord: the inertia dropped faster than
-    linearly before the knee and slower after it.
+    ``x`` on a tie; sensitivity 0: no threshold beyond 1e-9 for rounding).  A positive difference means the curve
+    lies below the chord: the inertia dropped faster than linearly before the knee and
+    slower after it.
 
     Parameters
     ----------
@@ -209,7 +209,7 @@ def _check_k_range(k_range: Any, n: int, criterion: str) -> list[int]:
     except TypeError:
         ks = None
     if not ks or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool)
-                         and int(k) >= 1 for k in ks):
+                         and k >= 1 for k in ks):
         raise InvalidParameterError(
             "The 'k_range' parameter of select_k must be a non-empty iterable of ints >= 1 "
             f"(e.g. range(2, 11)). Got {k_range!r} instead.")

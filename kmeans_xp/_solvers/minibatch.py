@@ -39,8 +39,7 @@ from .._sparse import is_sparse_data
 
 
 def uniform_draws(rng: Any, size: int) -> np.ndarray:
-    """``size`` uniforms in [0, 1), as ``choice(..., p=...)`` draws them (RandomState or
-    Generator)."""
+    """``size`` uniforms in [0, 1), as ``choice(..., p=...)`` draws them (RandomState or Generator)."""
     if isinstance(rng, np.random.RandomState):
         return rng.random_sample(size)
     return rng.random(size)
