@@ -25,7 +25,8 @@ result = select_k(X, range(1, 11), random_state=2021)
 plot_elbow(result, score="silhouette").figure.savefig(OUT / "iris_elbow.png", dpi=100)
 km = KMeans(n_clusters=result.best_k, random_state=2021).fit(X)
 plot_clusters(X, model=km, columns=("petal_length_cm", "petal_width_cm")).figure.savefig(
-    OUT / "iris_clusters.png", dpi=100)
+    OUT / "iris_clusters.png", dpi=100
+)
 plot_clusters(X, model=km).figure.savefig(OUT / "iris_clusters_pca.png", dpi=100)
 plot_silhouette(X, km).figure.savefig(OUT / "iris_silhouette.png", dpi=100)
 print(f"best k = {result.best_k}; figures in {OUT}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import array_api_compat
+import numpy as np
 from array_api_compat import (
     array_namespace,
     is_array_api_obj,
@@ -321,8 +321,8 @@ def namespace_for_device(device: Any) -> tuple[Any, Any]:
     if isinstance(device, str) or mod.startswith("torch"):
         if "torch" not in sys.modules and not isinstance(device, str):  # pragma: no cover
             raise TypeError(f"unknown device {device!r}")
-        import torch
         import array_api_compat.torch as xp
+        import torch
 
         return xp, torch.device(device)
     if mod.startswith("cupy"):

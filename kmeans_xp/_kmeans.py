@@ -214,7 +214,10 @@ class KMeans(BaseKMeans):
     cluster_centers_ : array (n_clusters, n_features), in X's namespace, device and dtype
     labels_ : integer array (n_samples,), in X's namespace and device
     inertia_ : float
-        Sum of squared distances of samples to their closest centre, weighted.
+        The weighted sum of the distances of the samples to their closest centre, in the
+        metric's sense: squared Euclidean distances for 'euclidean' (the within-cluster sum
+        of squares), L1 distances for 'manhattan' (k-medians), cosine distances ``1 - cos``
+        for 'cosine' (spherical k-means).
     n_iter_ : int
         Iterations of the best run.
     n_features_in_ : int
@@ -318,6 +321,8 @@ def k_means(X: Any, n_clusters: int, *, sample_weight: Any = None, init: Any = "
     centroid : array (n_clusters, n_features)
     label : integer array (n_samples,)
     inertia : float
+        As :attr:`KMeans.inertia_`: the weighted sum of squared Euclidean, L1 or cosine
+        distances to the closest centre, per ``metric``.
     best_n_iter : int, only if ``return_n_iter``
     """
     validate_params(  # before the estimator checks them again: messages name k_means

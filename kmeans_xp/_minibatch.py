@@ -90,9 +90,12 @@ class MiniBatchKMeans(BaseKMeans):
 
     Attributes
     ----------
-    cluster_centers_, labels_, inertia_, n_iter_, n_steps_, n_features_in_,
+    cluster_centers_, labels_, n_iter_, n_steps_, n_features_in_,
     feature_names_in_ : as in scikit-learn, in X's namespace, device and dtype
-        (``inertia_`` and the counts are Python / device scalars as documented there).
+        (the counts are Python / device scalars as documented there).
+    inertia_ : float
+        The weighted sum of squared Euclidean distances of the samples to their closest
+        centre (the within-cluster sum of squares; MiniBatchKMeans is Euclidean only).
 
     Notes
     -----

@@ -122,7 +122,9 @@ class SelectKResult:
     ----------
     k_values : list of int
     inertia : list of float
-        Within-cluster sum of squares (weighted by ``sample_weight``) of each fit.
+        The ``inertia_`` of each fit (weighted by ``sample_weight``): the within-cluster
+        sum of squares for ``metric='euclidean'``, of L1 distances for 'manhattan', of
+        cosine distances for 'cosine'.
     silhouette, calinski_harabasz, davies_bouldin : list of float
         The scores of each clustering (NaN where undefined: fewer than 2 clusters, or
         ``k >= n_samples``).  Unweighted, as scikit-learn's.

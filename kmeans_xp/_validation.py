@@ -76,7 +76,16 @@ def _shown(value: Any) -> str:
     if value is None or isinstance(value, (str, numbers.Number, np.bool_)):
         text = repr(value)
         return text if len(text) <= 80 else text[:77] + "..."
-    return type(value).__name__
+    kind = type(value)
+    library = kind.__module__.split(".")[0]
+    if library in ("builtins", "numpy"):
+        return kind.__name__
+    name = f"{library}.{kind.__qualname__}"
+    if "Generator" in kind.__qualname__ or "RandomState" in kind.__qualname__:
+        # torch.Generator, cupy's RandomState, ...: the draws are made on the host
+        name += (f" (a {library} generator is not supported: k-means++ draws from a host "
+                 "NumPy generator; pass an int seed)")
+    return name
 
 
 class Rule:
@@ -360,8 +369,8 @@ def _host_array(a: Any, name: str) -> np.ndarray:
             bad = _first_non_number(out)
             where = ""
             if bad is not None and out.ndim >= 1:
-                where = (f" First at {name}[{', '.join(map(str, np.unravel_index(bad[0], out.shape)))}]"
-                         f": {_describe(bad[1])}.")
+                at = ", ".join(map(str, np.unravel_index(bad[0], out.shape)))
+                where = f" First at {name}[{at}]: {_describe(bad[1])}."
             raise DataTypeError(
                 f"{name} has dtype object with values that are not numbers ({exc}).{where} "
                 "k-means needs numeric data."

@@ -5,8 +5,9 @@
     python -m kmeans_xp.demo --backend array_api_strict
 
 Prints the cluster sizes, the centres, a table of clusters against species, the adjusted
-Rand index with the species, and an elbow / silhouette table for choosing k; writes a
-scatter plot of the clusters and centres to a PNG when matplotlib is installed.
+Rand index with the species, and an elbow / silhouette table for choosing k; writes a PNG
+when matplotlib is installed: the clusters and centres (petal and sepal measurements), the
+elbow curve with the silhouette score, and the silhouette diagram.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import csv
 import sys
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def load_iris(as_frame: bool = False) -> Any:
     return X, species, header[:4]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """One line on stderr and exit status 2 (a usage error), no traceback."""
     print(f"python -m kmeans_xp.demo: error: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -72,9 +73,51 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
 
 
-def plot(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str],
-         path: str, title: str) -> str | None:
-    """Two scatters (petal and sepal measurements), coloured by cluster, centres marked."""
+def figure(
+    X: np.ndarray,
+    labels: np.ndarray,
+    centers: np.ndarray,
+    names: list[str],
+    title: str,
+    sweep: Any = None,
+) -> Any:
+    """The demo's figure: the clusters on the petal and on the sepal measurements (centres
+    marked) and, given the ``select_k`` sweep, the elbow (with the silhouette score on its
+    right axis) and the silhouette diagram of the clustering.  Needs matplotlib."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_clusters, plot_elbow, plot_silhouette
+
+    rows = 1 if sweep is None else 2
+    fig, axes = plt.subplots(
+        rows, 2, figsize=(11, 4.5 * rows), constrained_layout=True, squeeze=False
+    )
+    for ax, cols, legend in zip(axes[0], [(2, 3), (0, 1)], (True, False)):
+        plot_clusters(
+            X, labels, centers, columns=cols, feature_names=names, ax=ax, title="", legend=legend
+        )
+    if sweep is not None:
+        plot_elbow(
+            sweep,
+            score="silhouette",
+            ax=axes[1, 0],
+            title="Choosing k: the elbow and the silhouette score",
+        )
+        plot_silhouette(X, labels, ax=axes[1, 1])
+    fig.suptitle(title)
+    return fig
+
+
+def plot(
+    X: np.ndarray,
+    labels: np.ndarray,
+    centers: np.ndarray,
+    names: list[str],
+    path: str,
+    title: str,
+    sweep: Any = None,
+) -> str | None:
+    """Write :func:`figure` to ``path``; None when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -82,20 +125,14 @@ def plot(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from .plotting import plot_clusters
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    for ax, cols, legend in zip(axes, [(2, 3), (0, 1)], (True, False)):
-        plot_clusters(X, labels, centers, columns=cols, feature_names=names, ax=ax,
-                      title="", legend=legend)
-    fig.suptitle(title)
+    fig = figure(X, labels, centers, names, title, sweep)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints the usage too)
         _fail(f"{message} (see --help)")
 
 
@@ -119,10 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     km = KMeans(n_clusters=args.k, random_state=args.seed).fit(Xb)
     labels = to_numpy(km.labels_)
     centers = to_numpy(km.cluster_centers_)
-    print(f"kmeans_xp on the iris data set ({X.shape[0]} flowers, {X.shape[1]} features), "
-          f"backend {args.backend}: {type(km.cluster_centers_).__module__}."
-          f"{type(km.cluster_centers_).__name__} on {getattr(km.cluster_centers_, 'device', 'cpu')}, "
-          f"dtype {km.cluster_centers_.dtype}")
+    print(
+        f"kmeans_xp on the iris data set ({X.shape[0]} flowers, {X.shape[1]} features), "
+        f"backend {args.backend}: {type(km.cluster_centers_).__module__}."
+        f"{type(km.cluster_centers_).__name__} on "
+        f"{getattr(km.cluster_centers_, 'device', 'cpu')}, "
+        f"dtype {km.cluster_centers_.dtype}"
+    )
     print(f"k = {args.k}, converged in {km.n_iter_} iterations, inertia {km.inertia_:.4f}\n")
 
     sizes = np.bincount(labels, minlength=args.k)
@@ -133,12 +173,16 @@ def main(argv: list[str] | None = None) -> int:
 
     kinds = sorted(set(species))
     rows = [["cluster"] + kinds]
-    rows += [[str(c)] + [str(int(((labels == c) & (species == s)).sum())) for s in kinds]
-             for c in range(args.k)]
+    rows += [
+        [str(c)] + [str(int(((labels == c) & (species == s)).sum())) for s in kinds]
+        for c in range(args.k)
+    ]
     print("Clusters against species:")
     print(_table(rows), "\n")
-    print(f"Adjusted Rand index with the species: {adjusted_rand_score(species, km.labels_):.4f}"
-          " (1 = the species exactly, 0 = chance)\n")
+    print(
+        f"Adjusted Rand index with the species: {adjusted_rand_score(species, km.labels_):.4f}"
+        " (1 = the species exactly, 0 = chance)\n"
+    )
 
     sweep = select_k(Xb, range(1, 11), random_state=args.seed)
     rows = [["k", "inertia", "silhouette"]]
@@ -146,14 +190,26 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([str(k), f"{inertia:.2f}", f"{sil:.4f}"])
     print("Choosing k: the elbow (inertia) and the silhouette score")
     print(_table(rows))
-    print(f"The elbow (Kneedle) is at k = {sweep.best_k}; the silhouette is highest at k = "
-          f"{sweep.k_values[int(np.nanargmax(sweep.silhouette))]}.\n")
+    print(
+        f"The elbow (Kneedle) is at k = {sweep.best_k}; the silhouette is highest at k = "
+        f"{sweep.k_values[int(np.nanargmax(sweep.silhouette))]}.\n"
+    )
 
     if args.plot:
-        out = plot(X, labels, centers, names, args.plot,
-                   f"k-means on iris (k={args.k}, backend {args.backend})")
-        print(f"Plot written to {out}" if out else
-              "matplotlib is not installed: no plot (pip install 'kmeans_xp[plot]')")
+        out = plot(
+            X,
+            labels,
+            centers,
+            names,
+            args.plot,
+            f"k-means on iris (k={args.k}, backend {args.backend})",
+            sweep,
+        )
+        print(
+            f"Plot written to {out}"
+            if out
+            else "matplotlib is not installed: no plot (pip install 'kmeans_xp[plot]')"
+        )
     return 0
 
 

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -131,8 +134,35 @@ def dtype_name(request) -> str:
     return request.param
 
 
+_NO_GPU = re.compile(r"cuda|cupy|gpu|\bmps\b|\bxpu\b|dpnp", re.I)
+
+
+def skip_reasons(reports: list) -> Counter:
+    """How many skipped tests each reason covers (the reason without pytest's prefix)."""
+    reasons: Counter = Counter()
+    for rep in reports:
+        longrepr = getattr(rep, "longrepr", None)
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            reason = str(longrepr[2])
+        else:
+            reason = str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    return reasons
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Say which backends ran, so a CI log shows it at a glance."""
+    """Say which backends ran, and why tests skipped: one line per reason with its count
+    (pytest's ``-rs`` gives one line per reason *and place*, some 240 lines here), and once
+    how many skipped only because this machine has no GPU."""
+    reasons = skip_reasons(terminalreporter.stats.get("skipped", []))
+    if reasons:
+        no_gpu = sum(n for r, n in reasons.items() if _NO_GPU.search(r))
+        terminalreporter.section(f"skipped: {sum(reasons.values())} tests, "
+                                 f"{len(reasons)} reasons", sep="-")
+        for reason, n in sorted(reasons.items(), key=lambda rn: (-rn[1], rn[0])):
+            terminalreporter.write_line(f"{n:5d}  {reason}")
+        terminalreporter.write_line(f"kmeans_xp: {no_gpu} tests skipped because there is no "
+                                    "GPU (CUDA, CuPy, MPS, XPU, dpnp) on this machine")
     ran = [n for n in SELECTED if n in _CACHE and not isinstance(_CACHE[n], str)]
     missing = {n: _CACHE[n] for n in SELECTED if isinstance(_CACHE.get(n), str)}
     terminalreporter.write_line(f"kmeans_xp backends run: {', '.join(ran) or 'none'}")

@@ -396,7 +396,8 @@ def test_float64_free_device_works():
         km = KMeans(4, random_state=0).fit(X, sample_weight=w)
     assert km.cluster_centers_.device == dev and km.cluster_centers_.dtype == xs.float32
     ref = KMeans(4, random_state=0).fit(_blobs(dtype="float32"),
-                                         sample_weight=np.linspace(0.5, 1.5, 600).astype(np.float32))
+                                         sample_weight=np.linspace(0.5, 1.5, 600)
+                                         .astype(np.float32))
     from kmeans_xp._compat import to_numpy
 
     np.testing.assert_array_equal(to_numpy(km.labels_), ref.labels_)

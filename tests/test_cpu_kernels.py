@@ -462,7 +462,7 @@ def test_concurrent_calls_from_python_threads(impl):
     with ThreadPoolExecutor(4) as pool:
         outs = list(pool.map(lambda _: _cpu.lloyd_pass(X, C, w, None, 1.0),
                              range(8)))
-    for labels, sums, counts, _ in outs:
+    for labels, sums, _counts, _ in outs:
         np.testing.assert_array_equal(labels, expect[0])
         assert sums.tobytes() == expect[1].tobytes()
 

@@ -7,8 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from kmeans_xp import KMeans
-from kmeans_xp import _base
+from kmeans_xp import KMeans, _base
 from tests._memory import peak_traced
 
 
@@ -211,7 +210,8 @@ def test_numpy_peak_memory_is_bounded_by_the_chunk_not_by_X():
     for n in (10_000, 40_000):
         X = np.random.default_rng(0).normal(size=(n, d))
         init = X[:k].copy()
-        peaks[n] = peak_traced(lambda: KMeans(k, init=init, max_iter=3, chunk_size=chunk).fit(X))
+        peaks[n] = peak_traced(lambda X=X, init=init: KMeans(k, init=init, max_iter=3,
+                                                             chunk_size=chunk).fit(X))
     per_sample = (peaks[40_000] - peaks[10_000]) / 30_000
     assert per_sample <= 64, per_sample  # O(n) int/float vectors only; X is 1600 B/sample
     chunk_bytes = 8 * chunk * max(k, d)

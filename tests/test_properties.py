@@ -133,7 +133,8 @@ def test_permuting_rows_permutes_labels(backend, problem, seed):
     assume(_margin(X, C) > 1e-9 * (1 + np.abs(X).max()) ** 2)
     perm = np.random.default_rng(seed).permutation(X.shape[0])
     out = _fit(backend, X[perm], k, None if w is None else w[perm], init=backend.asarray(init))
-    np.testing.assert_array_equal(backend.to_numpy(out.labels_), backend.to_numpy(ref.labels_)[perm])
+    np.testing.assert_array_equal(backend.to_numpy(out.labels_),
+                                  backend.to_numpy(ref.labels_)[perm])
     np.testing.assert_allclose(backend.to_numpy(out.cluster_centers_), C, rtol=1e-9, atol=1e-9)
     assert out.n_iter_ == ref.n_iter_
 

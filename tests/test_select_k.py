@@ -55,7 +55,7 @@ def test_shared_seeds_with_chunks_and_weights(backend):
     res = select_k(Xb, [2, 3, 4, 5, 8, 9], random_state=11, sample_weight=wb, chunk_size=25,
                    max_iter=50)
     assert res.shared_seeding == [3, 4, 5, 8, 9]  # k=2 has its own number of trials
-    for k, m in res.models.items():
+    for m in res.models.values():
         assert m.chunk_size == 25 and m.max_iter == 50
         assert_same_fit(m, KMeans(**m.get_params()).fit(Xb, sample_weight=wb), backend)
 

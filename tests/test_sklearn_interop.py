@@ -35,7 +35,6 @@ from sklearn.utils._param_validation import (  # noqa: E402
 )
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-import kmeans_xp  # noqa: E402
 from kmeans_xp import ConvergenceWarning, InvalidParameterError, KMeans, NotFittedError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,9 +1,9 @@
 """Sparse X (scipy.sparse, torch sparse tensors, cupyx where present).
 
 References: scikit-learn's KMeans / MiniBatchKMeans / kmeans_plusplus on the same scipy CSR
-data (its own sparse code path), NumPy float64 computations on the densified data, and the pure-standard
-reference kernel set on the densified data.  Containers run as the backend selection
-allows: scipy ones with ``numpy``, torch ones with ``torch`` (``torch_cuda`` for CUDA),
+data (its own sparse code path), NumPy float64 computations on the densified data, and the
+pure-standard reference kernel set on the densified data.  Containers run as the backend
+selection allows: scipy ones with ``numpy``, torch ones with ``torch`` (``torch_cuda`` for CUDA),
 cupyx with ``cupy``; array_api_strict has no sparse arrays, so no container runs on it.
 """
 

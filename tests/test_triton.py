@@ -3,8 +3,9 @@
 Runs without a GPU: when torch has no CUDA device, ``TRITON_INTERPRET=1`` is set before
 triton is imported and the kernels run on CPU tensors in Triton's interpreter (slowly: the
 sizes here are a few hundred rows).  There the kernels emulate the tensor-core formats
-(TF32 by truncation, tf32x3, bf16), so the tests see the rounding errors of the GPU paths.  Tests marked ``cuda`` need a CUDA device and are skipped
-otherwise.  The whole module is skipped only when triton (or torch) is not installed.
+(TF32 by truncation, tf32x3, bf16), so the tests see the rounding errors of the GPU paths.
+Tests marked ``cuda`` need a CUDA device and are skipped otherwise.  The whole module is
+skipped only when triton (or torch) is not installed.
 """
 
 from __future__ import annotations
@@ -399,8 +400,7 @@ def test_cuda_cupy_arrays_round_trip():
 def test_kmeans_fit_through_the_triton_set_equals_the_torch_set(monkeypatch, precision):
     """KMeans with the Triton set (forced onto CPU tensors under the interpreter, or on CUDA)
     gives the generic torch set's clustering, and bit-identical reruns."""
-    from kmeans_xp import KMeans
-    from kmeans_xp import _base, _kernels
+    from kmeans_xp import KMeans, _base, _kernels
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(5, 6)) * 5

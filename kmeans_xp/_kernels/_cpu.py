@@ -66,7 +66,8 @@ _CALL_LOCK = threading.Lock()
 # plumbing
 # ----------------------------------------------------------------------------------------
 def available() -> bool:
-    """Whether the compiled kernels can run (numba importable).
+    """Whether the compiled kernels can run (numba and SciPy importable: numba compiles
+    ``np.dot`` to the BLAS of ``scipy.linalg.cython_blas``, and fails without it).
 
     Importing numba is left to the first call of a kernel; this only looks it up.
     """
@@ -77,7 +78,7 @@ def available() -> bool:
     import importlib.util
 
     try:
-        return importlib.util.find_spec("numba") is not None
+        return all(importlib.util.find_spec(m) is not None for m in ("numba", "scipy"))
     except (ImportError, ValueError):
         return False
 

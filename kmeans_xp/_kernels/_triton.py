@@ -200,7 +200,8 @@ def _frame(X: Any, shift: Any, inv_scale: Any) -> tuple[Any, float]:
     try:
         inv = float(inv_scale)
     except (TypeError, ValueError):
-        raise TypeError(f"inv_scale must be a Python float, got {type(inv_scale).__name__}.")
+        raise TypeError(
+            f"inv_scale must be a Python float, got {type(inv_scale).__name__}.") from None
     if not (inv > 0 and math.isfinite(inv)):
         raise ValueError(f"inv_scale must be a positive finite float, got {inv_scale!r}.")
     if shift is None:
