@@ -9,10 +9,10 @@ imports matplotlib only when one of its functions runs).
 from . import metrics, plotting
 from ._batched import BatchedKMeans, batched_k_means, problem_seeds
 from ._check import show_config
+from ._exceptions import ConvergenceWarning, InvalidParameterError, NotFittedError
 from ._kmeans import KMeans, k_means, kmeans_plusplus
 from ._minibatch import MiniBatchKMeans
 from ._select import SelectKResult, knee_point, select_k
-from ._exceptions import ConvergenceWarning, InvalidParameterError, NotFittedError
 
 __all__ = [
     "BatchedKMeans",

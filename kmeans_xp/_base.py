@@ -23,11 +23,11 @@ from ._compat import (
     is_dask_array,
 )
 from ._data import ChunkedData
-from ._metric import get_metric
+from ._exceptions import NotFittedError
 from ._kernels import select
+from ._metric import get_metric
 from ._sparse import is_sparse
 from ._validation import (
-    NotFittedError,
     as_array,
     check_2d,
     check_dtype,

@@ -14,17 +14,17 @@ import numpy as np
 
 from ._base import BaseKMeans
 from ._compat import array_namespace, device_of, to_numpy
-from ._kernels import select
 from ._frame import Frame, power_of_two_scales
+from ._kernels import select
 from ._random import integers
-from ._solvers.lloyd import best_of
 from ._solvers.batched import (
     BatchedData,
-    batched_sq_distances,
     batched_kmeans_plusplus,
     batched_labels_inertia,
     batched_random,
+    batched_sq_distances,
 )
+from ._solvers.lloyd import best_of
 from ._validation import (
     BATCHED_PARAMETERS,
     InvalidParameterError,

@@ -85,6 +85,50 @@ def devices() -> list[str]:
     return lines
 
 
+def _why(label: str, xp: Any, device: Any, dtype: Any, chosen: str) -> str:
+    """Why ``select`` gave ``chosen`` for this backend and dtype."""
+    pref = os.environ.get("KMEANS_XP_KERNELS")
+    if pref:
+        return f"KMEANS_XP_KERNELS={pref}"
+    dname = str(getattr(dtype, "name", dtype)).split(".")[-1]
+    gpu = "cuda" in label
+    if chosen == "triton":
+        from ._kernels import _triton
+
+        spec = _triton.device_spec(device if label.startswith("torch") else
+                                   int(getattr(device, "id", 0)))
+        ran = _triton.kernel_precision(spec, "exact")
+        extra = "" if ran == "exact" else f"; precision 'exact' runs as {ran!r} here"
+        failed = [c for (s, _), c in _triton.FAILED.items() if s == spec]
+        if failed:
+            extra += f"; failed earlier in this process ({failed[0]}): the generic set serves"
+        return f"triton installed, CUDA device sm_{spec.arch}, {dname} data{extra}"
+    if chosen == "cpu":
+        return "numba installed: the fused CPU pass"
+    if gpu:
+        if not _installed("triton"):
+            return "triton not installed (pip install triton)"
+        if dname == "float64":
+            return "float64 data: the Triton kernels are for float32/float16/bfloat16"
+        return "the Triton set is not available for this data"
+    if not _installed("numba"):
+        return "numba not installed (pip install numba)"
+    return "the fused CPU set does not serve this namespace"
+
+
+def kernel_sets() -> list[tuple[str, str, str, str]]:
+    """(backend, dtype, kernel set, why) for each backend with a device and each dtype."""
+    from . import _kernels
+
+    rows = []
+    for label, xp, device, _ in backend_devices():
+        for dname in ("float32", "float64"):
+            dtype = getattr(xp, dname)
+            chosen = _kernels.select(xp, device, dtype).name
+            rows.append((label, dname, chosen, _why(label, xp, device, dtype, chosen)))
+    return rows
+
+
 def _timed(fn: Any, xp: Any, device: Any, reps: int = 3) -> tuple[Any, float]:
     out = fn()  # warm up (compiles)
     synchronize(xp, device)

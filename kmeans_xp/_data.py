@@ -9,23 +9,22 @@ from the origin.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator
 
 import numpy as np
 
-from ._frame import LOG2_RANGE, Frame, build_frame, power_of_two_scale
-from ._metric import Metric, get_metric
 from ._compat import (
-    accumulate,
-    chunk_rows,
     HostToDevice,
+    accumulate,
     available_memory,
+    chunk_rows,
     default_chunk_budget,
     device_of,
     is_float64_supported,
     to_numpy,
 )
+from ._frame import LOG2_RANGE, Frame, build_frame, power_of_two_scale
+from ._metric import Metric, get_metric
 
 #: rows of centres per block of :func:`squared_shift` (times d: elements of its temporary)
 SHIFT_BLOCK_ELEMENTS = 1 << 20

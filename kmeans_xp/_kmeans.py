@@ -11,20 +11,18 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from ._base import BaseKMeans, Input, check_host_input, check_input, make_data
 from ._compat import is_dask_array, is_out_of_memory, to_numpy
 from ._data import ChunkedData
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
 from ._solvers.lloyd import best_of
+from ._exceptions import ConvergenceWarning, sklearn_compatible
 from ._validation import (
-    ConvergenceWarning,
     check_random_state,
     check_sample_weight,
     init_kind,
     resolve_n_init,
-    sklearn_compatible,
     validate_params,
 )
 

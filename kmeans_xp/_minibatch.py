@@ -15,8 +15,8 @@ import numpy as np
 from ._base import BaseKMeans, check_input, make_data
 from ._compat import array_namespace, device_of, to_numpy
 from ._data import ChunkedData
-from ._random import integers
 from ._kmeans import _check_params, _Params
+from ._random import integers
 from ._solvers.init import check_user_centers, initial_centers
 from ._solvers.minibatch import (
     BatchSampler,

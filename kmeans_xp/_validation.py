@@ -29,12 +29,9 @@ from ._compat import (
     to_numpy,
 )
 from ._exceptions import (  # re-exported: the modules that import them from here keep working
-    ConvergenceWarning,
     DataNamespaceError,
     DataTypeError,
     InvalidParameterError,
-    NotFittedError,
-    sklearn_compatible,
 )
 from ._metric import METRICS as _METRIC_OBJECTS  # a leaf: the registered metric objects
 
@@ -118,7 +115,7 @@ class Rule:
             raise parameter_error(name, owner, self.expected, value)
         return value if self.normalise is None else self.normalise(value)
 
-    def or_none(self) -> "Rule":
+    def or_none(self) -> Rule:
         """This rule, and ``None`` too."""
         return Rule(f"{self.expected} or None", lambda v: v is None or self.accepts(v),
                     lambda v: v if v is None or self.normalise is None else self.normalise(v))

@@ -36,8 +36,8 @@ from ._compat import (
     to_numpy,
 )
 from ._data import ChunkedData, accumulate
-from ._metric import get_metric
 from ._kernels._reference import onehot
+from ._metric import get_metric
 from ._sparse import is_sparse
 from ._validation import (
     InvalidParameterError,

@@ -67,8 +67,9 @@ def _signature(kernel, args: dict, meta: dict):
 
 def jobs(archs: list, variant: str) -> list:
     """The distinct launches to compile: (arch, kernel name, meta, args, estimate)."""
-    from kmeans_xp._kernels import _triton as T
     import torch
+
+    from kmeans_xp._kernels import _triton as T
 
     shapes = SHAPES + (MORE_SHAPES if variant == "full" else [])
     precs = PRECISIONS + (MORE_PRECISIONS if variant == "full" else [])
@@ -107,12 +108,12 @@ def _compile(job: dict) -> dict:
     import io
     import re
 
+    import torch
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from kmeans_xp._kernels import _triton as T
-    import torch
 
     kernel = getattr(T, job["kernel"])
     n, d, k = job["shape"]

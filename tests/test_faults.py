@@ -32,8 +32,7 @@ import time
 import numpy as np
 import pytest
 
-from kmeans_xp import KMeans, MiniBatchKMeans
-from kmeans_xp import _base
+from kmeans_xp import KMeans, MiniBatchKMeans, _base
 from kmeans_xp._compat import to_numpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

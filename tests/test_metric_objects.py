@@ -10,7 +10,8 @@ from kmeans_xp._metric import METRICS, get_metric
 
 
 def test_registry_is_what_the_estimator_accepts():
-    from kmeans_xp._validation import METRICS as ACCEPTED, PARAMETERS
+    from kmeans_xp._validation import METRICS as ACCEPTED
+    from kmeans_xp._validation import PARAMETERS
 
     assert set(ACCEPTED) == set(METRICS) == {"euclidean", "cosine", "manhattan"}
     assert all(PARAMETERS["metric"].accepts(name) for name in METRICS)  # the parameter table

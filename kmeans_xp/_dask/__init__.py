@@ -28,11 +28,11 @@ from ._blocks import (
     make_frame,
 )
 from ._lloyd import (
+    DaskSource,
     _first_index,
     fit,
     kmeans_parallel,
     kmeans_plusplus,
-    DaskSource,
     relocate_empty,
 )
 from ._minibatch import minibatch_fit, partial_fit

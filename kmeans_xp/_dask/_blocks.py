@@ -32,8 +32,8 @@ from .._compat import (
 from .._data import ChunkedData
 from .._frame import LOG2_RANGE, build_frame
 from .._frame import Frame as WorkingFrame
-from .._metric import get_metric
 from .._kernels import select
+from .._metric import get_metric
 from .._validation import _is_real, check_2d, check_dtype
 
 #: Children per reduce task: the reduction tree has ``ceil(log_FANIN(blocks))`` levels.

@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from .._solvers.lloyd import best_of
-
+from .._compat import array_namespace, device_of, is_float64_supported, to_numpy
+from .._exceptions import ConvergenceWarning
 from .._frame import Frame as WorkingFrame
 from .._random import integers, uniform01
-
-from .._compat import array_namespace, device_of, is_float64_supported, to_numpy
-from .._validation import ConvergenceWarning, check_random_state
+from .._solvers.lloyd import best_of
+from .._validation import check_random_state
 from ._blocks import (
     _NP,
     DaskBlocks,

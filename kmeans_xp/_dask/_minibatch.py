@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from .._compat import device_of, to_numpy
 from .._frame import Frame as WorkingFrame
 from .._random import integers
-
-from .._compat import device_of, to_numpy
 from .._validation import check_dtype, check_random_state, check_same_namespace
 from ._blocks import (
     _NP,

@@ -9,12 +9,9 @@ that block; every other namespace runs the standard code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._compat import is_torch_namespace
-from typing import TYPE_CHECKING
-
-from .._compat import accumulate
+from .._compat import accumulate, is_torch_namespace
 
 if TYPE_CHECKING:  # the sources call the kernels: the kernels import no source
     from .._data import ChunkedData

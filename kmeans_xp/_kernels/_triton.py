@@ -418,7 +418,7 @@ def assign_smem_estimate(spec: DeviceSpec, cfg: dict, precision: str) -> int:
 _ASSIGN_TILES = ((128, 64, 8), (64, 64, 8), (64, 32, 4), (32, 32, 4))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _assign_tiles(spec: DeviceSpec, cls: tuple, precision: str) -> tuple:
     many, dcls, kcls = cls
     base = _base_precision(kernel_precision(spec, precision))
@@ -1237,7 +1237,6 @@ def kpp_update(X: Any, closest: Any, center: Any, *, shift: Any = None,
 from ._cupy import CupyKernels  # noqa: E402  (names cupy only inside its methods)
 from ._reference import fusable  # noqa: E402
 from ._torch import TorchKernels  # noqa: E402
-
 
 #: Launch failures remembered for the process: ``(DeviceSpec, config or None) -> cause``.
 #: ``None`` marks the whole device (an unsupported arch, a Triton/driver mismatch); a config

@@ -21,8 +21,9 @@ need_inertia) -> labels, sums, counts, inertia, same``, ``squared_shift(new, old
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
