@@ -61,8 +61,8 @@ def test_a_wrong_kernel_set_is_reported_as_a_failure(monkeypatch):
         return sets
 
     monkeypatch.setattr(_kernels, "available_sets", with_broken)
-    backends = _check._backends
-    monkeypatch.setattr(_check, "_backends", lambda: [b for b in backends()
+    backends = _check.backend_devices
+    monkeypatch.setattr(_check, "backend_devices", lambda: [b for b in backends()
                                                       if b[0] == "numpy"])
     buf = io.StringIO()
     ok = _check.show_config(buf)
