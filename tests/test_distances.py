@@ -56,10 +56,17 @@ def _l1(X, C):
     return np.abs(X[:, None, :] - C[None, :, :]).sum(-1)
 
 
-def _lower_weighted_median(v, w):
+def _weighted_median(v, w):
+    """np.median's convention with weights: the value where the cumulative weight first
+    exceeds half, or the midpoint with the next positive-weight value where it hits half."""
     o = np.argsort(v, kind="stable")
     cum = np.cumsum(w[o])
-    return v[o][np.searchsorted(cum, 0.5 * cum[-1], side="left")]
+    half = 0.5 * cum[-1]
+    lo = np.searchsorted(cum, half, side="left")
+    if cum[lo] == half:
+        hi = np.searchsorted(cum, half, side="right")
+        return 0.5 * v[o][lo] + 0.5 * v[o][hi]
+    return v[o][lo]
 
 
 def _median_update(X, labels, w, C):
@@ -67,7 +74,7 @@ def _median_update(X, labels, w, C):
     for j in range(C.shape[0]):
         m = labels == j
         if m.any():
-            out[j] = [_lower_weighted_median(X[m, f], w[m]) for f in range(X.shape[1])]
+            out[j] = [_weighted_median(X[m, f], w[m]) for f in range(X.shape[1])]
     return out
 
 
