@@ -96,9 +96,21 @@ def cluster():
         lc.close()
 
 
-def _worker_pids(client) -> list[int]:
-    client.wait_for_workers(2, timeout=60)
-    return sorted(client.run(os.getpid).values())
+def _worker_pids(client, gone: int | None = None) -> list[int]:
+    """The pids of the 2 live workers (waits for a killed one, ``gone``, to be replaced)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            client.wait_for_workers(2, timeout=10)
+            pids = sorted(client.run(os.getpid, on_error="raise").values())
+            if len(pids) == 2 and gone not in pids:
+                return pids
+        except Exception:  # a dead worker still listed: ask again
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            pytest.fail(f"the cluster did not come back to 2 workers: {client}")
+        time.sleep(0.2)
 
 
 def _kill_when(client, condition, victim_index=0):
@@ -159,7 +171,7 @@ def _dask_fit_killed_at(client, X, chunks, kill_after_passes, params):
     assert record and record["at"] < end and _pid_gone(record["killed"])
     assert kill_after_passes < passes == passes_ref, (kill_after_passes, passes, passes_ref)
     assert_same_fit(fitted(km), ref)
-    _worker_pids(client)  # the nanny restarted it: 2 workers for the next test
+    _worker_pids(client, gone=record["killed"])  # restarted: 2 workers for the next test
 
 
 def test_dask_worker_killed_mid_fit(cluster):
@@ -187,6 +199,9 @@ def _partial_fits(chunks_of_X, kill_between=None, client=None):
             pid = _worker_pids(client)[0]
             os.kill(pid, signal.SIGKILL)
             pids.append(pid)
+            deadline = time.monotonic() + 30
+            while not _pid_gone(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         Xd = da.from_array(Xi, chunks=(1500, Xi.shape[1]))
         _in_thread(lambda: est.partial_fit(Xd))
     return est, pids
@@ -199,7 +214,7 @@ def test_dask_worker_killed_between_partial_fits(cluster, kill_between):
     est, pids = _partial_fits(stream, kill_between, cluster)
     assert pids and _pid_gone(pids[0])
     assert_same_fit(fitted(est), ref)
-    _worker_pids(cluster)
+    _worker_pids(cluster, gone=pids[0])
 
 
 @pytest.mark.slow
@@ -207,9 +222,9 @@ def test_dask_worker_killed_between_every_partial_fit(cluster):
     stream = [blobs(20_000, seed=s) for s in range(6)]
     ref = fitted(_partial_fits(stream)[0])
     for i in range(1, 6):
-        est, _ = _partial_fits(stream, i, cluster)
+        est, pids = _partial_fits(stream, i, cluster)
         assert_same_fit(fitted(est), ref)
-    _worker_pids(cluster)
+        _worker_pids(cluster, gone=pids[0])
 
 
 # -- KeyboardInterrupt in the middle of a fit --------------------------------------------------
@@ -278,8 +293,31 @@ def test_keyboard_interrupt_leaves_the_estimator_as_it_was(monkeypatch, backend,
         assert_same_fit(fitted(est.fit(X)), clean)
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this test, however the process was started (a
+    shell starts background jobs with SIGINT ignored, and ``interrupt_main`` then does
+    nothing)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_fits(est, X, delay) -> None:
+    """Fits ``est`` on X again and again until SIGINT, sent ``delay`` s from now, lands."""
+    timer = threading.Timer(delay, _thread.interrupt_main)
+    with pytest.raises(KeyboardInterrupt):
+        timer.start()
+        deadline = time.monotonic() + delay + TIMEOUT
+        while time.monotonic() < deadline:
+            est.fit(X)
+    timer.join()
+
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_sigint_during_fits_leaves_a_usable_process(backend):
+def test_sigint_during_fits_leaves_a_usable_process(backend, sigint_raises):
     """SIGINT (``_thread.interrupt_main``) from a timer lands wherever the fits are, inside
     compiled kernels included: the estimator holds its previous (identical) fit or none,
     and the next fit equals a clean one."""
@@ -288,13 +326,7 @@ def test_sigint_during_fits_leaves_a_usable_process(backend):
     rng = np.random.default_rng(0)
     for delay in rng.uniform(0.01, 0.3, size=3):
         est = KMeans(5, random_state=0, tol=0.0, max_iter=20)
-        timer = threading.Timer(delay, _thread.interrupt_main)
-        with pytest.raises(KeyboardInterrupt):
-            timer.start()
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:  # fits until interrupted
-                est.fit(X)
-        timer.join()
+        _interrupted_fits(est, X, delay)
         if hasattr(est, "cluster_centers_"):
             assert_same_fit(fitted(est), clean)
         assert_same_fit(fitted(est.fit(X)), clean)
@@ -303,7 +335,7 @@ def test_sigint_during_fits_leaves_a_usable_process(backend):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("cls", ["KMeans", "MiniBatchKMeans"])
-def test_sigint_during_fits_long(backend, cls):
+def test_sigint_during_fits_long(backend, cls, sigint_raises):
     X = as_backend(blobs(100_000, d=16), backend)
 
     def make():
@@ -314,12 +346,7 @@ def test_sigint_during_fits_long(backend, cls):
     clean = fitted(make().fit(X))
     for delay in np.random.default_rng(1).uniform(0.01, 1.5, size=12):
         est = make().fit(X)
-        timer = threading.Timer(delay, _thread.interrupt_main)
-        with pytest.raises(KeyboardInterrupt):
-            timer.start()
-            while True:
-                est.fit(X)
-        timer.join()
+        _interrupted_fits(est, X, delay)
         assert_same_fit(fitted(est), clean)
     assert_same_fit(fitted(make().fit(X)), clean)
 
