@@ -131,14 +131,38 @@ def _kill_when(client, condition, victim_index=0):
     return t, record
 
 
+def _results(pool, futures) -> list:
+    """The futures' results; past TIMEOUT seconds the test fails (and does not wait for
+    the hung threads, nor leave the pool's processes running)."""
+    try:
+        out = [f.result(timeout=TIMEOUT) for f in futures]
+    except cf.TimeoutError:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        pytest.fail(f"hung: no result after {TIMEOUT} s")
+    pool.shutdown(wait=True)
+    return out
+
+
 def _in_thread(fn):
-    """``fn()`` in a worker thread, failed (not blocked) past TIMEOUT seconds."""
-    with cf.ThreadPoolExecutor(1) as pool:
-        fut = pool.submit(fn)
+    """``fn()`` in a daemon thread, failed (not blocked, now or at exit) past TIMEOUT s."""
+    out = {}
+
+    def run():
         try:
-            return fut.result(timeout=TIMEOUT)
-        except cf.TimeoutError:
-            pytest.fail(f"hung: no result after {TIMEOUT} s")
+            out["value"] = fn()
+        except BaseException as exc:  # handed to the test's thread
+            out["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(TIMEOUT)
+    if t.is_alive():
+        pytest.fail(f"hung: no result after {TIMEOUT} s")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 def _pid_gone(pid: int) -> bool:
@@ -374,9 +398,8 @@ def _concurrent(fns, n_threads=4):
         barrier.wait(timeout=TIMEOUT)
         return fn()
 
-    with cf.ThreadPoolExecutor(n_threads) as pool:
-        futs = [pool.submit(call, fn) for fn in fns]
-        return [f.result(timeout=TIMEOUT) for f in futs]
+    pool = cf.ThreadPoolExecutor(n_threads)
+    return _results(pool, [pool.submit(call, fn) for fn in fns])
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -443,9 +466,9 @@ def test_fits_in_forked_and_spawned_processes_equal_the_parent(method):
     X = blobs(20_000)
     parent = _child_fits(X, with_torch)  # numba's and torch's thread pools now running
     ctx = multiprocessing.get_context(method)
-    with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        futs = [pool.submit(_child_fits, X, with_torch) for _ in range(2)]  # one child, twice
-        children = [f.result(timeout=TIMEOUT) for f in futs]
+    pool = cf.ProcessPoolExecutor(1, mp_context=ctx)
+    children = _results(pool, [pool.submit(_child_fits, X, with_torch)
+                               for _ in range(2)])  # one child, twice
     for child in children:
         assert len(child) == len(parent)
         for a, b in zip(child, parent):
