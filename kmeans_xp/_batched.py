@@ -22,6 +22,8 @@ from ._solvers.batched import (
     batched_lloyd,
     batched_random,
     batched_same_clustering,
+    kpp_draws,
+    kpp_uniforms,
 )
 from ._validation import (
     InvalidParameterError,
@@ -154,12 +156,16 @@ def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol:
                        kernels=kernels, n_clusters=n_clusters, chunk_size=chunk_size)
     data.prepare()
     tol_b = tol * data.mean_variance
-    rngs = [np.random.RandomState(int(s)) for s in seeds]
+    if kind == "k-means++":  # every run's uniforms, drawn once from the per-problem seeds
+        used = kpp_draws(n_clusters)[1]
+        uniforms = kpp_uniforms(seeds, n_init * used)
+    elif kind == "random":
+        rngs = [np.random.RandomState(int(s)) for s in seeds]
 
     best = None
-    for _ in range(n_init):
+    for run in range(n_init):
         if kind == "k-means++":
-            c0 = batched_kmeans_plusplus(data, rngs)
+            c0 = batched_kmeans_plusplus(data, uniforms[:, run * used:(run + 1) * used])
         elif kind == "random":
             c0 = batched_random(data, rngs)
         else:

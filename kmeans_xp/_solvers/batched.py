@@ -129,6 +129,10 @@ class BatchedData:
     def prepare(self) -> None:
         """Per problem: NaN / inf check, power-of-two scale, centring rule and variance of
         :meth:`kmeans_xp._data.ChunkedData.prepare`.  Three host syncs in all."""
+        stats = self.kernels.batched_frame_stats(self)
+        if stats is not None:  # compiled reads of X (the fused CPU set), host float64
+            self._prepare_host(stats)
+            return
         xp = self.xp
         all_ids = np.arange(self.B)
         amax, sums, sqs = [], [], []
@@ -182,6 +186,32 @@ class BatchedData:
         mv = to_numpy(xp.mean(xp.concat(sq) / nv, axis=1)).astype(np.float64)  # host sync
         self.mean_variance = np.where(centred, mv, self.mean_variance)
 
+    def _prepare_host(self, stats: tuple) -> None:
+        """:meth:`prepare` from the kernel set's compiled per-problem statistics (one read
+        of X, one more for problems to scale, one more for problems to centre)."""
+        finite, amax, sums, sqs = stats
+        bad = np.nonzero(~np.asarray(finite))[0]
+        if bad.size:
+            raise ValueError(f"Input X contains NaN or infinity (problem {int(bad[0])}).")
+        out = (amax > 2.0 ** LOG2_RANGE) | ((amax > 0) & (amax < 2.0 ** -LOG2_RANGE))
+        if out.any():
+            self.scale = np.where(out, 2.0 ** np.round(np.log2(np.where(out, amax, 1.0))),
+                                  1.0)
+            self.inv_scale = self.xp.asarray(1.0 / self.scale, dtype=self.dtype,
+                                             device=self.device)
+            _, _, sums, sqs = self.kernels.batched_frame_stats(self)
+        nv = self.n_valid.astype(np.float64)[:, None]
+        mean = sums / nv
+        total_var = np.sum(np.clip(sqs / nv - mean * mean, 0.0, None), axis=1)
+        centred = np.sum(mean * mean, axis=1) > total_var
+        self.mean_variance = total_var / self.d
+        if not centred.any():
+            return
+        self.shift = self.xp.asarray(np.where(centred[:, None], mean, 0.0), dtype=self.dtype,
+                                     device=self.device)
+        sq = self.kernels.batched_frame_stats(self)[3]
+        self.mean_variance = np.where(centred, np.mean(sq / nv, axis=1), self.mean_variance)
+
     def to_data_coords(self, C: Any, dtype: Any) -> Any:
         xp = self.xp
         if self.shift is not None:
@@ -192,91 +222,38 @@ class BatchedData:
 
 
 # -- initialisation ------------------------------------------------------------------------
-def _last_valid(data: BatchedData) -> Any:
-    """Index (B,) of the last valid row of each problem."""
-    xp = data.xp
-    if data.mask is None:
-        return None
-    pos = xp.arange(data.n, dtype=xp.int64, device=data.device)
-    return xp.max(xp.where(data.mask, pos, xp.zeros_like(pos)), axis=1)
+def kpp_uniforms(seeds: np.ndarray, n_draws: int) -> np.ndarray:
+    """The first ``n_draws`` uniforms (B, n_draws) float64 of each problem's generator
+    ``np.random.RandomState(seeds[b])``: what its ``random_sample()`` and
+    ``uniform(size=m)`` calls return, in order (both read the same stream of doubles,
+    ``uniform`` as ``0 + 1 * random_sample()``, exactly).  One seeding and one draw per
+    problem (a reused generator)."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    out = np.empty((seeds.shape[0], n_draws))
+    rs = np.random.RandomState()
+    for b, seed in enumerate(seeds.tolist()):
+        rs.seed(seed)
+        out[b] = rs.random_sample(n_draws)
+    return out
 
 
-def _sq_dist(data: BatchedData, Xt: Any, x_sq: Any, C: Any) -> Any:
-    """Squared distances (g, n, m) by the expansion, clipped at 0 (k-means++'s formula)."""
-    xp = data.xp
-    D = x_sq[:, :, None] - 2.0 * xp.matmul(Xt, xp.matrix_transpose(C)) \
-        + xp.sum(C * C, axis=2)[:, None, :]
-    return xp.clip(D, min=0.0)
+def kpp_draws(n_clusters: int, n_local_trials: int | None = None) -> tuple[int, int]:
+    """``(m, uniforms per k-means++ run)``: m candidates per step (2 + ln k by default)."""
+    m = n_local_trials or 2 + int(math.log(n_clusters))
+    return m, 1 + (n_clusters - 1) * m
 
 
-def batched_kmeans_plusplus(data: BatchedData, rngs: list, n_local_trials: int | None = None
-                            ) -> Any:
-    """Greedy k-means++ for every problem at once; problem b draws from ``rngs[b]`` exactly
-    as :func:`kmeans_xp._solvers.init.kmeans_plusplus_working` would.  No host sync: only
-    uniforms travel to the device.  Returns the centres (B, k, d) in working coordinates."""
-    xp, B, n, k = data.xp, data.B, data.n, data.k
-    dev, acc = data.device, data.accumulator_dtype()
-    m = n_local_trials or 2 + int(math.log(k))
-    ids = np.arange(B)
-    w = data.weights
-    last = _last_valid(data)
-    u = np.asarray([float(r.random_sample() if isinstance(r, np.random.RandomState)
-                         else r.random()) for r in rngs])
-    if w is None:
-        first = xp.asarray(np.minimum((u * n).astype(np.int64), n - 1), device=dev)
-    else:
-        cdf = xp.cumulative_sum(xp.astype(w, acc), axis=1)
-        target = xp.asarray(u, dtype=acc, device=dev) * cdf[:, -1]
-        first = xp.sum(xp.astype(cdf <= target[:, None], xp.int64), axis=1)
-        first = xp.minimum(first, n - 1) if last is None else xp.minimum(first, last)
-    groups = data.groups(ids)
-    Xg = [data.rows(ids[s:e, ...]) for s, e in groups] if len(groups) == 1 else None
-
-    def rows(s, e):
-        return Xg[0] if Xg is not None else data.rows(ids[s:e, ...])
-
-    x_sq = xp.concat([xp.sum(Xt * Xt, axis=2) for Xt in (rows(s, e) for s, e in groups)])
-
-    def closest_to(centre, closest):  # centre (B, 1, d)
-        parts = []
-        for s, e in groups:
-            dist = _sq_dist(data, rows(s, e), x_sq[s:e, ...], centre[s:e, ...])[:, :, 0]
-            parts.append(dist if closest is None else xp.minimum(closest[s:e, ...], dist))
-        return xp.concat(parts)
-
-    center = data.take_rows(first[:, None])
-    centers = [center]
-    closest = closest_to(center, None)
-    weighted = closest if w is None else closest * w
-    pot = xp.sum(xp.astype(weighted, acc, copy=False), axis=1)
-    for _ in range(1, k):
-        rand = np.stack([r.uniform(size=m) for r in rngs])
-        rand = xp.asarray(rand, dtype=acc, device=dev) * pot[:, None]
-        cum = xp.cumulative_sum(xp.astype(weighted, acc, copy=False), axis=1)
-        cand = data.kernels.batched_searchsorted(cum, rand)  # side='left', per problem
-        cand = xp.minimum(cand, n - 1) if last is None else xp.minimum(cand, last[:, None])
-        cand_rows = data.take_rows(cand)  # (B, m, d)
-        pots, dists = [], []
-        for s, e in groups:
-            Dc = _sq_dist(data, rows(s, e), x_sq[s:e, ...], cand_rows[s:e, ...])
-            dists.append(Dc)  # kept: the chosen candidate's column updates ``closest``
-            D = xp.minimum(Dc, closest[s:e, :, None])
-            if w is not None:
-                D = D * w[s:e, :, None]
-            pots.append(xp.astype(xp.sum(D, axis=1), acc))
-        pots = xp.concat(pots)  # (B, m)
-        best = xp.argmin(pots, axis=1)
-        pot = xp.min(pots, axis=1)
-        flat = best + xp.arange(B, dtype=best.dtype, device=dev) * m
-        center = xp.take(xp.reshape(cand_rows, (B * m, data.d)), flat, axis=0)[:, None, :]
-        centers.append(center)
-        pick = xp.astype(best[:, None] == xp.arange(m, dtype=best.dtype, device=dev),
-                         closest.dtype)[:, None, :]  # (B, 1, m)
-        closest = xp.concat([xp.minimum(closest[s:e, ...],
-                                        xp.sum(dists[i] * pick[s:e, ...], axis=2))
-                             for i, (s, e) in enumerate(groups)])
-        weighted = closest if w is None else closest * w
-    return xp.concat(centers, axis=1)
+def batched_kmeans_plusplus(data: BatchedData, uniforms: np.ndarray,
+                            n_local_trials: int | None = None) -> Any:
+    """Greedy k-means++ for every problem at once, as ONE call of the kernel set; problem b
+    draws from ``uniforms[b]`` (host, :func:`kpp_uniforms`) exactly as
+    :func:`kmeans_xp._solvers.init.kmeans_plusplus_working` would from its generator.
+    Returns the centres (B, k) in working coordinates."""
+    k, B = data.k, data.B
+    m, used = kpp_draws(k, n_local_trials)
+    idx = data.kernels.batched_kmeans_plusplus(
+        data, k, uniforms[:, 0], uniforms[:, 1:used].reshape(B, k - 1, m), m)
+    return data.take_rows(idx)
 
 
 def batched_random(data: BatchedData, rngs: list) -> Any:
@@ -310,21 +287,9 @@ def _merge(xp: Any, full: Any, part: Any, ids: np.ndarray, B: int, device: Any) 
 
 
 def _pass(data: BatchedData, active: np.ndarray, C: Any) -> tuple[Any, Any, Any]:
-    """Labels (a, n), sums (a, k, d), counts (a, k) of the active problems."""
-    xp, kern, k = data.xp, data.kernels, data.k
-    labels, sums, counts = [], [], []
-    for s, e in data.groups(active):
-        ids = active[s:e, ...]
-        Xt = data.rows(ids)
-        lab = kern.batched_argmin(kern.batched_partial_sq_distances(Xt, C[s:e, ...],
-                                                                    data.buffers))
-        sm, ct = kern.batched_cluster_sums(Xt, lab, data.weights_of(ids), k)
-        labels.append(lab)
-        sums.append(sm)
-        counts.append(ct)
-    if len(labels) == 1:
-        return labels[0], sums[0], counts[0]
-    return xp.concat(labels), xp.concat(sums), xp.concat(counts)
+    """Labels (a, n), sums (a, k, d), counts (a, k) of the active problems: one call."""
+    labels, sums, counts, _ = data.kernels.batched_lloyd_pass(data, C, active)
+    return labels, sums, counts
 
 
 def _new_centers(xp: Any, sums: Any, counts: Any, old: Any) -> Any:
@@ -400,24 +365,12 @@ def batched_lloyd(data: BatchedData, centers: Any, *, max_iter: int, tol: np.nda
 
 def batched_labels_inertia(data: BatchedData, centers: Any) -> tuple[Any, Any]:
     """Nearest-centre labels (B, n) (-1 on masked rows) and inertia (B,) by direct
-    differences, for every problem."""
-    xp, kern = data.xp, data.kernels
-    ids = np.arange(data.B)
-    labels, inertia = [], []
-    for s, e in data.groups(ids):
-        g = ids[s:e, ...]
-        Xt = data.rows(g)
-        lab = kern.batched_argmin(kern.batched_partial_sq_distances(Xt, centers[s:e, ...],
-                                                                    data.buffers))
-        dist = kern.batched_sq_dist_to_assigned(Xt, centers[s:e, ...], lab)
-        w = data.weights_of(g)
-        if w is not None:
-            dist = dist * w
-        inertia.append(xp.astype(xp.sum(dist, axis=1), data.accumulator_dtype()))
-        if data.mask is not None:
-            lab = xp.where(data._pick(data.mask, g), lab, xp.full_like(lab, -1))
-        labels.append(lab)
-    return xp.concat(labels), xp.concat(inertia)
+    differences, for every problem: one call of the kernel set."""
+    xp = data.xp
+    labels, inertia = data.kernels.batched_labels_inertia(data, centers, None)
+    if data.mask is not None:
+        labels = xp.where(data.mask, labels, xp.full_like(labels, -1))
+    return labels, inertia
 
 
 def batched_same_clustering(labels1: Any, labels2: Any, k: int, data: BatchedData) -> Any:
