@@ -849,14 +849,14 @@ class _FusedCPUPasses:
         if not self._batched_ok(data):
             return super().batched_kmeans_plusplus(data, n_clusters, first_u, step_u,
                                                    n_local_trials)
-        X2, lut, dt, n, sh, inv, w, mask, direct, Xd = self._batched_args(data)
+        X2, lut, dt, n, sh, inv, w, mask, _, _ = self._batched_args(data)
         B = int(data.X.shape[0])
         out = np.empty((B, n_clusters), np.int64)
         su = np.ascontiguousarray(step_u, dtype=np.float64).reshape(
             B, n_clusters - 1, n_local_trials)
         kern = _batched_kernels()
         with _CALL_LOCK:
-            kern.kmeans_plusplus(X2, Xd, direct, n, lut, sh, inv, w, mask, n_clusters,
+            kern.kmeans_plusplus(X2, n, lut, sh, inv, w, mask, n_clusters,
                                  np.ascontiguousarray(first_u, dtype=np.float64), su, out,
                                  np.empty(0, dt))
         return self._wrap(out)

@@ -180,16 +180,39 @@ def sq_dist_to_assigned(X, n, lut, shift, inv_scale, problems, centers, labels, 
                 out[p, b0 + r] = _sq_diff(xb, r, C, j) if 0 <= j < k else 0.0
 
 
+@njit(**_JIT)
+def _kpp_dist(xs64, x_sq, crow, q, D):
+    """Squared distances D[:q, :n] of the rows xs64 (n, d) float64 to the candidates
+    crow[:q] by the expansion ``(||x||^2 - 2 x.c) + ||c||^2`` in float64, clipped at 0 (the
+    reference's formula)."""
+    n, d = xs64.shape
+    c_sq = np.empty(q)
+    for j in range(q):
+        t = 0.0
+        for f in range(d):
+            t += crow[j, f] * crow[j, f]
+        c_sq[j] = t
+    for i in range(n):
+        x = xs64[i]
+        for j in range(q):
+            c = crow[j]
+            g = 0.0
+            for f in range(d):
+                g += x[f] * c[f]
+            v = (x_sq[i] - 2.0 * g) + c_sq[j]
+            D[j, i] = v if v > 0.0 else 0.0
+
+
 @njit(**_PJIT)
-def kmeans_plusplus(X, Xd, direct, n, lut, shift, inv_scale, weights, mask, n_clusters,
-                    first_u, step_u, out, proto):
+def kmeans_plusplus(X, n, lut, shift, inv_scale, weights, mask, n_clusters, first_u, step_u,
+                    out, proto):
     """Greedy k-means++ of every problem (one thread per problem, its rows in cache across
-    the steps): the chosen rows ``out`` (B, k).
+    the steps, in float64): the chosen rows ``out`` (B, k).
 
     Draws exactly as :func:`kmeans_xp._solvers.init.kmeans_plusplus_working`: the first
     row is ``choice(n, p=w / w.sum())`` from ``first_u[b]``; step s's candidates are
     ``searchsorted(cumsum(w * closest), step_u[b, s] * pot)`` (side left) clipped to the
-    last valid row; distances by direct differences in float64 of the rows in the frame
+    last valid row; distances in float64 (:func:`_kpp_dist`) of the rows in the frame
     (``proto``'s dtype, the compute dtype); the best candidate has the lowest potential
     (the first on ties).  Rows of weight 0 count as at distance 0 (masked rows may hold
     anything).
@@ -199,12 +222,19 @@ def kmeans_plusplus(X, Xd, direct, n, lut, shift, inv_scale, weights, mask, n_cl
     m = step_u.shape[2]
     dt = proto.dtype
     for b in prange(B):
-        base = b * n
-        if direct:
-            xs = Xd[base:base + n]
-        else:
-            xs = np.empty((n, d), dt)
-            _load(X, lut, shift, inv_scale, b, base, n, xs)
+        xs = np.empty((n, d), dt)
+        _load(X, lut, shift, inv_scale, b, b * n, n, xs)
+        xs64 = np.empty((n, d))
+        x_sq = np.empty(n)
+        for i in range(n):
+            s = 0.0
+            for f in range(d):
+                v = np.float64(xs[i, f])
+                if weights is not None and weights[b, i] == 0:
+                    v = 0.0  # masked rows may hold NaN
+                xs64[i, f] = v
+                s += v * v
+            x_sq[i] = s
         last = n - 1
         if mask is not None:
             last = 0
@@ -215,7 +245,6 @@ def kmeans_plusplus(X, Xd, direct, n, lut, shift, inv_scale, weights, mask, n_cl
         cum = np.empty(n)
         Dc = np.empty((m, n))
         crow = np.empty((m, d))
-        xi = np.empty(d)
         cand = np.empty(m, np.int64)
         pots = np.empty(m)
         u = first_u[b]
@@ -229,18 +258,15 @@ def kmeans_plusplus(X, Xd, direct, n, lut, shift, inv_scale, weights, mask, n_cl
             first = min(np.searchsorted(cum, u * cum[n - 1], side="right"), last)
         out[b, 0] = first
         for f in range(d):
-            crow[0, f] = np.float64(xs[first, f])
+            crow[0, f] = xs64[first, f]
+        _kpp_dist(xs64, x_sq, crow, 1, Dc)
         pot = 0.0
         for i in range(n):
             if weights is not None and weights[b, i] == 0:
                 closest[i] = 0.0
                 continue
-            s = 0.0
-            for f in range(d):
-                t = np.float64(xs[i, f]) - crow[0, f]
-                s += t * t
-            closest[i] = s
-            pot += s if weights is None else np.float64(weights[b, i]) * s
+            closest[i] = Dc[0, i]
+            pot += Dc[0, i] if weights is None else np.float64(weights[b, i]) * Dc[0, i]
         for step in range(n_clusters - 1):
             c = 0.0
             for i in range(n):
@@ -249,27 +275,14 @@ def kmeans_plusplus(X, Xd, direct, n, lut, shift, inv_scale, weights, mask, n_cl
             for j in range(m):
                 cand[j] = min(np.searchsorted(cum, step_u[b, step, j] * pot), last)
                 for f in range(d):
-                    crow[j, f] = np.float64(xs[cand[j], f])
-                pots[j] = 0.0
-            for i in range(n):
-                if weights is not None:
-                    wi = np.float64(weights[b, i])
-                    if wi == 0:
-                        for j in range(m):
-                            Dc[j, i] = 0.0
-                        continue
-                else:
-                    wi = 1.0
-                for f in range(d):
-                    xi[f] = np.float64(xs[i, f])
-                ci = closest[i]
-                for j in range(m):
-                    s = 0.0
-                    for f in range(d):
-                        t = xi[f] - crow[j, f]
-                        s += t * t
-                    Dc[j, i] = s
-                    pots[j] += wi * min(ci, s)
+                    crow[j, f] = xs64[cand[j], f]
+            _kpp_dist(xs64, x_sq, crow, m, Dc)
+            for j in range(m):
+                t = 0.0
+                for i in range(n):
+                    v = min(closest[i], Dc[j, i])
+                    t += v if weights is None else np.float64(weights[b, i]) * v
+                pots[j] = t
             bj = 0
             for j in range(1, m):
                 if pots[j] < pots[bj]:
@@ -277,7 +290,8 @@ def kmeans_plusplus(X, Xd, direct, n, lut, shift, inv_scale, weights, mask, n_cl
             pot = pots[bj]
             out[b, step + 1] = cand[bj]
             for i in range(n):
-                closest[i] = min(closest[i], Dc[bj, i])
+                if weights is None or weights[b, i] != 0:
+                    closest[i] = min(closest[i], Dc[bj, i])
 
 
 @njit(**_PJIT)
@@ -290,18 +304,21 @@ def frame_stats(X, n, lut, shift, inv_scale, mask, proto, finite_out, amax_out, 
     B = finite_out.shape[0]
     dt = proto.dtype
     inf = np.inf
+    block = 256
     for b in prange(B):
-        row = np.empty((1, d), dt)
+        rows = np.empty((block, d), dt)
         S = np.zeros(d)
         Q = np.zeros(d)
         A = np.zeros(d)
         N = np.zeros(d)
         for i in range(n):
+            r = i % block
+            if r == 0:
+                _load(X, lut, shift, inv_scale, b, b * n + i, min(block, n - i), rows)
             if mask is not None and not mask[b, i]:
                 continue
-            _load(X, lut, shift, inv_scale, b, b * n + i, 1, row)
             for f in range(d):
-                v = np.float64(row[0, f])
+                v = np.float64(rows[r, f])
                 a = abs(v)
                 fin = a < inf
                 N[f] += 0.0 if fin else 1.0
