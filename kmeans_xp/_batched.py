@@ -170,7 +170,11 @@ def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol:
             c0 = batched_random(data, rngs)
         else:
             c0 = data.to_working(C_init, np.arange(B))
-        labels, inertia, centers, n_iter = batched_lloyd(data, c0, max_iter=max_iter, tol=tol_b)
+        # the driver's operations touch about B * n elements each: small work, which torch
+        # CPU runs on one thread (its spinning workers slowed the compiled passes 2-3x)
+        with kernels.small_work(B * n):
+            labels, inertia, centers, n_iter = batched_lloyd(data, c0, max_iter=max_iter,
+                                                             tol=tol_b)
         if best is None:
             best = [labels, inertia, centers, n_iter]
             continue
