@@ -116,7 +116,7 @@ def _one(impl, B, n, d, k, sample, max_iter):
         batched_k_means(conv(X[:2]), k, random_state=0, **kw)  # warm-up (compiled code)
 
         def run():
-            c, lab, inert, it = batched_k_means(conv(X), k, random_state=0, **kw)
+            _, _, inert, it = batched_k_means(conv(X), k, random_state=0, **kw)
             return np.asarray(inert)[:sample].sum(), float(np.asarray(it).mean()), B
     elif impl.startswith("loop-KMeans"):
         conv = (lambda a: a) if impl.endswith("numpy") else torch.from_numpy

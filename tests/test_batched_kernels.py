@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from kmeans_xp._kernels import ReferenceKernels, available_sets
+from kmeans_xp._kernels import available_sets
 from kmeans_xp._solvers.batched import BatchedData, kpp_draws, kpp_uniforms
 
 B, N, D, K = 6, 300, 5, 4
@@ -16,7 +16,6 @@ B, N, D, K = 6, 300, 5, 4
 
 def _data(backend, kernels, *, frame=True, masked=True, weighted=True, dtype="float64",
           seed=0):
-    xp_mod = backend.module
     rng = np.random.default_rng(seed)
     C = rng.normal(scale=4.0, size=(B, K, D))
     X = np.take_along_axis(C, rng.integers(0, K, (B, N))[:, :, None], axis=1) \
@@ -30,11 +29,10 @@ def _data(backend, kernels, *, frame=True, masked=True, weighted=True, dtype="fl
     if mask is not None:
         w = mask.astype(np.float64) if w is None else w * mask
     Xb = backend.asarray(X.astype(dtype))
-    from kmeans_xp._compat import array_namespace, device_of
+    from kmeans_xp._compat import array_namespace
 
     xp = array_namespace(Xb)
     dt = getattr(xp, dtype)
-    dev = device_of(Xb)
     n_valid = np.full(B, N) if mask is None else mask.sum(axis=1)
     data = BatchedData(Xb, xp=xp, dtype=dt, weights=None if w is None else
                        xp.asarray(backend.asarray(w.astype(dtype)), dtype=dt),
@@ -44,7 +42,6 @@ def _data(backend, kernels, *, frame=True, masked=True, weighted=True, dtype="fl
         data.inv_scale = xp.asarray(backend.asarray(2.0 ** -rng.integers(0, 3, B)), dtype=dt)
         data.shift = xp.asarray(backend.asarray(np.full((B, D), 20.0) / 2.0), dtype=dt)
         data.shift = data.shift * data.inv_scale[:, None] * 2.0
-    del xp_mod
     return data, X, mask, w
 
 
@@ -84,7 +81,7 @@ def test_batched_passes_of_every_set_equal_the_reference(backend, dtype_name, fr
         for need in (False, True):
             lab, sums, counts, inert = kern.batched_lloyd_pass(data, Cb, problems,
                                                                need_inertia=need)
-            lab_r, sums_r, counts_r, inert_r = ref.batched_lloyd_pass(data, Cb, problems,
+            lab_r, _, _, inert_r = ref.batched_lloyd_pass(data, Cb, problems,
                                                                       need_inertia=need)
             lab, lab_r = backend.to_numpy(lab), backend.to_numpy(lab_r)
             valid = np.ones((4, N), bool) if mask is None else mask[problems]

@@ -135,6 +135,6 @@ def test_batched_triton_kernels_compile_ahead_of_time_for_sm80_and_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
     r = subprocess.run([sys.executable, "-c", AOT], capture_output=True, text=True, env=env,
-                       timeout=600)
+                       timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("\n") == 4

@@ -540,7 +540,7 @@ class ReferenceKernels:
         row, the best one has the lowest potential (first on ties).
         """
         xp = self.xp
-        B, n, d = (int(s) for s in data.X.shape)
+        B, d = int(data.X.shape[0]), int(data.X.shape[2])
         out = [self._batched_kpp_group(data, np.arange(s, e), n_clusters, first_u[s:e],
                                        step_u[s:e], n_local_trials)
                for s, e in self._batched_groups(data, B, 2 * d + 2 * n_local_trials + 4)]

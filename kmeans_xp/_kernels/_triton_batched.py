@@ -33,7 +33,7 @@ from ._reference import ReferenceKernels
 from ._torch import TorchKernels
 from ._triton import INTERPRETED, _dot_acc, supports
 
-__all__ = ["lloyd_pass", "labels_inertia", "TritonBatchedTorchKernels", "config"]
+__all__ = ["TritonBatchedTorchKernels", "assign", "centre_sums", "config"]
 
 
 def _p2(v: int) -> int:
@@ -171,7 +171,7 @@ def _args(data: Any, problems: Any, centers: Any):
 def assign(data: Any, centers: Any, problems: Any = None, *, precision: str = "exact"):
     """Labels (a, n) int64 and the squared distances (a, n) fp32 to the chosen centres
     (direct differences): one launch over a (problem, row-block) grid."""
-    X, ids, C, shift, inv, B, n, d = _args(data, problems, centers)
+    X, ids, C, shift, inv, _, n, d = _args(data, problems, centers)
     a, k = int(C.shape[0]), int(C.shape[1])
     cfg = config(n, d, k)
     labels = torch.empty((a, n), dtype=torch.int64, device=X.device)
@@ -187,7 +187,7 @@ def assign(data: Any, centers: Any, problems: Any = None, *, precision: str = "e
 def centre_sums(data: Any, labels: Any, k: int, problems: Any = None):
     """Weighted sums (a, k, d) and counts (a, k) fp32 of the rows per label: one launch
     over a (problem, centre-tile, feature-tile) grid, fixed order."""
-    X, ids, _, shift, inv, B, n, d = _args(data, problems, labels[:0, :0, None])
+    X, ids, _, shift, inv, _, n, d = _args(data, problems, labels[:0, :0, None])
     a = int(labels.shape[0])
     cfg = config(n, d, k)
     sums = torch.empty((a, k, d), dtype=torch.float32, device=X.device)
