@@ -3,10 +3,15 @@
     python -m bench.batched            # full run
     python -m bench.batched --quick    # smaller sizes, one round
 
-1. ``batched_k_means`` on B problems of (n, d), k clusters (default B=1000, (1000, 32), k=8)
-   against a Python loop of ``KMeans`` fits on NumPy and torch CPU (torch CUDA / CuPy where
-   present).  The loops are timed on the first ``--loop-sample`` problems and reported per
-   problem (a loop's cost is linear in B).
+1. ``batched_k_means`` (NumPy, torch CPU) on the shapes (B, n, d, k) of :data:`SHAPES`
+   against a loop of ``KMeans`` fits (NumPy, torch), a loop of scikit-learn fits,
+   fast-pytorch-kmeans ``MultiKMeans`` (random init) and torch-kmeans (where installed);
+   each fit in its own process (peak resident-set growth), default parameters, rounds
+   interleaved.  Loops (and torch-kmeans, whose memory grows with B n k) are timed on the
+   first ``--loop-sample`` problems; everything is reported per problem and per
+   iteration, with the inertia of the first ``--loop-sample`` problems.  An implementation
+   named ``<impl>-before`` runs the kmeans_xp found at ``$KMEANS_XP_BEFORE`` (an older
+   checkout: before/after comparisons in the same interleaved run).
 2. ``MiniBatchKMeans`` against scikit-learn's at (1M, 16, 16) and (200k, 128, 256): time
    and inertia of the same fit (same seed: the same mini-batches are drawn).
 3. Streaming: one exact Lloyd pass over a host memmap moved chunk by chunk to the device
@@ -80,33 +85,177 @@ def _sync(name):
         torch.cuda.synchronize()
 
 
-def bench_batched(B, n, d, k, loop_sample, rounds):
+#: Implementations of the batched benchmark; each runs in its own process (peak memory).
+BATCHED_IMPLS = ("batched-numpy", "batched-torch", "loop-KMeans-numpy", "loop-KMeans-torch",
+                 "loop-sklearn", "fast-pytorch-kmeans", "torch-kmeans")
+#: Shapes (B, n, d, k): flash-kmeans' batched shape (32, 131072, 128, 1024) with n and k
+#: reduced on the CPU (its k-means++ alone is ~1e13 float64 operations on 2 cores).
+SHAPES = {"small": (1000, 1000, 32, 8), "medium": (200, 10000, 64, 32),
+          "flash": (32, 131072, 128, 1024), "flash-cpu": (32, 16384, 128, 128),
+          "tiny": (20, 300, 8, 4)}
+
+
+def _inertia(X, centers, labels):
+    """Inertia per problem (float64 host) from centres and labels."""
+    C = np.take_along_axis(centers.astype(np.float64), labels[:, :, None], axis=1)
+    return ((X.astype(np.float64) - C) ** 2).sum(axis=(1, 2))
+
+
+def _one(impl, B, n, d, k, sample, max_iter):
+    """One timed fit of ``impl`` in this process: (seconds per problem, inertia of the
+    first ``sample`` problems, mean iterations, peak resident-set growth in MiB)."""
+    import torch
+
     from kmeans_xp import KMeans, batched_k_means
 
     X = _problems(B, n, d, k)
+    Xs = X[:sample]
+    kw = {"max_iter": max_iter}
+    if impl.startswith("batched"):
+        conv = (lambda a: a) if impl.endswith("numpy") else torch.from_numpy
+        batched_k_means(conv(X[:2]), k, random_state=0, **kw)  # warm-up (compiled code)
+
+        def run():
+            _, _, inert, it = batched_k_means(conv(X), k, random_state=0, **kw)
+            return np.asarray(inert)[:sample].sum(), float(np.asarray(it).mean()), B
+    elif impl.startswith("loop-KMeans"):
+        conv = (lambda a: a) if impl.endswith("numpy") else torch.from_numpy
+        seeds = np.random.RandomState(0).randint(2**31 - 1, size=B)  # batched's seeds
+        KMeans(k, random_state=0, **kw).fit(conv(X[0]))
+
+        def run():
+            fits = [KMeans(k, random_state=int(seeds[b]), **kw).fit(conv(X[b]))
+                    for b in range(sample)]
+            return (sum(float(f.inertia_) for f in fits),
+                    float(np.mean([f.n_iter_ for f in fits])), sample)
+    elif impl == "loop-sklearn":
+        from sklearn.cluster import KMeans as SK
+
+        seeds = np.random.RandomState(0).randint(2**31 - 1, size=B)
+
+        def run():
+            fits = [SK(k, random_state=int(seeds[b]), **kw).fit(X[b]) for b in range(sample)]
+            return (sum(float(f.inertia_) for f in fits),
+                    float(np.mean([f.n_iter_ for f in fits])), sample)
+    elif impl == "fast-pytorch-kmeans":
+        from fast_pytorch_kmeans import MultiKMeans
+
+        Xt = torch.from_numpy(X)
+
+        def run():
+            km = MultiKMeans(n_clusters=k, max_iter=max_iter, verbose=0)
+            labels = km.fit_predict(Xt)
+            inert = _inertia(X[:sample], km.centroids[:sample].numpy(),
+                             labels[:sample].numpy())
+            return inert.sum(), float("nan"), B
+    elif impl == "torch-kmeans":  # its memory grows with B n k: a sample of problems
+        from torch_kmeans import KMeans as TK
+
+        Xt = torch.from_numpy(Xs)
+
+        def run():
+            res = TK(n_clusters=k, max_iter=max_iter, verbose=False, seed=0)(Xt)
+            inert = _inertia(Xs, res.centers.numpy(), res.labels.numpy())
+            return inert.sum(), float("nan"), sample
+    else:
+        raise ValueError(impl)
+    base = _reset_peak()
+    t = time.perf_counter()
+    c = time.process_time()
+    inert, it, count = run()
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    peak = _status_kib("VmHWM") if base is not None else None
+    return {"s_per_problem": wall / count, "cpu_s_per_problem": cpu / count,
+            "inertia_first": float(inert), "mean_n_iter": it,
+            "peak_growth_MiB": float("nan") if peak is None else max(0, peak - base) / 1024}
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _reset_peak():
+    """Reset the peak resident set (Linux: ``5 > /proc/self/clear_refs``); the current
+    resident set in KiB, or None where this is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kib("VmRSS")
+    except OSError:
+        return None
+
+
+def _child(impl, B, n, d, k, sample, max_iter, timeout):
+    """``_one`` in a fresh process (its own peak memory), or None on failure / timeout."""
+    import subprocess
+    import sys
+
+    path = str(HERE.parent)
+    if impl.endswith("-before"):  # kmeans_xp of another checkout (KMEANS_XP_BEFORE), first
+        impl = impl[:-len("-before")]
+        path = os.environ["KMEANS_XP_BEFORE"] + os.pathsep + path
+    code = (f"import json, bench.batched as m; print('RESULT', json.dumps(m._one("
+            f"{impl!r}, {B}, {n}, {d}, {k}, {sample}, {max_iter})))")
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=timeout, cwd=HERE.parent,
+                           env={**os.environ, "PYTHONPATH": path})
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout {timeout}s"}
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (r.stderr or "").strip().splitlines()[-1:] or ["no result"]
+    return {"error": tail[0][:200]}
+
+
+def _installed(impl):
+    import importlib.util
+
+    if impl.endswith("-before"):
+        return bool(os.environ.get("KMEANS_XP_BEFORE"))
+    mod = {"fast-pytorch-kmeans": "fast_pytorch_kmeans", "torch-kmeans": "torch_kmeans",
+           "loop-sklearn": "sklearn"}.get(impl)
+    return mod is None or importlib.util.find_spec(mod) is not None
+
+
+def bench_batched(shape_names, impls, sample, rounds, max_iter=300, timeout=1200):
+    """Every implementation on every shape, interleaved round by round, one process each."""
     rows = []
-    for name, (_, conv) in _backends().items():
-        Xb = conv(X)
-        # warm-up of both paths (kernel selection, numba's cached compilation)
-        batched_k_means(conv(X[:4]), k, random_state=0)
-        KMeans(k, random_state=0).fit(Xb[0, ...])
-        per_b, per_l = [], []
+    for name in shape_names:
+        B, n, d, k = SHAPES[name]
+        runs = {impl: [] for impl in impls if _installed(impl)}
         for _ in range(rounds):
-            _sync(name)
-            tb, res = _timed(lambda: (batched_k_means(Xb, k, random_state=0), _sync(name)))
-            tl, _ = _timed(lambda: ([KMeans(k, random_state=b).fit(Xb[b, ...])
-                                     for b in range(loop_sample)], _sync(name)))
-            per_b.append(tb / B)
-            per_l.append(tl / loop_sample)
-        n_iter = np.asarray(res[0][3].cpu() if hasattr(res[0][3], "cpu") else res[0][3])
-        rows.append({
-            "backend": name, "B": B, "n": n, "d": d, "k": k,
-            "batched_ms_per_problem": 1e3 * statistics.median(per_b),
-            "loop_ms_per_problem": 1e3 * statistics.median(per_l),
-            "speedup": statistics.median([l_ / b_ for l_, b_ in zip(per_l, per_b)]),
-            "mean_n_iter": float(n_iter.mean()),
-        })
-        print(rows[-1], flush=True)
+            for impl in runs:
+                r = _child(impl, B, n, d, k, min(sample, B), max_iter, timeout)
+                runs[impl].append(r)
+                print(name, impl, r, flush=True)
+        for impl, rs in runs.items():
+            ok = [r for r in rs if "error" not in r]
+            if not ok:
+                rows.append({"shape": name, "B": B, "n": n, "d": d, "k": k, "impl": impl,
+                             "error": rs[-1]["error"]})
+                continue
+            med = {key: statistics.median([r[key] for r in ok]) for key in ok[0]}
+            rows.append({"shape": name, "B": B, "n": n, "d": d, "k": k, "impl": impl,
+                         "us_per_problem": 1e6 * med["s_per_problem"],
+                         "cpu_us_per_problem": 1e6 * med["cpu_s_per_problem"],
+                         "us_per_problem_iteration": 1e6 * med["s_per_problem"]
+                         / med["mean_n_iter"] if med["mean_n_iter"] == med["mean_n_iter"]
+                         else float("nan"),
+                         "inertia_first": med["inertia_first"],
+                         "mean_n_iter": med["mean_n_iter"],
+                         "peak_growth_MiB": med["peak_growth_MiB"]})
+        ref = next((r for r in rows if r["shape"] == name and r["impl"] == "batched-numpy"
+                    and "error" not in r), None)
+        for r in rows:
+            if r["shape"] == name and "error" not in r and ref is not None:
+                r["time_vs_batched_numpy"] = r["us_per_problem"] / ref["us_per_problem"]
+                r["inertia_vs_batched_numpy"] = r["inertia_first"] / ref["inertia_first"]
     return rows
 
 
@@ -197,15 +346,19 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--loop-sample", type=int, default=None)
     ap.add_argument("--parts", default="batched,minibatch,streaming")
+    ap.add_argument("--shapes", default="small,medium,flash-cpu",
+                    help=f"batched shapes, of {sorted(SHAPES)}")
+    ap.add_argument("--impls", default=",".join(BATCHED_IMPLS))
+    ap.add_argument("--max-iter", type=int, default=300)
     args = ap.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 2)
     parts = args.parts.split(",")
     res = {"machine": platform.node(), "date": _dt.date.today().isoformat(),
            "threads": THREADS}
     if "batched" in parts:
-        B = 100 if args.quick else 1000
-        res["batched"] = bench_batched(B, 1000, 32, 8, args.loop_sample or (20 if args.quick
-                                                                            else 100), rounds)
+        res["batched"] = bench_batched(args.shapes.split(","), args.impls.split(","),
+                                       args.loop_sample or (4 if args.quick else 20), rounds,
+                                       max_iter=args.max_iter)
     if "minibatch" in parts:
         sizes = [(100_000, 16, 16)] if args.quick else [(1_000_000, 16, 16),
                                                          (200_000, 128, 256)]
@@ -220,12 +373,13 @@ def main(argv=None):
     for key in ("batched", "minibatch", "streaming"):
         if key in res:
             lines.append(f"## {key}")
-            cols = list(res[key][0])
+            cols = list(dict.fromkeys(c for r in res[key] for c in r))
             lines.append("| " + " | ".join(cols) + " |")
             lines.append("|" + "---|" * len(cols))
             for r in res[key]:
                 lines.append("| " + " | ".join(
-                    f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+                    f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                    for c in cols) + " |")
             lines.append("")
     out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -23,6 +23,8 @@ from ._solvers.batched import (
     batched_labels_inertia,
     batched_random,
     batched_sq_distances,
+    kpp_draws,
+    kpp_uniforms,
 )
 from ._solvers.lloyd import best_of
 from ._validation import (
@@ -145,17 +147,27 @@ def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol:
                        kernels=kernels, n_clusters=n_clusters, chunk_size=chunk_size)
     data.prepare()
     tol_b = tol * data.mean_variance
-    rngs = [np.random.RandomState(int(s)) for s in seeds]
+    if kind == "k-means++":  # every run's uniforms, drawn once from the per-problem seeds
+        used = kpp_draws(n_clusters)[1]
+        uniforms = kpp_uniforms(seeds, n_init * used)
+    elif kind == "random":
+        rngs = [np.random.RandomState(int(s)) for s in seeds]
+
+    runs = iter(range(n_init))
 
     def initial() -> Any:
+        run = next(runs)
         if kind == "k-means++":
-            return batched_kmeans_plusplus(data, rngs)
+            return batched_kmeans_plusplus(data, uniforms[:, run * used:(run + 1) * used])
         if kind == "random":
             return batched_random(data, rngs)
         return data.to_working(C_init, np.arange(B))
 
-    best = best_of(data, initial, n_init, n_clusters=n_clusters, max_iter=max_iter,
-                   tol=tol_b)
+    # the driver's operations touch about B * n elements each: small work, which torch CPU
+    # runs on one thread (its spinning workers slowed the compiled passes 2-3x)
+    with kernels.small_work(B * n):
+        best = best_of(data, initial, n_init, n_clusters=n_clusters, max_iter=max_iter,
+                       tol=tol_b)
     labels, centers, n_iter = best.labels, best.centers, best.n_iter
     inertia = xp.asarray(best.inertia, dtype=data.accumulator_dtype(), device=dev)
     if data.frame.scaled:

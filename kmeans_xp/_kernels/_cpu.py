@@ -105,6 +105,15 @@ def _kernels() -> Any:
     return _NUMBA
 
 
+def _batched_kernels() -> Any:
+    """The compiled batched kernels (:mod:`._cpu_batched`), loaded after :func:`_kernels`
+    (which chooses numba's threading layer)."""
+    _kernels()
+    from . import _cpu_batched
+
+    return _cpu_batched
+
+
 def _choose_threading_layer() -> None:
     """numba's threading layer, unless the user chose one or numba's threads already run:
     'tbb' where the ``tbb`` package is installed (``kmeans_xp[cpu]`` installs it), else
@@ -582,6 +591,113 @@ class _FusedCPUPasses:
         """How many of the ``n_clusters`` labels occur in ``labels`` (a count, no sort)."""
         lab = numpy_view(labels)
         return int(np.count_nonzero(np.bincount(lab, minlength=n_clusters)))
+
+    # -- batched passes (a problem axis): one compiled call each, problems over threads --
+    def _batched_ok(self, data) -> bool:
+        return (getattr(data, "metric", "euclidean") == "euclidean"
+                and str(data.X.dtype).split(".")[-1] in _FUSED_STORAGE)
+
+    def _batched_args(self, data):
+        """(X as a (B * n, d) view, lut, compute dtype, n, shift, inv_scale, weights, mask,
+        whether X is read in place, X or a placeholder) for the compiled kernels."""
+        X = numpy_view(data.X)
+        B, n, d = X.shape
+        X2, lut, dt = _storage(np.ascontiguousarray(X).reshape(B * n, d))
+
+        def arr(a, dtype=None):
+            return None if a is None else np.ascontiguousarray(numpy_view(a), dtype=dtype)
+
+        sh, inv = arr(data.shift, dt), arr(data.inv_scale, dt)
+        direct = lut is None and sh is None and inv is None and X2.dtype == dt
+        return (X2, lut, dt, n, sh, inv, arr(data.weights, dt), arr(data.mask),
+                direct, X2 if direct else np.empty((0, d), dt))
+
+    def _batched_ids(self, data, problems):
+        if problems is None:
+            return np.arange(int(data.X.shape[0]), dtype=np.int64)
+        return np.ascontiguousarray(problems, dtype=np.int64)
+
+    def _acc_array(self, a, data):
+        return self.xp.asarray(a, dtype=data.accumulator_dtype(), device=self.device)
+
+    def batched_lloyd_pass(self, data, centers, problems=None, *, need_inertia=False):
+        if not self._batched_ok(data):
+            return super().batched_lloyd_pass(data, centers, problems,
+                                              need_inertia=need_inertia)
+        X2, lut, dt, n, sh, inv, w, _, direct, Xd = self._batched_args(data)
+        ids = self._batched_ids(data, problems)
+        C = np.ascontiguousarray(numpy_view(centers), dtype=dt)
+        a, k, d = C.shape
+        labels = np.empty((a, n), np.int64)
+        sums, counts, inertia = np.empty((a, k, d), dt), np.empty((a, k), dt), np.empty(a)
+        use_gemm = _use_gemm(d, k)
+        kern = _batched_kernels()
+        with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
+            kern.lloyd_pass(X2, Xd, direct, n, lut, sh, inv, w, ids, C, use_gemm,
+                            k <= ROWMAJOR_MAX_K, need_inertia, BLOCK_ROWS, labels, sums,
+                            counts, inertia)
+        return (self._wrap(labels), self._wrap(sums), self._wrap(counts),
+                self._acc_array(inertia, data) if need_inertia else None)
+
+    def batched_labels_inertia(self, data, centers, problems=None):
+        if not self._batched_ok(data):
+            return super().batched_labels_inertia(data, centers, problems)
+        X2, lut, dt, n, sh, inv, w, _, direct, Xd = self._batched_args(data)
+        ids = self._batched_ids(data, problems)
+        C = np.ascontiguousarray(numpy_view(centers), dtype=dt)
+        a, k, d = C.shape
+        labels, inertia = np.empty((a, n), np.int64), np.empty(a)
+        use_gemm = _use_gemm(d, k)
+        kern = _batched_kernels()
+        with _CALL_LOCK, _OneBlasThread() if use_gemm else _NoOp():
+            kern.labels_inertia(X2, Xd, direct, n, lut, sh, inv, w, ids, C, use_gemm,
+                                k <= ROWMAJOR_MAX_K, BLOCK_ROWS, labels, inertia)
+        return self._wrap(labels), self._acc_array(inertia, data)
+
+    def batched_sq_dist_to_assigned(self, data, centers, labels, problems=None):
+        if not self._batched_ok(data):
+            return super().batched_sq_dist_to_assigned(data, centers, labels, problems)
+        X2, lut, dt, n, sh, inv, _, _, _, _ = self._batched_args(data)
+        ids = self._batched_ids(data, problems)
+        C = np.ascontiguousarray(numpy_view(centers), dtype=dt)
+        lab = np.ascontiguousarray(numpy_view(labels), dtype=np.int64)
+        out = np.empty((len(ids), n), dt)
+        kern = _batched_kernels()
+        with _CALL_LOCK:
+            kern.sq_dist_to_assigned(X2, n, lut, sh, inv, ids, C, lab, BLOCK_ROWS, out)
+        return self._wrap(out)
+
+    def batched_kmeans_plusplus(self, data, n_clusters, first_u, step_u, n_local_trials):
+        if not self._batched_ok(data):
+            return super().batched_kmeans_plusplus(data, n_clusters, first_u, step_u,
+                                                   n_local_trials)
+        X2, lut, dt, n, sh, inv, w, mask, _, _ = self._batched_args(data)
+        B = int(data.X.shape[0])
+        out = np.empty((B, n_clusters), np.int64)
+        su = np.ascontiguousarray(step_u, dtype=np.float64).reshape(
+            B, n_clusters - 1, n_local_trials)
+        kern = _batched_kernels()
+        with _CALL_LOCK:
+            kern.kmeans_plusplus(X2, n, lut, sh, inv, w, mask, n_clusters,
+                                 np.ascontiguousarray(first_u, dtype=np.float64), su, out,
+                                 np.empty(0, dt))
+        return self._wrap(out)
+
+    def batched_frame_stats(self, data):
+        """Per problem, ``(finite (B,), amax (B,), sums (B, d), sqs (B, d))`` of its valid
+        rows in the current frame (``data.inv_scale``, ``data.shift``): host float64 from
+        one compiled read; None where the compiled kernels do not read this data."""
+        if not self._batched_ok(data):
+            return None
+        X2, lut, dt, n, sh, inv, _, mask, _, _ = self._batched_args(data)
+        B, d = int(data.X.shape[0]), X2.shape[1]
+        finite, amax = np.empty(B, np.bool_), np.empty(B)
+        sums, sqs = np.empty((B, d)), np.empty((B, d))
+        kern = _batched_kernels()
+        with _CALL_LOCK:
+            kern.frame_stats(X2, n, lut, sh, inv, mask, np.empty(0, dt), finite, amax, sums,
+                             sqs)
+        return finite, amax, sums, sqs
 
     def kpp_potentials(self, data, closest, cand):
         if not self._ok(data):

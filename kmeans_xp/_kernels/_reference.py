@@ -19,7 +19,9 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from .._compat import accumulate, chunk_rows, device_of
+import numpy as np
+
+from .._compat import accumulate, chunk_rows, default_chunk_budget, device_of
 from ._protocol import KernelData
 
 
@@ -384,7 +386,7 @@ class ReferenceKernels:
             oh = oh * w[:, :, None]
         return xp.matmul(xp.matrix_transpose(oh), Xt), xp.sum(oh, axis=1)
 
-    def batched_sq_dist_to_assigned(self, Xt: Any, centers: Any, labels: Any) -> Any:
+    def batched_sq_diff(self, Xt: Any, centers: Any, labels: Any) -> Any:
         """``||xt_i - c_{labels_i}||^2`` (g, m) by direct differences (a flattened gather)."""
         xp = self.xp
         g, m, d = (int(s) for s in Xt.shape)
@@ -404,3 +406,206 @@ class ReferenceKernels:
         return xp.stack([xp.astype(xp.count_nonzero(sorted_rows < values[:, j:j + 1], axis=1),
                                    xp.int64) for j in range(m)], axis=1)
 
+
+    # -- whole batched passes over a problem axis (the truth of the fast sets) -----------
+    # ``data`` is a batched source (``kmeans_xp._solvers.batched.BatchedData``): ``.X``
+    # (B, n, d) in its storage dtype, ``.weights`` (B, n) compute dtype or None (the mask
+    # folded in: masked rows weigh 0), ``.mask`` (B, n) bool or None, ``.inv_scale`` (B,)
+    # or None, ``.shift`` (B, d) or None, ``.dtype``, ``.buffers``,
+    # ``.accumulator_dtype()``; problem b's working coordinates are
+    # ``Xt_b = X_b * inv_scale_b - shift_b``.  ``problems``: the active problems, a host
+    # int64 array of ids (None: all B); centres (a, k, d) in working coordinates, compute
+    # dtype, one row of centres per active problem.  Masked rows contribute nothing; their
+    # labels are unspecified (the driver sets -1).
+    def _batched_ids(self, data: Any, problems: Any) -> np.ndarray:
+        if problems is None:
+            return np.arange(int(data.X.shape[0]), dtype=np.int64)
+        return np.asarray(problems, dtype=np.int64)
+
+    def _batched_groups(self, data: Any, a: int, width: int) -> list[tuple[int, int]]:
+        """(start, stop) positions of groups of problems, each within the memory budget
+        of (problems x n x width) elements."""
+        n = int(data.X.shape[1])
+        g = max(1, min(a, default_chunk_budget(self.xp, self.device) // max(n * width, 1)))
+        return [(s, min(s + g, a)) for s in range(0, a, g)]
+
+    def _batched_take(self, a: Any, ids: np.ndarray) -> Any:
+        """Rows ``ids`` of a per-problem array (a view for a contiguous range)."""
+        if a is None:
+            return None
+        lo = int(ids[0])
+        if int(ids[-1]) - lo + 1 == len(ids) and bool(np.all(np.diff(ids) == 1)):
+            return a[lo:lo + len(ids), ...]
+        return self.xp.take(a, self.xp.asarray(ids, device=self.device), axis=0)
+
+    def _batched_rows(self, data: Any, ids: np.ndarray) -> Any:
+        """Problems ``ids`` (g, n, d) in working coordinates and the compute dtype; masked
+        rows are zeroed before the frame (they may hold anything)."""
+        xp = self.xp
+        c = self._batched_take(data.X, ids)
+        if c.dtype != data.dtype:
+            c = xp.astype(c, data.dtype)
+        if data.mask is not None:
+            c = xp.where(self._batched_take(data.mask, ids)[:, :, None], c, xp.zeros_like(c))
+        if data.inv_scale is not None:
+            c = c * self._batched_take(data.inv_scale, ids)[:, None, None]
+        if data.shift is not None:
+            c = c - self._batched_take(data.shift, ids)[:, None, :]
+        return c
+
+    def _batched_total(self, dist: Any, w: Any, data: Any) -> Any:
+        """sum_i w_i dist_i per problem (g,), in the accumulator dtype."""
+        xp = self.xp
+        acc = data.accumulator_dtype()
+        dist = xp.astype(dist, acc) if dist.dtype != acc else dist
+        if w is not None:
+            dist = dist * (xp.astype(w, acc) if w.dtype != acc else w)
+        return xp.sum(dist, axis=1)
+
+    def batched_lloyd_pass(self, data: Any, centers: Any, problems: Any = None, *,
+                           need_inertia: bool = False) -> tuple[Any, Any, Any, Any]:
+        """One Lloyd pass of the active problems.
+
+        Returns labels (a, n) int64 (first nearest centre), sums (a, k, d) and counts
+        (a, k) (weighted, compute dtype) and, with ``need_inertia``, the weighted inertia
+        (a,) by direct differences in the accumulator dtype (else None).
+        """
+        xp = self.xp
+        ids = self._batched_ids(data, problems)
+        k, d = int(centers.shape[1]), int(centers.shape[2])
+        labels, sums, counts, inertia = [], [], [], []
+        for s, e in self._batched_groups(data, len(ids), max(k, d)):
+            g = ids[s:e]
+            Xt, C = self._batched_rows(data, g), centers[s:e, ...]
+            lab = self.batched_argmin(self.batched_partial_sq_distances(Xt, C, data.buffers))
+            w = self._batched_take(data.weights, g)
+            sm, ct = self.batched_cluster_sums(Xt, lab, w, k)
+            labels.append(lab)
+            sums.append(sm)
+            counts.append(ct)
+            if need_inertia:
+                inertia.append(self._batched_total(self.batched_sq_diff(Xt, C, lab), w, data))
+        return (concat(labels, xp), concat(sums, xp), concat(counts, xp),
+                concat(inertia, xp) if need_inertia else None)
+
+    def batched_labels_inertia(self, data: Any, centers: Any, problems: Any = None
+                               ) -> tuple[Any, Any]:
+        """Labels (a, n) and the weighted inertia (a,) (accumulator dtype) by direct
+        differences: the final assignment."""
+        xp = self.xp
+        ids = self._batched_ids(data, problems)
+        k, d = int(centers.shape[1]), int(centers.shape[2])
+        labels, inertia = [], []
+        for s, e in self._batched_groups(data, len(ids), max(k, d)):
+            g = ids[s:e]
+            Xt, C = self._batched_rows(data, g), centers[s:e, ...]
+            lab = self.batched_argmin(self.batched_partial_sq_distances(Xt, C, data.buffers))
+            labels.append(lab)
+            inertia.append(self._batched_total(self.batched_sq_diff(Xt, C, lab),
+                                               self._batched_take(data.weights, g), data))
+        return concat(labels, xp), concat(inertia, xp)
+
+    def batched_sq_dist_to_assigned(self, data: Any, centers: Any, labels: Any,
+                                    problems: Any = None) -> Any:
+        """``||xt_i - c_{labels_i}||^2`` (a, n) by direct differences, compute dtype; 0
+        where a label lies outside [0, k) (masked rows: -1)."""
+        xp = self.xp
+        ids = self._batched_ids(data, problems)
+        k, d = int(centers.shape[1]), int(centers.shape[2])
+        parts = []
+        for s, e in self._batched_groups(data, len(ids), max(k, d)):
+            lab = labels[s:e, ...]
+            ok = xp.logical_and(lab >= 0, lab < k)
+            dist = self.batched_sq_diff(self._batched_rows(data, ids[s:e]), centers[s:e, ...],
+                                        xp.where(ok, lab, xp.zeros_like(lab)))
+            parts.append(xp.where(ok, dist, xp.zeros_like(dist)))
+        return concat(parts, xp)
+
+    def batched_frame_stats(self, data: Any) -> tuple | None:
+        """Per problem ``(finite, amax, sums, sqs)`` of its valid rows in the frame from one
+        compiled pass (host float64), or None: then the batched source runs its
+        pure-standard reductions."""
+        return None
+
+    def batched_kmeans_plusplus(self, data: Any, n_clusters: int, first_u: np.ndarray,
+                                step_u: np.ndarray, n_local_trials: int) -> Any:
+        """Greedy k-means++ for every problem: the chosen rows (B, k) int64.
+
+        Problem b draws as :func:`kmeans_xp._solvers.init.kmeans_plusplus_working` does
+        from a generator whose uniforms are ``first_u[b]`` (host (B,) float64: the first
+        row, ``choice(n, p=w / w.sum())``) then ``step_u[b, s]`` (host (B, k - 1, m)
+        float64, m = ``n_local_trials``: the candidates of step s).  Distances are taken in
+        the accumulator dtype from the rows in working coordinates; the candidates of a
+        step are ``searchsorted(cumsum(w * closest), u * pot)`` clipped to the last valid
+        row, the best one has the lowest potential (first on ties).
+        """
+        xp = self.xp
+        B, d = int(data.X.shape[0]), int(data.X.shape[2])
+        out = [self._batched_kpp_group(data, np.arange(s, e), n_clusters, first_u[s:e],
+                                       step_u[s:e], n_local_trials)
+               for s, e in self._batched_groups(data, B, 2 * d + 2 * n_local_trials + 4)]
+        return concat(out, xp)
+
+    def _batched_kpp_group(self, data: Any, ids: np.ndarray, k: int, first_u: np.ndarray,
+                           step_u: np.ndarray, m: int) -> Any:
+        xp, dev = self.xp, self.device
+        acc = data.accumulator_dtype()
+        g = len(ids)
+        n, d = int(data.X.shape[1]), int(data.X.shape[2])
+        Xa = self._batched_rows(data, ids)
+        Xa = xp.astype(Xa, acc) if Xa.dtype != acc else Xa
+        x_sq = xp.sum(Xa * Xa, axis=2)
+        w = self._batched_take(data.weights, ids)
+        wa = None if w is None else (xp.astype(w, acc) if w.dtype != acc else w)
+        if data.mask is None:
+            hi = None
+        else:  # the last valid row of each problem: draws past it are clipped to it
+            pos = xp.arange(n, dtype=xp.int64, device=dev)
+            hi = xp.max(xp.where(self._batched_take(data.mask, ids), pos,
+                                 xp.zeros_like(pos)), axis=1)
+
+        def clip(idx: Any) -> Any:
+            return xp.minimum(idx, n - 1) if hi is None else \
+                xp.minimum(idx, xp.reshape(hi, (g,) + (1,) * (idx.ndim - 1)))
+
+        offs = xp.arange(g, dtype=xp.int64, device=dev)[:, None] * n
+        flat_rows = xp.reshape(Xa, (g * n, d))
+
+        def sq_dist(idx: Any) -> Any:  # rows idx (g, q) -> distances (g, n, q), clipped
+            q = int(idx.shape[1])
+            C = xp.reshape(xp.take(flat_rows, xp.reshape(idx + offs, (g * q,)), axis=0),
+                           (g, q, d))
+            D = (x_sq[:, :, None] - 2.0 * xp.matmul(Xa, xp.matrix_transpose(C))
+                 + xp.sum(C * C, axis=2)[:, None, :])
+            return xp.clip(D, min=0.0)
+
+        if wa is None:
+            first = xp.asarray(np.minimum((np.asarray(first_u) * n).astype(np.int64), n - 1),
+                               device=dev)
+        else:  # searchsorted(cdf, u * total, side='right'): the rows with cdf <= target
+            cdf = xp.cumulative_sum(wa, axis=1)
+            target = xp.asarray(np.asarray(first_u, dtype=np.float64), dtype=acc,
+                                device=dev) * cdf[:, -1]
+            first = clip(xp.astype(xp.count_nonzero(cdf <= target[:, None], axis=1),
+                                   xp.int64))
+        chosen = [first]
+        closest = sq_dist(first[:, None])[:, :, 0]
+        weighted = closest if wa is None else closest * wa
+        pot = xp.sum(weighted, axis=1)
+        ms = xp.arange(m, dtype=xp.int64, device=dev)
+        for step in range(k - 1):
+            rand = xp.asarray(np.asarray(step_u[:, step, :], dtype=np.float64), dtype=acc,
+                              device=dev) * pot[:, None]
+            cand = clip(xp.astype(self.batched_searchsorted(
+                xp.cumulative_sum(weighted, axis=1), rand), xp.int64))
+            Dc = sq_dist(cand)  # (g, n, m)
+            Dm = xp.minimum(Dc, closest[:, :, None])
+            pots = xp.sum(Dm, axis=1) if wa is None else xp.sum(Dm * wa[:, :, None], axis=1)
+            best = xp.argmin(pots, axis=1)
+            pot = xp.min(pots, axis=1)
+            pick = best[:, None] == ms  # (g, m)
+            chosen.append(xp.sum(xp.where(pick, cand, xp.zeros_like(cand)), axis=1))
+            closest = xp.minimum(closest, xp.sum(xp.where(pick[:, None, :], Dc,
+                                                          xp.zeros_like(Dc)), axis=2))
+            weighted = closest if wa is None else closest * wa
+        return xp.stack(chosen, axis=1)

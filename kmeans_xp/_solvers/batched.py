@@ -102,10 +102,12 @@ class BatchedData:
         """(B,) compute-dtype device array, or None where no problem is scaled."""
         if not self.frame.scaled:
             return None
-        if "inv_scale" not in self.buffers:
-            self.buffers["inv_scale"] = self.xp.asarray(1.0 / self.frame.scale,
-                                                        dtype=self.dtype, device=self.device)
-        return self.buffers["inv_scale"]
+        cached = self.buffers.get("inv_scale")
+        if cached is None or cached[0] is not self.frame:  # made once per frame
+            cached = (self.frame, self.xp.asarray(1.0 / self.frame.scale, dtype=self.dtype,
+                                                  device=self.device))
+            self.buffers["inv_scale"] = cached
+        return cached[1]
 
     def to_working(self, c: Any, ids: np.ndarray) -> Any:
         """Arrays (g, m, d) of problems ``ids`` from data to working coordinates."""
@@ -153,11 +155,25 @@ class BatchedData:
     def prepare(self) -> None:
         """Per problem: NaN / inf check, power-of-two scale, centring and variance, by the
         rule of every fit (:func:`kmeans_xp._frame.build_frame`).  Three host syncs in all."""
-        self.buffers.pop("inv_scale", None)
         self.frame = build_frame(self, self.frame.metric)
-        self.buffers.pop("inv_scale", None)
+
+    def _compiled_stats(self, frame: Frame) -> tuple | None:
+        """``(finite, amax, sums, sqs)`` (host float64, per problem) of the valid rows in
+        ``frame`` from one compiled read of X (the fused CPU set), or None."""
+        self.frame = frame  # the kernels read the scale and shift of the frame being built
+        return self.kernels.batched_frame_stats(self)
 
     def check_and_amax(self, name: str = "X") -> np.ndarray:
+        self._moments = None
+        stats = self._compiled_stats(Frame(np.ones(self.B), None, np.zeros(self.B)))
+        if stats is not None:
+            finite, amax, sums, sqs = stats
+            bad = np.nonzero(~np.asarray(finite))[0]
+            if bad.size:
+                raise ValueError(f"Input {name} contains NaN or infinity "
+                                 f"(problem {int(bad[0])}).")
+            self._moments = (sums, sqs)  # at scale 1: reused unless a problem is scaled
+            return np.asarray(amax, dtype=np.float64)
         xp = self.xp
         all_ids = np.arange(self.B)
         amax = []
@@ -193,14 +209,26 @@ class BatchedData:
 
     def moments(self, scale: np.ndarray, metric: Any) -> tuple[Any, Any, Any]:
         xp = self.xp
-        sums, sqs = self._column_sums(np.asarray(scale, dtype=np.float64), None)
-        host = np.asarray(to_numpy(xp.stack([sums, sqs])), dtype=np.float64)  # host sync
+        scale = np.asarray(scale, dtype=np.float64)
+        cached, self._moments = getattr(self, "_moments", None), None
+        if cached is not None and np.all(scale == 1.0):
+            host = np.stack(cached)
+        else:
+            stats = self._compiled_stats(Frame(scale, None, np.zeros(self.B), metric))
+            if stats is not None:
+                host = np.stack([stats[2], stats[3]])
+            else:
+                sums, sqs = self._column_sums(scale, None)
+                host = np.asarray(to_numpy(xp.stack([sums, sqs])), dtype=np.float64)  # sync
         n = self.n_valid.astype(np.float64)[:, None]
         mean = host[0] / n
         total = np.sum(np.clip(host[1] / n - mean * mean, 0.0, None), axis=1)
         return self.n_valid, mean, total
 
     def centred_variance(self, frame: Frame) -> np.ndarray:
+        stats = self._compiled_stats(frame)
+        if stats is not None:
+            return np.sum(stats[3], axis=1) / self.n_valid.astype(np.float64)
         _, sqs = self._column_sums(frame.scale, frame.shift)
         n = self.n_valid.astype(np.float64)
         return np.sum(np.asarray(to_numpy(sqs), dtype=np.float64), axis=1) / n  # host sync
@@ -265,91 +293,38 @@ class BatchedData:
 
 
 # -- initialisation ------------------------------------------------------------------------
-def _last_valid(data: BatchedData) -> Any:
-    """Index (B,) of the last valid row of each problem."""
-    xp = data.xp
-    if data.mask is None:
-        return None
-    pos = xp.arange(data.n, dtype=xp.int64, device=data.device)
-    return xp.max(xp.where(data.mask, pos, xp.zeros_like(pos)), axis=1)
+def kpp_uniforms(seeds: np.ndarray, n_draws: int) -> np.ndarray:
+    """The first ``n_draws`` uniforms (B, n_draws) float64 of each problem's generator
+    ``np.random.RandomState(seeds[b])``: what its ``random_sample()`` and
+    ``uniform(size=m)`` calls return, in order (both read the same stream of doubles,
+    ``uniform`` as ``0 + 1 * random_sample()``, exactly).  One seeding and one draw per
+    problem (a reused generator)."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    out = np.empty((seeds.shape[0], n_draws))
+    rs = np.random.RandomState()
+    for b, seed in enumerate(seeds.tolist()):
+        rs.seed(seed)
+        out[b] = rs.random_sample(n_draws)
+    return out
 
 
-def _sq_dist(data: BatchedData, Xt: Any, x_sq: Any, C: Any) -> Any:
-    """Squared distances (g, n, m) by the expansion, clipped at 0 (k-means++'s formula)."""
-    xp = data.xp
-    D = x_sq[:, :, None] - 2.0 * xp.matmul(Xt, xp.matrix_transpose(C)) \
-        + xp.sum(C * C, axis=2)[:, None, :]
-    return xp.clip(D, min=0.0)
+def kpp_draws(n_clusters: int, n_local_trials: int | None = None) -> tuple[int, int]:
+    """``(m, uniforms per k-means++ run)``: m candidates per step (2 + ln k by default)."""
+    m = n_local_trials or 2 + int(math.log(n_clusters))
+    return m, 1 + (n_clusters - 1) * m
 
 
-def batched_kmeans_plusplus(data: BatchedData, rngs: list, n_local_trials: int | None = None
-                            ) -> Any:
-    """Greedy k-means++ for every problem at once; problem b draws from ``rngs[b]`` exactly
-    as :func:`kmeans_xp._solvers.init.kmeans_plusplus_working` would.  No host sync: only
-    uniforms travel to the device.  Returns the centres (B, k, d) in working coordinates."""
-    xp, B, n, k = data.xp, data.B, data.n, data.k
-    dev, acc = data.device, data.accumulator_dtype()
-    m = n_local_trials or 2 + int(math.log(k))
-    ids = np.arange(B)
-    w = data.weights
-    last = _last_valid(data)
-    u = np.asarray([float(r.random_sample() if isinstance(r, np.random.RandomState)
-                         else r.random()) for r in rngs])
-    if w is None:
-        first = xp.asarray(np.minimum((u * n).astype(np.int64), n - 1), device=dev)
-    else:
-        cdf = xp.cumulative_sum(xp.astype(w, acc), axis=1)
-        target = xp.asarray(u, dtype=acc, device=dev) * cdf[:, -1]
-        first = xp.sum(xp.astype(cdf <= target[:, None], xp.int64), axis=1)
-        first = xp.minimum(first, n - 1) if last is None else xp.minimum(first, last)
-    groups = data.groups(ids)
-    Xg = [data.rows(ids[s:e, ...]) for s, e in groups] if len(groups) == 1 else None
-
-    def rows(s, e):
-        return Xg[0] if Xg is not None else data.rows(ids[s:e, ...])
-
-    x_sq = xp.concat([xp.sum(Xt * Xt, axis=2) for Xt in (rows(s, e) for s, e in groups)])
-
-    def closest_to(centre, closest):  # centre (B, 1, d)
-        parts = []
-        for s, e in groups:
-            dist = _sq_dist(data, rows(s, e), x_sq[s:e, ...], centre[s:e, ...])[:, :, 0]
-            parts.append(dist if closest is None else xp.minimum(closest[s:e, ...], dist))
-        return xp.concat(parts)
-
-    center = data.take_rows(first[:, None])
-    centers = [center]
-    closest = closest_to(center, None)
-    weighted = closest if w is None else closest * w
-    pot = xp.sum(xp.astype(weighted, acc, copy=False), axis=1)
-    for _ in range(1, k):
-        rand = np.stack([r.uniform(size=m) for r in rngs])
-        rand = xp.asarray(rand, dtype=acc, device=dev) * pot[:, None]
-        cum = xp.cumulative_sum(xp.astype(weighted, acc, copy=False), axis=1)
-        cand = data.kernels.batched_searchsorted(cum, rand)  # side='left', per problem
-        cand = xp.minimum(cand, n - 1) if last is None else xp.minimum(cand, last[:, None])
-        cand_rows = data.take_rows(cand)  # (B, m, d)
-        pots, dists = [], []
-        for s, e in groups:
-            Dc = _sq_dist(data, rows(s, e), x_sq[s:e, ...], cand_rows[s:e, ...])
-            dists.append(Dc)  # kept: the chosen candidate's column updates ``closest``
-            D = xp.minimum(Dc, closest[s:e, :, None])
-            if w is not None:
-                D = D * w[s:e, :, None]
-            pots.append(xp.astype(xp.sum(D, axis=1), acc))
-        pots = xp.concat(pots)  # (B, m)
-        best = xp.argmin(pots, axis=1)
-        pot = xp.min(pots, axis=1)
-        flat = best + xp.arange(B, dtype=best.dtype, device=dev) * m
-        center = xp.take(xp.reshape(cand_rows, (B * m, data.d)), flat, axis=0)[:, None, :]
-        centers.append(center)
-        pick = xp.astype(best[:, None] == xp.arange(m, dtype=best.dtype, device=dev),
-                         closest.dtype)[:, None, :]  # (B, 1, m)
-        closest = xp.concat([xp.minimum(closest[s:e, ...],
-                                        xp.sum(dists[i] * pick[s:e, ...], axis=2))
-                             for i, (s, e) in enumerate(groups)])
-        weighted = closest if w is None else closest * w
-    return xp.concat(centers, axis=1)
+def batched_kmeans_plusplus(data: BatchedData, uniforms: np.ndarray,
+                            n_local_trials: int | None = None) -> Any:
+    """Greedy k-means++ for every problem at once, as ONE call of the kernel set; problem b
+    draws from ``uniforms[b]`` (host, :func:`kpp_uniforms`) exactly as
+    :func:`kmeans_xp._solvers.init.kmeans_plusplus_working` would from its generator.
+    Returns the centres (B, k) in working coordinates."""
+    k, B = data.k, data.B
+    m, used = kpp_draws(k, n_local_trials)
+    idx = data.kernels.batched_kmeans_plusplus(
+        data, k, uniforms[:, 0], uniforms[:, 1:used].reshape(B, k - 1, m), m)
+    return data.take_rows(idx)
 
 
 def batched_random(data: BatchedData, rngs: list) -> Any:
@@ -383,43 +358,19 @@ def _merge(xp: Any, full: Any, part: Any, ids: np.ndarray, B: int, device: Any) 
 
 
 def _pass(data: BatchedData, active: np.ndarray, C: Any) -> tuple[Any, Any, Any]:
-    """Labels (a, n), sums (a, k, d), counts (a, k) of the active problems."""
-    xp, kern, k = data.xp, data.kernels, data.k
-    labels, sums, counts = [], [], []
-    for s, e in data.groups(active):
-        ids = active[s:e, ...]
-        Xt = data.rows(ids)
-        lab = kern.batched_argmin(kern.batched_partial_sq_distances(Xt, C[s:e, ...],
-                                                                    data.buffers))
-        sm, ct = kern.batched_cluster_sums(Xt, lab, data.weights_of(ids), k)
-        labels.append(lab)
-        sums.append(sm)
-        counts.append(ct)
-    if len(labels) == 1:
-        return labels[0], sums[0], counts[0]
-    return xp.concat(labels), xp.concat(sums), xp.concat(counts)
+    """Labels (a, n), sums (a, k, d), counts (a, k) of the active problems: one call."""
+    labels, sums, counts, _ = data.kernels.batched_lloyd_pass(data, C, active)
+    return labels, sums, counts
 
 
 def batched_labels_inertia(data: BatchedData, centers: Any) -> tuple[Any, Any]:
     """Nearest-centre labels (B, n) (-1 on masked rows) and inertia (B,) by direct
-    differences, for every problem."""
-    xp, kern = data.xp, data.kernels
-    ids = np.arange(data.B)
-    labels, inertia = [], []
-    for s, e in data.groups(ids):
-        g = ids[s:e, ...]
-        Xt = data.rows(g)
-        lab = kern.batched_argmin(kern.batched_partial_sq_distances(Xt, centers[s:e, ...],
-                                                                    data.buffers))
-        dist = kern.batched_sq_dist_to_assigned(Xt, centers[s:e, ...], lab)
-        w = data.weights_of(g)
-        if w is not None:
-            dist = dist * w
-        inertia.append(xp.astype(xp.sum(dist, axis=1), data.accumulator_dtype()))
-        if data.mask is not None:
-            lab = xp.where(data._pick(data.mask, g), lab, xp.full_like(lab, -1))
-        labels.append(lab)
-    return xp.concat(labels), xp.concat(inertia)
+    differences, for every problem: one call of the kernel set."""
+    xp = data.xp
+    labels, inertia = data.kernels.batched_labels_inertia(data, centers, None)
+    if data.mask is not None:
+        labels = xp.where(data.mask, labels, xp.full_like(labels, -1))
+    return labels, inertia
 
 
 def batched_same_clustering(labels1: Any, labels2: Any, k: int, data: BatchedData) -> Any:
@@ -445,7 +396,7 @@ def batched_sq_distances(data: BatchedData, centers: Any) -> Any:
         D = kern.batched_partial_sq_distances(Xt, centers[s:e, ...]) \
             + xp.sum(Xt * Xt, axis=2)[:, :, None]
         lab = xp.astype(kern.batched_argmin(D), ks.dtype)
-        exact = kern.batched_sq_dist_to_assigned(Xt, centers[s:e, ...], lab)
+        exact = kern.batched_sq_diff(Xt, centers[s:e, ...], lab)
         D = xp.where(lab[:, :, None] == ks, exact[:, :, None], D)
         parts.append(xp.clip(D, min=0.0))
     return xp.concat(parts)
