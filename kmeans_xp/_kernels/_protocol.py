@@ -214,8 +214,36 @@ class KernelSet(Protocol):
         """Weighted sums (g, k, d) and weights (g, k) per label."""
         ...
 
-    def batched_sq_dist_to_assigned(self, Xt: Any, centers: Any, labels: Any) -> Any:
+    def batched_sq_diff(self, Xt: Any, centers: Any, labels: Any) -> Any:
         """``||xt_i - c_{labels_i}||^2`` (g, m) by direct differences."""
+        ...
+
+    # -- batched whole passes: the source has a leading problem axis (B, n, d) -------------
+    def batched_lloyd_pass(self, data: Any, centers: Any, problems: Any = None, *,
+                           need_inertia: bool = False) -> tuple[Any, Any, Any, Any]:
+        """Labels (a, n), sums (a, k, d), counts (a, k) and inertia (a,) or None of the
+        problems ``problems`` (host ids; None: all), centres (a, k, d) in working
+        coordinates; masked rows weigh nothing; sums in a fixed order."""
+        ...
+
+    def batched_labels_inertia(self, data: Any, centers: Any, problems: Any = None
+                               ) -> tuple[Any, Any]:
+        """Labels (a, n) and inertia (a,) by direct differences (the final pass)."""
+        ...
+
+    def batched_sq_dist_to_assigned(self, data: Any, centers: Any, labels: Any,
+                                    problems: Any = None) -> Any:
+        """``||xt_i - c_{labels_i}||^2`` (a, n); 0 where a label lies outside [0, k)."""
+        ...
+
+    def batched_frame_stats(self, data: Any) -> tuple | None:
+        """``(finite, amax, sums, sqs)`` per problem of the valid rows in the data's frame
+        from one compiled read (host float64), or None (the source's own loop runs)."""
+        ...
+
+    def batched_kmeans_plusplus(self, data: Any, n_clusters: int, first_u: Any, step_u: Any,
+                                n_local_trials: int) -> Any:
+        """Greedy k-means++ for every problem from host uniforms: row indices (B, k)."""
         ...
 
     def batched_searchsorted(self, sorted_rows: Any, values: Any) -> Any:
