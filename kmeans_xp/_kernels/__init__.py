@@ -48,6 +48,7 @@ reference          pure standard, chunk loop in Python (``_reference``)         
 numpy              BLAS into reused blocks, one-hot GEMM / bincount (``_numpy``)  NumPy
 torch              addmm, min(dim=1), index_add_ (``_torch``)                     torch CPU/CUDA
 cupy               in-place products, scatter_add when allowed (``_cupy``)        CuPy
+jax                each pass one jitted scan over chunks (``_jax``)               JAX
 triton             fused assignment on tensor cores, deterministic sums          torch CUDA,
                    (``_triton``; optional: ``pip install triton``)               CuPy
 cpu                fused pass per cache block: GEMM + argmin + sums, threads     NumPy,
@@ -69,7 +70,8 @@ import importlib.util
 import os
 from typing import Any
 
-from .._compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
+from .._compat import (is_cupy_namespace, is_jax_namespace, is_numpy_namespace,
+                       is_torch_namespace)
 from ._reference import ReferenceKernels
 
 __all__ = ["ReferenceKernels", "PRECISIONS", "available_sets", "select"]
@@ -122,6 +124,10 @@ def _vendor_set(xp: Any) -> type:
         from ._cupy import CupyKernels
 
         return CupyKernels
+    if is_jax_namespace(xp):
+        from ._jax import JaxKernels
+
+        return JaxKernels
     return ReferenceKernels
 
 
