@@ -31,6 +31,7 @@ __all__ = [
     "device_of",
     "is_array",
     "is_float64_supported",
+    "is_jax_tracer",
     "is_numpy_namespace",
     "is_torch_namespace",
     "is_cupy_namespace",
@@ -72,6 +73,16 @@ def backend_name(xp: Any) -> str:
         return "jax"
     name = getattr(xp, "__name__", type(xp).__name__)
     return name.split(".")[-1] if name != "array" else name
+
+
+def is_jax_tracer(x: Any) -> bool:
+    """Whether ``x`` is a JAX tracer (an abstract value inside ``jax.jit``, ``jax.vmap``,
+    ``jax.grad``...).  Looks at ``sys.modules``: never imports JAX."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    tracer = getattr(getattr(jax, "core", None), "Tracer", None)
+    return tracer is not None and isinstance(x, tracer)
 
 
 def plain_array(x: Any) -> Any:

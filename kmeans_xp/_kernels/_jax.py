@@ -360,3 +360,58 @@ class JaxKernels(ReferenceKernels):
 
     def n_distinct(self, labels, n_clusters):
         return int(_n_distinct(labels, int(n_clusters)))
+
+
+# -- a functional Lloyd iteration for use inside jax.jit / jax.vmap ---------------------------
+def lloyd(X: Any, centers: Any, max_iter: int = 300, tol: float = 1e-4) -> tuple:
+    """Lloyd's iteration from ``centers`` as a pure JAX function (``lax.while_loop`` over the
+    kernel set's jitted pass): traceable, so it runs under ``jax.jit`` and ``jax.vmap``.
+
+    The same stopping rules as :class:`kmeans_xp.KMeans` (strict convergence: unchanged
+    labels; or a squared centre shift <= ``tol`` times the mean per-feature variance of X),
+    without what needs the host: no centring of far-from-origin data, no power-of-two
+    rescaling, no relocation of empty clusters (an empty cluster keeps its centre), no
+    checks of the input.  Under ``vmap`` each problem stops on its own rule (JAX runs the
+    loop until every problem has stopped, leaving the finished ones unchanged).
+
+    Parameters
+    ----------
+    X : jax.Array (n, d), float32 or float64
+    centers : jax.Array (k, d), the initial centres
+    max_iter : int (static)
+    tol : float
+
+    Returns
+    -------
+    centers (k, d), labels (n,), inertia (0-d), n_iter (0-d int)
+        ``labels`` and ``inertia`` belong to the returned centres.
+    """
+    from .._data import chunk_rows
+
+    X = jnp.asarray(X)
+    dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.dtype(jnp.float32)
+    X = X.astype(dtype)
+    C = jnp.asarray(centers).astype(dtype)
+    (n, d), k = X.shape, C.shape[0]
+    static = dict(rows=chunk_rows(n, d, k, 1 << 20), inv_scale=1.0, dtype=jnp.dtype(dtype),
+                  acc=jnp.dtype(dtype), exact=True, scatter=jax.default_backend() == "cpu")
+    tol_abs = tol * jnp.mean(jnp.var(X, axis=0))
+    idx = _index_dtype()
+
+    def cond(state):
+        i, _, _, done = state
+        return (i < max_iter) & ~done
+
+    def body(state):
+        i, C, old, _ = state
+        labels, sums, counts, _ = _lloyd(X, None, None, C, need_inertia=False, **static)
+        has = counts > 0
+        new = jnp.where(has[:, None], sums / jnp.where(has, counts, 1)[:, None], C)
+        shift = jnp.sum((new - C) ** 2)
+        done = jnp.all(labels == old) | (shift <= tol_abs)
+        return i + 1, new, labels, done
+
+    init = (jnp.asarray(0), C, jnp.full((n,), -1, idx), jnp.asarray(False))
+    n_iter, C, _, _ = lax.while_loop(cond, body, init)
+    inertia, labels = _assign(X, None, None, C, direct=True, need_total=True, **static)
+    return C, labels, inertia, n_iter

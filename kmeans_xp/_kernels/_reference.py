@@ -348,6 +348,15 @@ class ReferenceKernels:
             pots = accumulate(pots, xp.astype(p, acc))
         return pots
 
+    def kpp_step(self, data: ChunkedData, closest: Any, weighted: Any, pot: Any,
+                 u: Any) -> tuple | None:
+        """One whole greedy k-means++ step in one call, or None: then the solver runs the
+        step from the passes below.  ``u`` (m,): the step's uniforms in [0, 1) (accumulator
+        dtype); draws the candidates ``searchsorted(cumsum(weighted), u * pot)``, keeps the
+        one of least potential.  Returns ``(closest, weighted, pot, best_index (1,))``.
+        Sets whose eager operations cost more than the passes (JAX) provide it."""
+        return None
+
     def kpp_update(self, data: ChunkedData, closest: Any, center: Any) -> Any:
         """Squared distance (n,) of each row to ``center`` (1, d), or its minimum with
         ``closest`` when given; accumulator dtype."""
