@@ -11,9 +11,9 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
-import kmeans_xp  # noqa: E402
-from kmeans_xp import _kernels  # noqa: E402
-from kmeans_xp._kernels import _jax as J  # noqa: E402
+import kmeans_xp
+from kmeans_xp import _kernels
+from kmeans_xp._kernels import _jax as J
 
 
 def _blobs(n=3000, d=5, k=4, seed=0, dtype="float32", offset=0.0):
@@ -65,17 +65,18 @@ def test_passes_equal_the_reference_set(x64, offset):
             C = data.take_rows(jnp.asarray([0, 5, 9, 100, 200, 300, 400]))
             lab, sums, counts, inertia = kern.lloyd_pass(data, C, need_inertia=True)
             closest = kern.kpp_update(data, None, C[:1])
-            out[name] = dict(
-                shift=None if data.shift is None else np.asarray(data.shift),
-                labels=np.asarray(lab), sums=np.asarray(sums), counts=np.asarray(counts),
-                inertia=float(inertia), assign=np.asarray(kern.assign(data, C)[1]),
-                li=float(kern.labels_inertia(data, C)[1]),
-                ifl=float(kern.inertia_for_labels(data, C, lab)),
-                sda=np.asarray(kern.sq_dist_to_assigned(data, C, lab)),
-                sqd=np.asarray(kern.sq_distances(data, C)),
-                pots=np.asarray(kern.kpp_potentials(data, closest, C[1:4])),
-                closest=np.asarray(closest),
-                eq=bool(kern.labels_equal(lab, lab)), nd=kern.n_distinct(lab, 7))
+            out[name] = {
+                "shift": None if data.shift is None else np.asarray(data.shift),
+                "labels": np.asarray(lab), "sums": np.asarray(sums),
+                "counts": np.asarray(counts), "inertia": float(inertia),
+                "assign": np.asarray(kern.assign(data, C)[1]),
+                "li": float(kern.labels_inertia(data, C)[1]),
+                "ifl": float(kern.inertia_for_labels(data, C, lab)),
+                "sda": np.asarray(kern.sq_dist_to_assigned(data, C, lab)),
+                "sqd": np.asarray(kern.sq_distances(data, C)),
+                "pots": np.asarray(kern.kpp_potentials(data, closest, C[1:4])),
+                "closest": np.asarray(closest),
+                "eq": bool(kern.labels_equal(lab, lab)), "nd": kern.n_distinct(lab, 7)}
             assert isinstance(lab, jax.Array)
             assert lab.dtype == (jnp.int64 if x64 else jnp.int32)
     ref, got = out["reference"], out["jax"]
@@ -165,3 +166,5 @@ def test_functional_lloyd_under_vmap_solves_each_problem():
         np.testing.assert_array_equal(np.asarray(labels[b]), ref.labels_)
         assert int(n_iter[b]) == ref.n_iter_
         assert float(inertia[b]) == pytest.approx(ref.inertia_, rel=1e-5)
+        np.testing.assert_allclose(np.asarray(Cs[b]), ref.cluster_centers_, rtol=1e-5,
+                                   atol=1e-5)

@@ -157,11 +157,18 @@ def kmeans_single_lloyd(data: ChunkedData, centers: Any, *, max_iter: int, tol: 
         if verbose:
             print(f"Iteration {i}, inertia {float(inertia) * factor}.")
         # (an empty cluster makes the code -2: these centres are then made again)
-        updated = update_centers(data, labels, sums, counts, centers, none_empty=True)
-        shift = squared_shift(updated, centers, xp)
-        same = None if labels_old is None else data.kernels.labels_equal(labels, labels_old)
-        code = shift if same is None else xp.where(same, minus_one, shift)
-        code = float(xp.where(xp.any(counts == 0), minus_two, code))  # the one host sync
+        fused = kern.lloyd_update(data, labels, sums, counts, centers, labels_old)
+        if fused is not None:  # the kernel set folded the lines below into one call
+            updated, code = fused
+            code = float(code)  # the one host sync
+            same = None if labels_old is None or code != -2.0 else \
+                kern.labels_equal(labels, labels_old)  # for the rare path below
+        else:
+            updated = update_centers(data, labels, sums, counts, centers, none_empty=True)
+            shift = squared_shift(updated, centers, xp)
+            same = None if labels_old is None else kern.labels_equal(labels, labels_old)
+            code = shift if same is None else xp.where(same, minus_one, shift)
+            code = float(xp.where(xp.any(counts == 0), minus_two, code))  # the one host sync
         if code == -2.0:  # rare: empty clusters, relocate then re-test
             sums, counts, labels = relocate_empty_clusters(data, labels, centers, sums, counts)
             updated = update_centers(data, labels, sums, counts, centers)
