@@ -168,3 +168,18 @@ def test_functional_lloyd_under_vmap_solves_each_problem():
         assert float(inertia[b]) == pytest.approx(ref.inertia_, rel=1e-5)
         np.testing.assert_allclose(np.asarray(Cs[b]), ref.cluster_centers_, rtol=1e-5,
                                    atol=1e-5)
+
+
+def test_the_fused_centre_update_relocates_an_empty_cluster_as_numpy_does():
+    """``lloyd_update`` on JAX: an empty cluster (a far initial centre) gives code -2 and
+    the solver's relocation, as on NumPy; the iterations and labels agree."""
+    Xn = _blobs(n=1000, d=2, k=3, seed=13)
+    C0 = Xn[:3].copy()
+    C0[2] = 1e3  # nearest to no row
+    km = kmeans_xp.KMeans(3, init=jnp.asarray(C0), n_init=1).fit(jnp.asarray(Xn))
+    ref = kmeans_xp.KMeans(3, init=C0, n_init=1).fit(Xn)
+    assert len(np.unique(np.asarray(km.labels_))) == 3
+    np.testing.assert_array_equal(np.asarray(km.labels_), ref.labels_)
+    assert km.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(np.asarray(km.cluster_centers_), ref.cluster_centers_,
+                               rtol=1e-5, atol=1e-5)
