@@ -37,7 +37,8 @@ def power_of_two_scale(amax: float, finfo: Any) -> float:
     if not (amax > 2.0 ** LOG2_RANGE or 0.0 < amax < 2.0 ** -LOG2_RANGE):
         return 1.0
     low = math.ceil(math.log2(float(finfo.smallest_normal)))
-    high = math.floor(math.log2(float(finfo.max)))
+    # 2**-high must be normal too (float32: 2**-127 is subnormal; XLA flushes it to 0)
+    high = min(math.floor(math.log2(float(finfo.max))), -low)
     return 2.0 ** min(max(round(math.log2(amax)), low), high)
 
 
