@@ -54,6 +54,8 @@ IMPLS = {
     "sklearnex": ("sklearnex", False),
     "faiss": ("faiss", False),
     "fast-pytorch-kmeans": ("fast_pytorch_kmeans", False),
+    "kmeans_xp-jax": ("jax", False),
+    "jax-jit": ("jax", False),  # a hand-written jax.jit step (bench/jax_bench.py): the peer
     "kmeans_xp-torch-cuda": ("torch", True),
     "kmeans_xp-cupy": ("cupy", True),
     "faiss-gpu": ("faiss", True),
@@ -186,6 +188,21 @@ def _fit_fn(impl: str, X: np.ndarray, init: np.ndarray):
 
         def fit(m):
             return KMeans(k, init=ic, max_iter=m, tol=0).fit(Xc).n_iter_
+    elif impl in ("kmeans_xp-jax", "jax-jit"):
+        import jax.numpy as jnp
+
+        Xj, ij = jnp.asarray(X), jnp.asarray(init)
+        if impl == "jax-jit":
+            from bench.jax_bench import hand_written_fit
+
+            def fit(m):
+                hand_written_fit(Xj, ij, m)
+                return m
+        else:
+            from kmeans_xp import KMeans
+
+            def fit(m):
+                return KMeans(k, init=ij, max_iter=m, tol=0).fit(Xj).n_iter_
     elif impl.startswith("faiss"):
         import faiss
 
@@ -235,7 +252,7 @@ def worker(impl: str, size: tuple, iters: int, reps: int) -> dict:
 
 # name -> module that must import (the whole-fit benchmark, CPU only)
 FIT_IMPLS = {"sklearn": "sklearn", "kmeans_xp-numpy": "kmeans_xp", "kmeans_xp-torch": "torch",
-             "sklearnex": "sklearnex", "faiss": "faiss"}
+             "kmeans_xp-jax": "jax", "sklearnex": "sklearnex", "faiss": "faiss"}
 
 
 def _default_fit(impl: str, X: np.ndarray, k: int, seed: int):
@@ -260,6 +277,13 @@ def _default_fit(impl: str, X: np.ndarray, k: int, seed: int):
         torch.set_num_threads(int(THREADS))
         km = KMeans(k, random_state=seed).fit(torch.from_numpy(X))
         return km.cluster_centers_.numpy(), km.labels_.numpy(), km.n_iter_
+    if impl == "kmeans_xp-jax":
+        import jax.numpy as jnp
+
+        from kmeans_xp import KMeans
+
+        km = KMeans(k, random_state=seed).fit(jnp.asarray(X))
+        return np.asarray(km.cluster_centers_), np.asarray(km.labels_), km.n_iter_
     if impl == "faiss":
         import faiss
 

@@ -34,8 +34,13 @@ _PACKAGES = [
     ("dask", ("dask",), "dask"),
 ]
 
-_ENV = ("KMEANS_XP_KERNELS", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES", "NUMBA_NUM_THREADS",
-        "OMP_NUM_THREADS")
+_ENV = (
+    "KMEANS_XP_KERNELS",
+    "TRITON_INTERPRET",
+    "CUDA_VISIBLE_DEVICES",
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+)
 
 
 def _installed(module: str | None) -> bool:
@@ -64,8 +69,10 @@ def versions() -> dict:
 
 def devices() -> list[str]:
     """One line per device: the CPU, each CUDA device (torch, CuPy) with its description."""
-    lines = [f"CPU: {platform.machine()}, {os.cpu_count()} logical cores, "
-             f"{platform.system()} {platform.release()}"]
+    lines = [
+        f"CPU: {platform.machine()}, {os.cpu_count()} logical cores, "
+        f"{platform.system()} {platform.release()}"
+    ]
     gpus, why = gpu_devices()
     for g in gpus:
         line = f"cuda:{g['index']} ({g['library']}): {g['name']}, sm_{g['major']}{g['minor']}"
@@ -95,8 +102,9 @@ def _why(label: str, xp: Any, device: Any, dtype: Any, chosen: str) -> str:
     if chosen == "triton":
         from ._kernels import _triton
 
-        spec = _triton.device_spec(device if label.startswith("torch") else
-                                   int(getattr(device, "id", 0)))
+        spec = _triton.device_spec(
+            device if label.startswith("torch") else int(getattr(device, "id", 0))
+        )
         ran = _triton.kernel_precision(spec, "exact")
         extra = "" if ran == "exact" else f"; precision 'exact' runs as {ran!r} here"
         failed = [c for (s, _), c in _triton.FAILED.items() if s == spec]
@@ -181,9 +189,17 @@ def run_checks(out: TextIO) -> list[str]:
                     data.prepare("X")
                     Cw = data.to_working_coords(make(C0.astype(dname)))
                     (lab, sums, counts, inertia), ms = _timed(
-                        lambda: kern.lloyd_pass(data, Cw, need_inertia=True), xp, device)
-                    got = (np.asarray(to_numpy(lab)), np.asarray(to_numpy(sums), np.float64),
-                           float(inertia))
+                        lambda kern=kern, data=data, Cw=Cw: kern.lloyd_pass(
+                            data, Cw, need_inertia=True
+                        ),
+                        xp,
+                        device,
+                    )
+                    got = (
+                        np.asarray(to_numpy(lab)),
+                        np.asarray(to_numpy(sums), np.float64),
+                        float(inertia),
+                    )
                 except Exception as exc:  # noqa: BLE001 - reported as a failure
                     failures.append(f"{what} raised {type(exc).__name__}: {exc}")
                     out.write(f"  FAIL {what} raised {type(exc).__name__}: {exc}\n")
@@ -205,13 +221,13 @@ def run_checks(out: TextIO) -> list[str]:
                     failures.append(f"{what}: " + "; ".join(problems))
                     out.write(f"  FAIL {what} " + "; ".join(problems) + "\n")
                 else:
-                    out.write(f"  ok   {what} Lloyd pass {ms:8.2f} ms (labels equal, sums "
-                              "close)\n")
+                    out.write(f"  ok   {what} Lloyd pass {ms:8.2f} ms (labels equal, sums close)\n")
             # a small fit: the default kernel set against the reference set
             what = f"{label:<14} {dname:<8} fit       "
             try:
-                fit, ms = _timed(lambda: KMeans(k, random_state=0, n_init=1).fit(Xb), xp,
-                                 device, reps=1)  # after a first fit (compilation)
+                fit, ms = _timed(
+                    lambda Xb=Xb: KMeans(k, random_state=0, n_init=1).fit(Xb), xp, device, reps=1
+                )  # after a first fit (compilation)
                 saved = os.environ.get("KMEANS_XP_KERNELS")
                 os.environ["KMEANS_XP_KERNELS"] = "reference"
                 try:
@@ -221,12 +237,15 @@ def run_checks(out: TextIO) -> list[str]:
                         os.environ.pop("KMEANS_XP_KERNELS", None)
                     else:
                         os.environ["KMEANS_XP_KERNELS"] = saved
-                same = np.array_equal(np.asarray(to_numpy(fit.labels_)),
-                                      np.asarray(to_numpy(slow.labels_)))
+                same = np.array_equal(
+                    np.asarray(to_numpy(fit.labels_)), np.asarray(to_numpy(slow.labels_))
+                )
                 close = np.isclose(float(fit.inertia_), float(slow.inertia_), rtol=1e-4)
                 if same and close:
-                    out.write(f"  ok   {what} KMeans({k}).fit {ms:8.2f} ms "
-                              f"({fit.n_iter_} iterations, equals the reference fit)\n")
+                    out.write(
+                        f"  ok   {what} KMeans({k}).fit {ms:8.2f} ms "
+                        f"({fit.n_iter_} iterations, equals the reference fit)\n"
+                    )
                 else:
                     msg = f"{what}: the fit differs from the reference set's"
                     failures.append(msg)

@@ -32,6 +32,7 @@ __all__ = [
     "is_array",
     "is_float64_supported",
     "is_sparse",
+    "is_jax_tracer",
     "is_numpy_namespace",
     "is_torch_namespace",
     "is_cupy_namespace",
@@ -77,6 +78,16 @@ def backend_name(xp: Any) -> str:
         return "jax"
     name = getattr(xp, "__name__", type(xp).__name__)
     return name.split(".")[-1] if name != "array" else name
+
+
+def is_jax_tracer(x: Any) -> bool:
+    """Whether ``x`` is a JAX tracer (an abstract value inside ``jax.jit``, ``jax.vmap``,
+    ``jax.grad``...).  Looks at ``sys.modules``: never imports JAX."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    tracer = getattr(getattr(jax, "core", None), "Tracer", None)
+    return tracer is not None and isinstance(x, tracer)
 
 
 def plain_array(x: Any) -> Any:
@@ -447,7 +458,8 @@ def gpu_devices() -> tuple[list[dict], str]:
 
 def backend_devices() -> list[tuple[str, Any, Any, Any]]:
     """(label, xp, device, host-array -> array) for every backend with a device here."""
-    out = [("numpy", array_namespace(np.zeros(1)), "cpu", np.asarray)]
+    out: list[tuple[str, Any, Any, Any]] = [
+        ("numpy", array_namespace(np.zeros(1)), "cpu", np.asarray)]
     torch, cuda, _ = _torch_cuda()
     if torch is not None:
         xp = array_namespace(torch.zeros(1))

@@ -44,7 +44,7 @@ def squared_shift(new: Any, old: Any, xp: Any) -> Any:
 
 
 def relocate_empty_clusters(data: ChunkedData, labels: Any, centers: Any, sums: Any,
-                            counts: Any) -> tuple[Any, Any]:
+                            counts: Any) -> tuple[Any, Any, Any]:
     """Give each empty cluster the point farthest from its centre (scikit-learn's rule).
 
     Works on the sums, before averaging: the point's weighted coordinates leave its
@@ -97,7 +97,7 @@ def same_clustering(labels1: Any, labels2: Any, n_clusters: int, data: ChunkedDa
     chunk.  One host sync.
     """
     xp = data.xp
-    table = None
+    table: Any = None
     for s, e in data.ranges():
         a = _onehot(labels1[s:e], n_clusters, data.dtype, xp)
         b = _onehot(labels2[s:e], n_clusters, data.dtype, xp)
@@ -120,6 +120,8 @@ class ChunkedData:
     streamed = False
     #: the frame may centre this source (sparse data would become dense)
     can_centre = True
+    #: column sums and squares of the last check_and_amax pass, for moments() at scale 1
+    _moments: tuple | None = None
     #: no problem axis (a batch of problems has one)
     batched = False
 
@@ -348,6 +350,15 @@ class ChunkedData:
         labels, sums, counts, inertia = kern.lloyd_pass(self, C, need_inertia=need_inertia)
         same = None if labels_old is None else kern.labels_equal(labels, labels_old)
         return labels, sums, counts, inertia, same
+
+    def fused_update(self, labels: Any, sums: Any, counts: Any, C: Any, labels_old: Any
+                     ) -> tuple | None:
+        """``(updated, code)`` from one call of the kernel set (``lloyd_update``: JAX folds the
+        means and the convergence code into one jit), or None: the driver computes them.
+        Only the Euclidean means are fused (the other metrics' updates are their own)."""
+        if self.metric.name != "euclidean":
+            return None
+        return self.kernels.lloyd_update(self, labels, sums, counts, C, labels_old)
 
     def squared_shift(self, new: Any, old: Any) -> Any:
         """``||new - old||_F^2`` (0-d)."""

@@ -62,12 +62,18 @@ def sklearn_compatible(cls: type) -> type:
         return cls
     twin = _TWINS.get(cls)
     if twin is None:
-        twin = _TWINS[cls] = type(cls)(cls.__name__, (cls, peer), {
-            "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-            "__doc__": cls.__doc__,
-            # pickled as ``cls`` (the twin is not a module attribute): joblib workers
-            # send exceptions back to the parent by pickle
-            "__reduce__": lambda self: (_remake, (cls, self.args), self.__dict__ or None)})
+        twin = _TWINS[cls] = type(cls)(
+            cls.__name__,
+            (cls, peer),
+            {
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__doc__": cls.__doc__,
+                # pickled as ``cls`` (the twin is not a module attribute): joblib workers
+                # send exceptions back to the parent by pickle
+                "__reduce__": lambda self: (_remake, (cls, self.args), self.__dict__ or None),
+            },
+        )
     return twin
 
 
@@ -82,8 +88,9 @@ class _PeerMeta(type):
         return type.__call__(sklearn_compatible(cls), *args, **kwargs)
 
 
-class InvalidParameterError(*_bases("InvalidParameterError", ValueError, TypeError),
-                            metaclass=_PeerMeta):
+class InvalidParameterError(
+    *_bases("InvalidParameterError", ValueError, TypeError), metaclass=_PeerMeta
+):
     """A constructor parameter or argument has a wrong type or value.
 
     It derives from both ``ValueError`` and ``TypeError`` (as scikit-learn's class of the
@@ -100,8 +107,7 @@ class DataNamespaceError(ValueError, TypeError):
     """The data lives in another namespace or on another device than the fitted model."""
 
 
-class NotFittedError(*_bases("NotFittedError", ValueError, AttributeError),
-                     metaclass=_PeerMeta):
+class NotFittedError(*_bases("NotFittedError", ValueError, AttributeError), metaclass=_PeerMeta):
     """The estimator is used before ``fit``.
 
     A ``ValueError`` and an ``AttributeError``; where scikit-learn is imported, what

@@ -41,11 +41,12 @@ def power_of_two_scales(amax: Any, finfo: Any) -> np.ndarray:
     get a scale (or inverse) that overflows to inf when cast to the dtype.
     """
     amax = np.asarray(amax, dtype=np.float64)
-    out = (amax > 2.0 ** LOG2_RANGE) | ((amax > 0.0) & (amax < 2.0 ** -LOG2_RANGE))
+    out = (amax > 2.0**LOG2_RANGE) | ((amax > 0.0) & (amax < 2.0**-LOG2_RANGE))
     if not out.any():
         return np.ones_like(amax)
     low = math.ceil(math.log2(float(finfo.smallest_normal)))
-    high = math.floor(math.log2(float(finfo.max)))
+    # 2**-high must be normal too (float32: 2**-127 is subnormal; XLA flushes it to 0)
+    high = min(math.floor(math.log2(float(finfo.max))), -low)
     with np.errstate(divide="ignore"):
         exp = np.clip(np.round(np.log2(np.where(out, amax, 1.0))), low, high)
     return np.where(out, np.exp2(exp), 1.0)
@@ -171,15 +172,16 @@ def build_frame(source: Any, metric: Metric, name: str = "X") -> Frame:
         centre = np.sum(mean * mean, axis=-1) > total_var
     mv = total_var / d
     batched = bool(getattr(source, "batched", False))
+    scale_out: Any = scale if batched else float(scale.reshape(()))
+    mv_out: Any = mv if batched else float(mv.reshape(()))
     if not batched:
-        scale, mv, centre, mean = float(scale.reshape(())), float(mv.reshape(())), \
-            bool(centre.reshape(())), mean.reshape(-1)
+        mean = mean.reshape(-1)
     if not np.any(centre):
-        return Frame(scale, None, mv, metric)
+        return Frame(scale_out, None, mv_out, metric)
     xp = source.xp
     sel = mean if not batched else np.where(centre[:, None], mean, 0.0)
     shift = xp.asarray(sel, dtype=source.dtype, device=source.device)
-    frame = Frame(scale, shift, mv, metric)
+    frame = Frame(scale_out, shift, mv_out, metric)
     centred = np.asarray(source.centred_variance(frame), dtype=np.float64) / d
-    mv = np.where(centre, centred, mv) if batched else float(centred.reshape(()))
-    return dataclasses.replace(frame, mean_variance=mv)
+    mv_out = np.where(centre, centred, mv) if batched else float(centred.reshape(()))
+    return dataclasses.replace(frame, mean_variance=mv_out)

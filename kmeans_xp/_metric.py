@@ -77,8 +77,16 @@ class Metric:
         return C if shift is None else C + shift
 
     # -- Lloyd ---------------------------------------------------------------------------
-    def update(self, source: Any, labels: Any, sums: Any, counts: Any, old: Any, *,
-               none_empty: bool = False) -> Any:
+    def update(
+        self,
+        source: Any,
+        labels: Any,
+        sums: Any,
+        counts: Any,
+        old: Any,
+        *,
+        none_empty: bool = False,
+    ) -> Any:
         """The centres after a Lloyd pass, from its sums and counts (any leading problem
         axes); an empty cluster keeps ``old`` (``none_empty``: see :func:`new_centers`)."""
         return new_centers(sums, counts, old, source.xp, none_empty=none_empty)
@@ -107,8 +115,9 @@ class Cosine(Metric):
         return C  # unit vectors: the same in both coordinates
 
     def update(self, source, labels, sums, counts, old, *, none_empty=False):
-        return unit_rows(super().update(source, labels, sums, counts, old,
-                                        none_empty=none_empty), source.xp)
+        return unit_rows(
+            super().update(source, labels, sums, counts, old, none_empty=none_empty), source.xp
+        )
 
 
 class Manhattan(Metric):
@@ -142,8 +151,11 @@ def weighted_medians(data: Any, labels: Any, counts: Any, old: Any) -> Any:
     xp = data.xp
     n, d = data.n, data.d
     acc = data.accumulator_dtype()
-    w = (xp.ones((n,), dtype=acc, device=data.device) if data.weights is None
-         else xp.astype(data.weights, acc))
+    w = (
+        xp.ones((n,), dtype=acc, device=data.device)
+        if data.weights is None
+        else xp.astype(data.weights, acc)
+    )
     counts = xp.astype(counts, acc)
     before = xp.cumulative_sum(counts) - counts  # weight of the clusters ahead of each
     target = before + 0.5 * counts
@@ -179,4 +191,3 @@ def get_metric(metric: Any) -> Metric:
     if isinstance(metric, Metric):
         return metric
     return METRICS[metric]
-

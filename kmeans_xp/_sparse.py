@@ -28,7 +28,8 @@ int64) are accepted, where scikit-learn's KMeans rejects int64 indices; duplicat
 copy, as ``X.toarray()`` would.  Unsorted column indices are used as they are.
 
 A sparse input is recognised by :func:`kmeans_xp._compat.is_sparse` (through ``sys.modules``:
-no library is imported); what each library must do itself (the canonical CSR form of a container, the
+no library is imported); what each library must do itself (the canonical CSR form of a container,
+the
 sparse products, scatter-adds) is behind the kernel seam, in
 :mod:`kmeans_xp._kernels._sparse_ops`.
 """

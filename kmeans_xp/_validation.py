@@ -21,6 +21,7 @@ from ._compat import (
     compute_dtype,
     device_of,
     is_array,
+    is_jax_tracer,
     is_sparse,
     plain_array,
     sparse_dense_message,
@@ -439,6 +440,19 @@ def check_feature_names(X_names: Any, fitted_names: Any, owner: str) -> None:
     raise ValueError(message)
 
 
+def check_not_traced(a: Any, name: str) -> None:
+    """A clear TypeError for a JAX tracer: kmeans_xp's estimators cannot run inside
+    ``jax.jit``/``jax.vmap`` (their host syncs and data-dependent shapes need values)."""
+    if is_jax_tracer(a):
+        raise TypeError(
+            f"{name} is a JAX tracer ({type(a).__name__}): kmeans_xp was called inside "
+            "jax.jit, jax.vmap or another JAX transformation, where its fits cannot run (each "
+            "iteration reads a convergence test back to the host, and shapes depend on the "
+            "data). Call it outside the transformation on a concrete jax.Array (its passes "
+            "are compiled with jax.jit already), or, inside jit/vmap, use "
+            "kmeans_xp.jax.lloyd(X, centers, max_iter, tol), a functional Lloyd iteration.")
+
+
 def as_array(
     X: Any,
     name: str,
@@ -450,8 +464,10 @@ def as_array(
 
     Arrays of a namespace stay in it (no copy).  Anything else (lists, pandas, objects
     with ``__array__``) goes through NumPy and then, when ``xp``/``device`` are given,
-    into that namespace on that device.
+    into that namespace on that device.  A JAX tracer raises :func:`check_not_traced`'s
+    TypeError.
     """
+    check_not_traced(X, name)
     if getattr(X, "is_meta", False) is True:  # a torch 'meta' tensor: shape, no data
         raise ValueError(
             f"{name} is a tensor on torch's 'meta' device, which has a shape but no data to "
@@ -551,6 +567,7 @@ def as_namespace(a: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
     another namespace or device is copied across, explicitly, once.  Sparse initial
     centres (``init``, e.g. from a callable) are made dense, as scikit-learn does.
     """
+    check_not_traced(a, name)
     if is_sparse(a) and name == "init":
         a = sparse_to_dense(a)
     elif is_sparse(a):

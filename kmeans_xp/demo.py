@@ -147,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
     X, species, names = load_iris()
     if not 1 <= args.k <= X.shape[0]:
-        _fail(f"--k {args.k}: the number of clusters must be between 1 and {X.shape[0]} "
-              "(the number of flowers)")
+        _fail(
+            f"--k {args.k}: the number of clusters must be between 1 and {X.shape[0]} "
+            "(the number of flowers)"
+        )
     try:
         Xb = to_backend(X, args.backend, args.device)
     except (ImportError, ValueError) as exc:

@@ -20,7 +20,8 @@ _FIT_SCRIPT = r"""
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-n, d, k, backend, est = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+n, d, k = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+backend, est = sys.argv[5], sys.argv[6]
 from kmeans_xp import KMeans, MiniBatchKMeans
 
 
@@ -60,8 +61,9 @@ print(json.dumps({"base": base, "hwm": status("VmHWM"), "hwm_before": hwm_before
 """
 
 
-def fit_peak_rss(n: int, d: int, k: int, backend: str = "numpy", estimator: str = "KMeans",
-                 timeout: float = 900) -> dict:
+def fit_peak_rss(
+    n: int, d: int, k: int, backend: str = "numpy", estimator: str = "KMeans", timeout: float = 900
+) -> dict:
     """Peak resident memory of one fit on a float32 (n, d) array, in a fresh process.
 
     Linux only (``/proc/self/status``).  Returns ``base`` (RSS before the fit, X included),
@@ -76,9 +78,12 @@ def fit_peak_rss(n: int, d: int, k: int, backend: str = "numpy", estimator: str 
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", _FIT_SCRIPT, root, str(n), str(d), str(k),
-                           backend, estimator], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FIT_SCRIPT, root, str(n), str(d), str(k), backend, estimator],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -24,8 +24,13 @@ import sys
 import time
 
 #: (n, d, k) of the default grid (the issue's shapes) and of the exhaustive one (more d)
-SHAPES = [(10_000_000, 32, 256), (1_000_000, 128, 1024), (2_000_000, 256, 4096),
-          (1_000_000, 16, 16), (1000, 2, 3)]
+SHAPES = [
+    (10_000_000, 32, 256),
+    (1_000_000, 128, 1024),
+    (2_000_000, 256, 4096),
+    (1_000_000, 16, 16),
+    (1000, 2, 3),
+]
 MORE_SHAPES = [(1_000_000, d, 256) for d in (8, 64, 65, 512)] + [(5000, 65, 40)]
 PRECISIONS = ["exact", "tf32", "bf16"]
 MORE_PRECISIONS = ["exact-tf32", "ieee", "exact-ieee"]
@@ -44,9 +49,15 @@ def _signature(kernel, args: dict, meta: dict):
     from triton._C.libtriton import native_specialize_impl
     from triton.backends.compiler import BaseBackend
 
-    ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16",
-           torch.float64: "*fp64", torch.int64: "*i64", torch.int32: "*i32",
-           torch.int16: "*i16"}
+    ptr = {
+        torch.float32: "*fp32",
+        torch.float16: "*fp16",
+        torch.bfloat16: "*bf16",
+        torch.float64: "*fp64",
+        torch.int64: "*i64",
+        torch.int32: "*i32",
+        torch.int16: "*i16",
+    }
     sig, consts, attrs = {}, {}, {}
     for i, name in enumerate(kernel.arg_names):
         if name in meta:
@@ -81,25 +92,41 @@ def jobs(archs: list, variant: str) -> list:
             for p in precs:
                 for xd in x_dtypes:
                     every = variant == "full" and xd == torch.float32 and p in PRECISIONS
-                    for kernel, args, meta in T.launch_plan(spec, n, d, k, p, x_dtype=xd,
-                                                            every_flag=every):
+                    for kernel, args, meta in T.launch_plan(
+                        spec, n, d, k, p, x_dtype=xd, every_flag=every
+                    ):
                         sig, consts, attrs = _signature(kernel, args, meta)
                         opts = {o: meta[o] for o in ("num_warps", "num_stages") if o in meta}
-                        key = (arch, kernel.__name__, json.dumps(sig, sort_keys=True),
-                               repr(sorted(consts.items())), repr(sorted(attrs.items())),
-                               repr(sorted(opts.items())))
+                        key = (
+                            arch,
+                            kernel.__name__,
+                            json.dumps(sig, sort_keys=True),
+                            repr(sorted(consts.items())),
+                            repr(sorted(attrs.items())),
+                            repr(sorted(opts.items())),
+                        )
                         if key in seen:
                             continue
                         seen.add(key)
                         est = None
                         if kernel is T._assign_kernel:
-                            cfg = {kk: meta[kk] for kk in ("BLOCK_M", "BLOCK_N", "BLOCK_K",
-                                                           "X_ONCE", "num_stages")}
+                            cfg = {
+                                kk: meta[kk]
+                                for kk in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "X_ONCE", "num_stages")
+                            }
                             est = T.assign_smem_estimate(spec, cfg, p)
-                        out.append(dict(arch=arch, kernel=kernel.__name__, shape=[n, d, k],
-                                        limit=spec.smem_per_block,
-                                        precision=p, x_dtype=str(xd).split(".")[-1],
-                                        meta={kk: v for kk, v in meta.items()}, est=est))
+                        out.append(
+                            dict(
+                                arch=arch,
+                                kernel=kernel.__name__,
+                                shape=[n, d, k],
+                                limit=spec.smem_per_block,
+                                precision=p,
+                                x_dtype=str(xd).split(".")[-1],
+                                meta={kk: v for kk, v in meta.items()},
+                                est=est,
+                            )
+                        )
     return out
 
 
@@ -118,8 +145,9 @@ def _compile(job: dict) -> dict:
     kernel = getattr(T, job["kernel"])
     n, d, k = job["shape"]
     spec = _spec(job["arch"])
-    plan = T.launch_plan(spec, n, d, k, job["precision"],
-                         x_dtype=getattr(torch, job["x_dtype"]), every_flag=True)
+    plan = T.launch_plan(
+        spec, n, d, k, job["precision"], x_dtype=getattr(torch, job["x_dtype"]), every_flag=True
+    )
     args = next(a for kern, a, m in plan if kern is kernel)
     meta = job["meta"]
     consts_meta = {kk: v for kk, v in meta.items() if kk not in ("num_warps", "num_stages")}
@@ -130,19 +158,24 @@ def _compile(job: dict) -> dict:
     t0 = time.perf_counter()
     try:
         with contextlib.redirect_stdout(buf):
-            compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=consts,
-                                                attrs=attrs),
-                                      target=GPUTarget("cuda", job["arch"], 32), options=opts)
+            compiled = triton.compile(
+                ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs),
+                target=GPUTarget("cuda", job["arch"], 32),
+                options=opts,
+            )
     except Exception as exc:  # noqa: BLE001 - reported, the test fails on it
         rec["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
         return rec
     log = buf.getvalue()
     regs = re.findall(r"Used (\d+) registers", log)
     spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
-    rec.update(shared=int(compiled.metadata.shared), seconds=time.perf_counter() - t0,
-               regs=int(regs[-1]) if regs else None,
-               spill_stores=int(spills[-1][0]) if spills else None,
-               spill_loads=int(spills[-1][1]) if spills else None)
+    rec.update(
+        shared=int(compiled.metadata.shared),
+        seconds=time.perf_counter() - t0,
+        regs=int(regs[-1]) if regs else None,
+        spill_stores=int(spills[-1][0]) if spills else None,
+        spill_loads=int(spills[-1][1]) if spills else None,
+    )
     return rec
 
 
@@ -162,9 +195,14 @@ def supported(arch: int) -> str | None:
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            triton.compile(ASTSource(fn=_probe, signature={"P": "*fp32", "BLOCK": "constexpr"},
-                                     constexprs={"BLOCK": 16}),
-                           target=GPUTarget("cuda", arch, 32))
+            triton.compile(
+                ASTSource(
+                    fn=_probe,
+                    signature={"P": "*fp32", "BLOCK": "constexpr"},
+                    constexprs={"BLOCK": 16},
+                ),
+                target=GPUTarget("cuda", arch, 32),
+            )
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
     return None
@@ -195,11 +233,21 @@ def main(argv: list | None = None) -> int:
         results = [_compile(j) for j in todo]
     from kmeans_xp._kernels import _triton as T
 
-    kernels = sorted(name for name, v in vars(T).items()
-                     if name.endswith("_kernel") and isinstance(v, triton.runtime.JITFunction))
+    kernels = sorted(
+        name
+        for name, v in vars(T).items()
+        if name.endswith("_kernel") and isinstance(v, triton.runtime.JITFunction)
+    )
     with open(a.out, "w") as f:
-        json.dump(dict(unsupported={str(k): v for k, v in unsupported.items()}, kernels=kernels,
-                       results=results, seconds=time.perf_counter() - t0), f)
+        json.dump(
+            dict(
+                unsupported={str(k): v for k, v in unsupported.items()},
+                kernels=kernels,
+                results=results,
+                seconds=time.perf_counter() - t0,
+            ),
+            f,
+        )
     return 0
 
 

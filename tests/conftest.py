@@ -2,7 +2,9 @@
 
 Backends (ids): numpy, array_api_strict, array_api_strict_device1 (a second device of
 array-api-strict, which refuses arrays mixed across devices: it proves that everything we
-create is made on the input's device), torch (CPU), torch_cuda, cupy.
+create is made on the input's device), torch (CPU), torch_cuda, cupy, jax (JAX's CPU device,
+with ``jax_enable_x64`` so that float64 tests get float64; tests/test_jax.py covers JAX's
+default 32-bit mode).
 
 Environment:
 - ``KMEANS_XP_BACKENDS=numpy,torch`` restricts the set;
@@ -24,7 +26,7 @@ import numpy as np
 import pytest
 
 ALL_BACKENDS = ("numpy", "array_api_strict", "array_api_strict_device1", "torch",
-                "torch_cuda", "cupy")
+                "torch_cuda", "cupy", "jax")
 
 
 def _env_list(name: str) -> list[str]:
@@ -32,7 +34,10 @@ def _env_list(name: str) -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
-SELECTED = _env_list("KMEANS_XP_BACKENDS") or list(ALL_BACKENDS)
+#: JAX runs when named (KMEANS_XP_BACKENDS=jax): CI runs its consistency and kernel suites
+#: in a step of their own (a whole-suite run on JAX is not yet proven)
+DEFAULT_BACKENDS = [b for b in ALL_BACKENDS if b != "jax"]
+SELECTED = _env_list("KMEANS_XP_BACKENDS") or DEFAULT_BACKENDS
 REQUIRED = _env_list("KMEANS_XP_REQUIRE")
 for _name in SELECTED + REQUIRED:
     if _name not in ALL_BACKENDS:
@@ -103,6 +108,16 @@ def _make_backend(name: str) -> Backend:
         except Exception as exc:  # ImportError or no CUDA driver/device
             raise RuntimeError(f"cupy cannot run here ({type(exc).__name__}: {exc})") from None
         return Backend(name, "cupy", cp, cp.cuda.Device(0), lambda a: cp.asarray(a))
+    if name == "jax":
+        try:
+            jax = importlib.import_module("jax")
+        except ImportError as exc:
+            raise RuntimeError(f"jax is not installed ({exc})") from None
+        # float64 exists in JAX only with this flag (process-wide: int64 labels too)
+        jax.config.update("jax_enable_x64", True)
+        jnp = importlib.import_module("jax.numpy")
+        dev = jax.devices("cpu")[0]
+        return Backend(name, "jax", jnp, dev, lambda a: jnp.asarray(a, device=dev))
     raise AssertionError(name)
 
 

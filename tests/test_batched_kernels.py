@@ -14,12 +14,14 @@ from kmeans_xp._solvers.batched import BatchedData, kpp_draws, kpp_uniforms
 B, N, D, K = 6, 300, 5, 4
 
 
-def _data(backend, kernels, *, frame=True, masked=True, weighted=True, dtype="float64",
-          seed=0):
+def _data(backend, kernels, *, frame=True, masked=True, weighted=True, dtype="float64", seed=0):
     rng = np.random.default_rng(seed)
     C = rng.normal(scale=4.0, size=(B, K, D))
-    X = np.take_along_axis(C, rng.integers(0, K, (B, N))[:, :, None], axis=1) \
-        + rng.normal(size=(B, N, D)) + 20.0
+    X = (
+        np.take_along_axis(C, rng.integers(0, K, (B, N))[:, :, None], axis=1)
+        + rng.normal(size=(B, N, D))
+        + 20.0
+    )
     mask = None
     if masked:
         mask = np.arange(N)[None, :] < np.array([N, 200, 37, N, 150, 290])[:, None]
@@ -35,10 +37,16 @@ def _data(backend, kernels, *, frame=True, masked=True, weighted=True, dtype="fl
     xp = array_namespace(Xb)
     dt = getattr(xp, dtype)
     n_valid = np.full(B, N) if mask is None else mask.sum(axis=1)
-    data = BatchedData(Xb, xp=xp, dtype=dt, weights=None if w is None else
-                       xp.asarray(backend.asarray(w.astype(dtype)), dtype=dt),
-                       mask=None if mask is None else backend.asarray(mask),
-                       n_valid=n_valid, kernels=kernels, n_clusters=K)
+    data = BatchedData(
+        Xb,
+        xp=xp,
+        dtype=dt,
+        weights=None if w is None else xp.asarray(backend.asarray(w.astype(dtype)), dtype=dt),
+        mask=None if mask is None else backend.asarray(mask),
+        n_valid=n_valid,
+        kernels=kernels,
+        n_clusters=K,
+    )
     if frame:  # a per-problem frame: scales 1, 2, 4 and a shift
         scale = 2.0 ** rng.integers(0, 3, B)
         inv = xp.asarray(backend.asarray(1.0 / scale), dtype=dt)
@@ -74,17 +82,18 @@ def test_batched_passes_of_every_set_equal_the_reference(backend, dtype_name, fr
     tol = 1e-10 if dtype_name == "float64" else 2e-4
     problems = np.array([5, 0, 3, 2])
     for name, kern in sets.items():
-        data, X, mask, w = _data(backend, kern, frame=frame, masked=masked, weighted=masked,
-                                 dtype=dtype_name)
+        data, X, mask, w = _data(
+            backend, kern, frame=frame, masked=masked, weighted=masked, dtype=dtype_name
+        )
         Xw = _working(data, backend, X, mask)[problems]
         rng = np.random.default_rng(2)
         C = Xw[np.arange(4)[:, None], rng.integers(0, 37, (4, K))]
         Cb = data.xp.asarray(backend.asarray(C.astype(dtype_name)), dtype=data.dtype)
         for need in (False, True):
-            lab, sums, counts, inert = kern.batched_lloyd_pass(data, Cb, problems,
-                                                               need_inertia=need)
-            lab_r, _, _, inert_r = ref.batched_lloyd_pass(data, Cb, problems,
-                                                                      need_inertia=need)
+            lab, sums, counts, inert = kern.batched_lloyd_pass(
+                data, Cb, problems, need_inertia=need
+            )
+            lab_r, _, _, inert_r = ref.batched_lloyd_pass(data, Cb, problems, need_inertia=need)
             lab, lab_r = backend.to_numpy(lab), backend.to_numpy(lab_r)
             valid = np.ones((4, N), bool) if mask is None else mask[problems]
             np.testing.assert_array_equal(lab[valid], lab_r[valid], err_msg=name)
@@ -96,9 +105,9 @@ def test_batched_passes_of_every_set_equal_the_reference(backend, dtype_name, fr
             ww = np.where(valid, ww, 0.0)
             oh = (lab_r[:, :, None] == np.arange(K)) * ww[:, :, None]
             np.testing.assert_allclose(backend.to_numpy(counts), oh.sum(1), rtol=tol)
-            np.testing.assert_allclose(backend.to_numpy(sums),
-                                       np.einsum("bnk,bnd->bkd", oh, Xw), rtol=tol,
-                                       atol=tol * 100)
+            np.testing.assert_allclose(
+                backend.to_numpy(sums), np.einsum("bnk,bnd->bkd", oh, Xw), rtol=tol, atol=tol * 100
+            )
             assert (inert is None) == (not need)
             if need:
                 expect = (dist.min(-1) * ww).sum(1)
@@ -106,16 +115,17 @@ def test_batched_passes_of_every_set_equal_the_reference(backend, dtype_name, fr
                 np.testing.assert_allclose(backend.to_numpy(inert_r), expect, rtol=tol)
         labels, inertia = kern.batched_labels_inertia(data, Cb, problems)
         np.testing.assert_array_equal(backend.to_numpy(labels)[valid], lab_r[valid])
-        np.testing.assert_allclose(backend.to_numpy(inertia), (dist.min(-1) * ww).sum(1),
-                                   rtol=tol)
+        np.testing.assert_allclose(backend.to_numpy(inertia), (dist.min(-1) * ww).sum(1), rtol=tol)
         lab_in = np.where(valid, lab_r, -1)
         sq = kern.batched_sq_dist_to_assigned(data, Cb, backend.asarray(lab_in), problems)
-        expect = np.where(valid, np.take_along_axis(dist, np.maximum(lab_in, 0)[:, :, None],
-                                                    2)[:, :, 0], 0.0)
+        expect = np.where(
+            valid, np.take_along_axis(dist, np.maximum(lab_in, 0)[:, :, None], 2)[:, :, 0], 0.0
+        )
         np.testing.assert_allclose(backend.to_numpy(sq), expect, rtol=tol, atol=tol)
         # all problems when ``problems`` is None
-        lab_all = backend.to_numpy(kern.batched_lloyd_pass(data, data.xp.concat(
-            [Cb, Cb[:2, ...]]), None)[0])
+        lab_all = backend.to_numpy(
+            kern.batched_lloyd_pass(data, data.xp.concat([Cb, Cb[:2, ...]]), None)[0]
+        )
         assert lab_all.shape == (B, N)
 
 
@@ -127,13 +137,16 @@ def _kpp_host(Xw, w, mask, k, u, m):
     ww = np.ones(len(valid)) if w is None else w[valid]
     n = len(valid)
     cdf = np.cumsum(ww)
-    first = min(int(np.searchsorted(cdf, u[0] * cdf[-1], side="right")), n - 1) \
-        if w is not None else min(int(u[0] * n), n - 1)
+    first = (
+        min(int(np.searchsorted(cdf, u[0] * cdf[-1], side="right")), n - 1)
+        if w is not None
+        else min(int(u[0] * n), n - 1)
+    )
     idx = [first]
     closest = ((x - x[first]) ** 2).sum(1)
     pot = (ww * closest).sum()
     for s in range(k - 1):
-        r = u[1 + s * m:1 + (s + 1) * m] * pot
+        r = u[1 + s * m : 1 + (s + 1) * m] * pot
         cand = np.minimum(np.searchsorted(np.cumsum(ww * closest), r), n - 1)
         Dc = ((x[None, :, :] - x[cand][:, None, :]) ** 2).sum(-1)
         pots = (ww * np.minimum(closest, Dc)).sum(1)
@@ -147,23 +160,27 @@ def _kpp_host(Xw, w, mask, k, u, m):
 @pytest.mark.parametrize("frame", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 def test_batched_kmeans_plusplus_of_every_set_draws_as_the_single_problem_rule(
-        backend, dtype_name, frame, masked):
+    backend, dtype_name, frame, masked
+):
     sets = _sets(backend, dtype_name)
     k = 5
     m, used = kpp_draws(k)
     assert m == 2 + int(math.log(k))
     U = kpp_uniforms(np.arange(B) + 100, used)
     for name, kern in sets.items():
-        data, X, mask, w = _data(backend, kern, frame=frame, masked=masked, weighted=masked,
-                                 dtype=dtype_name)
+        data, X, mask, w = _data(
+            backend, kern, frame=frame, masked=masked, weighted=masked, dtype=dtype_name
+        )
         data.k = k
         Xw = _working(data, backend, X, mask)
-        idx = backend.to_numpy(kern.batched_kmeans_plusplus(
-            data, k, U[:, 0], U[:, 1:].reshape(B, k - 1, m), m))
+        idx = backend.to_numpy(
+            kern.batched_kmeans_plusplus(data, k, U[:, 0], U[:, 1:].reshape(B, k - 1, m), m)
+        )
         assert idx.shape == (B, k) and idx.dtype == np.int64, name
         for b in range(B):
-            expect = _kpp_host(Xw[b], None if w is None else w[b],
-                               None if mask is None else mask[b], k, U[b], m)
+            expect = _kpp_host(
+                Xw[b], None if w is None else w[b], None if mask is None else mask[b], k, U[b], m
+            )
             np.testing.assert_array_equal(idx[b], expect, err_msg=f"{name} problem {b}")
 
 
@@ -186,9 +203,11 @@ class _Counting:
     def __getattr__(self, name):
         attr = getattr(self.inner, name)
         if callable(attr) and not name.startswith("_"):
+
             def counted(*a, **kw):
                 self.calls += 1
                 return attr(*a, **kw)
+
             return counted
         return attr
 

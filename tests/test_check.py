@@ -14,8 +14,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_python_m_kmeans_xp_check_runs_and_reports():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TRITON_INTERPRET", None)
-    r = subprocess.run([sys.executable, "-m", "kmeans_xp.check"], capture_output=True,
-                       text=True, env=env, cwd=ROOT, timeout=1200)
+    r = subprocess.run(
+        [sys.executable, "-m", "kmeans_xp.check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1200,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
     for section in ("Versions", "Devices", "Kernel sets", "Checks against the reference"):
@@ -31,12 +37,15 @@ def test_python_m_kmeans_xp_check_runs_and_reports():
 
 
 def test_show_config_is_exported_and_imports_no_backend():
-    code = ("import sys, kmeans_xp; assert callable(kmeans_xp.show_config);"
-            "bad = [m for m in ('torch', 'triton', 'numba', 'cupy', 'jax', 'dask')"
-            " if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, kmeans_xp; assert callable(kmeans_xp.show_config);"
+        "bad = [m for m in ('torch', 'triton', 'numba', 'cupy', 'jax', 'dask')"
+        " if m in sys.modules]; assert not bad, bad"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -48,8 +57,9 @@ def test_a_wrong_kernel_set_is_reported_as_a_failure(monkeypatch):
         name = "broken"
 
         def lloyd_pass(self, data, centers, *, need_inertia=False):
-            labels, sums, counts, inertia = super().lloyd_pass(data, centers,
-                                                               need_inertia=need_inertia)
+            labels, sums, counts, inertia = super().lloyd_pass(
+                data, centers, need_inertia=need_inertia
+            )
             return (labels + 1) % int(centers.shape[0]), sums, counts, inertia
 
     real = _kernels.available_sets
@@ -62,8 +72,9 @@ def test_a_wrong_kernel_set_is_reported_as_a_failure(monkeypatch):
 
     monkeypatch.setattr(_kernels, "available_sets", with_broken)
     backends = _check.backend_devices
-    monkeypatch.setattr(_check, "backend_devices", lambda: [b for b in backends()
-                                                      if b[0] == "numpy"])
+    monkeypatch.setattr(
+        _check, "backend_devices", lambda: [b for b in backends() if b[0] == "numpy"]
+    )
     buf = io.StringIO()
     ok = _check.show_config(buf)
     out = buf.getvalue()

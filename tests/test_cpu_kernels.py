@@ -207,7 +207,8 @@ def test_repeated_runs_are_bit_identical(impl):
         assert sums.tobytes() == runs[0][1].tobytes()
         assert counts.tobytes() == runs[0][2].tobytes()
         assert inertia == runs[0][3]
-    pots = [_cpu.kpp_potentials(X, np.full(len(X), 5.0, np.float32), C[:4], w, shift, 1.0).tobytes() for _ in range(2)]
+    closest = np.full(len(X), 5.0, np.float32)
+    pots = [_cpu.kpp_potentials(X, closest, C[:4], w, shift, 1.0).tobytes() for _ in range(2)]
     assert pots[0] == pots[1]
 
 

@@ -85,8 +85,13 @@ def cluster():
 
     # the tasks of a killed worker are rerun elsewhere; never count them as the task's fault
     with dask.config.set({"distributed.scheduler.allowed-failures": 10}):
-        lc = LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                          memory_limit="1GB", dashboard_address=":0")
+        lc = LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            memory_limit="1GB",
+            dashboard_address=":0",
+        )
         client = Client(lc)
     try:
         yield client
@@ -232,7 +237,7 @@ def _partial_fits(chunks_of_X, kill_between=None, client=None):
             while not _pid_gone(pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
         Xd = da.from_array(Xi, chunks=(1500, Xi.shape[1]))
-        _in_thread(lambda: est.partial_fit(Xd))
+        _in_thread(lambda est=est, Xd=Xd: est.partial_fit(Xd))
     return est, pids
 
 
@@ -283,19 +288,21 @@ class _Interrupt:
 
 ESTIMATORS = {
     "KMeans": (lambda: KMeans(5, random_state=0, n_init=2, tol=0.0, max_iter=8), "lloyd_pass"),
-    "MiniBatchKMeans": (lambda: MiniBatchKMeans(5, random_state=0, batch_size=256, n_init=2,
-                                                max_iter=3), "minibatch_move"),
-    "MiniBatchKMeans-labels": (lambda: MiniBatchKMeans(5, random_state=0, batch_size=256,
-                                                       n_init=2, max_iter=3),
-                               "labels_inertia"),
+    "MiniBatchKMeans": (
+        lambda: MiniBatchKMeans(5, random_state=0, batch_size=256, n_init=2, max_iter=3),
+        "minibatch_move",
+    ),
+    "MiniBatchKMeans-labels": (
+        lambda: MiniBatchKMeans(5, random_state=0, batch_size=256, n_init=2, max_iter=3),
+        "labels_inertia",
+    ),
 }
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("which", list(ESTIMATORS))
 @pytest.mark.parametrize("previous", ["unfitted", "fitted"])
-def test_keyboard_interrupt_leaves_the_estimator_as_it_was(monkeypatch, backend, which,
-                                                           previous):
+def test_keyboard_interrupt_leaves_the_estimator_as_it_was(monkeypatch, backend, which, previous):
     make, method = ESTIMATORS[which]
     X = as_backend(blobs(3000), backend)
     Y = as_backend(blobs(2000, seed=7) + 3, backend)  # the previous fit: other data
@@ -410,10 +417,12 @@ def _concurrent(fns, n_threads=4):
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_fits_from_four_threads_equal_sequential_fits(kernel_sets, backend):
     data = [as_backend(blobs(5000, seed=s), backend) for s in range(4)]
-    makers = [lambda: KMeans(6, random_state=1, n_init=2, tol=0.0, max_iter=10),
-              lambda: MiniBatchKMeans(6, random_state=2, batch_size=512, max_iter=3),
-              lambda: KMeans(6, random_state=3, init="k-means||"),
-              lambda: KMeans(6, random_state=4, init="random", n_init=3)]
+    makers = [
+        lambda: KMeans(6, random_state=1, n_init=2, tol=0.0, max_iter=10),
+        lambda: MiniBatchKMeans(6, random_state=2, batch_size=512, max_iter=3),
+        lambda: KMeans(6, random_state=3, init="k-means||"),
+        lambda: KMeans(6, random_state=4, init="random", n_init=3),
+    ]
     threads_before = _torch().get_num_threads() if backend == "torch" else None
     if kernel_sets == "fused":
         from kmeans_xp._compat import array_namespace, device_of
@@ -423,8 +432,7 @@ def test_fits_from_four_threads_equal_sequential_fits(kernel_sets, backend):
         assert select(array_namespace(X0), device_of(X0), X0.dtype).name == "cpu"
     sequential = [fitted(make().fit(X)) for make, X in zip(makers, data)]
     for _ in range(2):
-        together = _concurrent([lambda m=m, X=X: fitted(m().fit(X))
-                                for m, X in zip(makers, data)])
+        together = _concurrent([lambda m=m, X=X: fitted(m().fit(X)) for m, X in zip(makers, data)])
         for a, b in zip(together, sequential):
             assert_same_fit(a, b)
     if threads_before is not None:  # the fits leave torch's thread pool as they found it
@@ -435,12 +443,17 @@ def test_fits_from_four_threads_equal_sequential_fits(kernel_sets, backend):
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_fits_from_eight_threads_long(kernel_sets, backend):
     data = [as_backend(blobs(60_000, d=16, k=12, seed=s), backend) for s in range(8)]
-    sequential = [fitted(KMeans(12, random_state=s, tol=0.0, max_iter=20).fit(X))
-                  for s, X in enumerate(data)]
+    sequential = [
+        fitted(KMeans(12, random_state=s, tol=0.0, max_iter=20).fit(X)) for s, X in enumerate(data)
+    ]
     for _ in range(3):
-        together = _concurrent([lambda s=s, X=X: fitted(KMeans(12, random_state=s, tol=0.0,
-                                                                max_iter=20).fit(X))
-                                for s, X in enumerate(data)], n_threads=8)
+        together = _concurrent(
+            [
+                lambda s=s, X=X: fitted(KMeans(12, random_state=s, tol=0.0, max_iter=20).fit(X))
+                for s, X in enumerate(data)
+            ],
+            n_threads=8,
+        )
         for a, b in zip(together, sequential):
             assert_same_fit(a, b)
 
@@ -448,8 +461,10 @@ def test_fits_from_eight_threads_long(kernel_sets, backend):
 # -- worker processes (fork, spawn) ----------------------------------------------------------
 def _child_fits(X: np.ndarray, with_torch: bool) -> list[dict]:
     """The fits a child process makes (module level: spawn imports it)."""
-    out = [fitted(KMeans(6, random_state=0, n_init=2, tol=0.0, max_iter=10).fit(X)),
-           fitted(MiniBatchKMeans(6, random_state=0, batch_size=512, max_iter=3).fit(X))]
+    out = [
+        fitted(KMeans(6, random_state=0, n_init=2, tol=0.0, max_iter=10).fit(X)),
+        fitted(MiniBatchKMeans(6, random_state=0, batch_size=512, max_iter=3).fit(X)),
+    ]
     if with_torch:
         import torch
 
@@ -472,8 +487,9 @@ def test_fits_in_forked_and_spawned_processes_equal_the_parent(method):
     parent = _child_fits(X, with_torch)  # numba's and torch's thread pools now running
     ctx = multiprocessing.get_context(method)
     pool = cf.ProcessPoolExecutor(1, mp_context=ctx)
-    children = _results(pool, [pool.submit(_child_fits, X, with_torch)
-                               for _ in range(2)])  # one child, twice
+    children = _results(
+        pool, [pool.submit(_child_fits, X, with_torch) for _ in range(2)]
+    )  # one child, twice
     for child in children:
         assert len(child) == len(parent)
         for a, b in zip(child, parent):
@@ -498,13 +514,15 @@ def digest(est):
     return hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts)).hexdigest()
 for name, X_ in [("numpy", X), ("numpy64", X.astype(np.float64))][:1 if n < 100_000 else 2]:
     h[name + "-kmeans"] = digest(KMeans(8, random_state=0, n_init=2, tol=0.0, max_iter=15).fit(X_))
-    h[name + "-minibatch"] = digest(MiniBatchKMeans(8, random_state=0, batch_size=1024, max_iter=2).fit(X_))
+    mb = MiniBatchKMeans(8, random_state=0, batch_size=1024, max_iter=2)
+    h[name + "-minibatch"] = digest(mb.fit(X_))
 info = {}
 try:
     import torch
     Xt = torch.from_numpy(X)
     h["torch-kmeans"] = digest(KMeans(8, random_state=0, n_init=2, tol=0.0, max_iter=15).fit(Xt))
-    h["torch-minibatch"] = digest(MiniBatchKMeans(8, random_state=0, batch_size=1024, max_iter=2).fit(Xt))
+    mb = MiniBatchKMeans(8, random_state=0, batch_size=1024, max_iter=2)
+    h["torch-minibatch"] = digest(mb.fit(Xt))
     info["torch_threads"] = torch.get_num_threads()
 except ImportError:
     pass
@@ -518,10 +536,20 @@ print(json.dumps({"hashes": h, "info": info}))
 
 
 def _run_with_threads(numba_threads: int, omp_threads: int, n: int) -> dict:
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(numba_threads), OMP_NUM_THREADS=str(omp_threads),
-               OPENBLAS_NUM_THREADS=str(omp_threads), MKL_NUM_THREADS=str(omp_threads))
-    proc = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, ROOT, str(n)], env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    env = dict(
+        os.environ,
+        NUMBA_NUM_THREADS=str(numba_threads),
+        OMP_NUM_THREADS=str(omp_threads),
+        OPENBLAS_NUM_THREADS=str(omp_threads),
+        MKL_NUM_THREADS=str(omp_threads),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT, ROOT, str(n)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     if "numba_threads" in out["info"]:
@@ -540,17 +568,26 @@ def test_bit_identical_across_thread_counts_in_process(kernel_sets):
     X = blobs(30_000, d=16, k=8)
     runs = []
     for threads in (1, 2, 1):
-        numba_before, torch_before = (numba.get_num_threads() if numba else None,
-                                      torch.get_num_threads())
+        numba_before, torch_before = (
+            numba.get_num_threads() if numba else None,
+            torch.get_num_threads(),
+        )
         try:
             if numba:
                 numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             torch.set_num_threads(threads)
             with threadpool_limits(threads):
-                runs.append([fitted(KMeans(8, random_state=0, tol=0.0, max_iter=10).fit(Xb))
-                             for Xb in (X, torch.from_numpy(X), X.astype(np.float64))]
-                            + [fitted(MiniBatchKMeans(8, random_state=0, batch_size=1024,
-                                                      max_iter=2).fit(X))])
+                runs.append(
+                    [
+                        fitted(KMeans(8, random_state=0, tol=0.0, max_iter=10).fit(Xb))
+                        for Xb in (X, torch.from_numpy(X), X.astype(np.float64))
+                    ]
+                    + [
+                        fitted(
+                            MiniBatchKMeans(8, random_state=0, batch_size=1024, max_iter=2).fit(X)
+                        )
+                    ]
+                )
         finally:
             if numba:
                 numba.set_num_threads(numba_before)
@@ -560,10 +597,13 @@ def test_bit_identical_across_thread_counts_in_process(kernel_sets):
             assert_same_fit(a, b)
 
 
-@pytest.mark.parametrize("n, combos", [
-    pytest.param(20_000, [(1, 1), (2, 2)], id="short"),
-    pytest.param(400_000, [(1, 1), (2, 2), (1, 2), (2, 1)], id="long",
-                 marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "n, combos",
+    [
+        pytest.param(20_000, [(1, 1), (2, 2)], id="short"),
+        pytest.param(400_000, [(1, 1), (2, 2), (1, 2), (2, 1)], id="long", marks=pytest.mark.slow),
+    ],
+)
 def test_bit_identical_across_thread_counts(n, combos):
     """Subprocesses started with NUMBA_NUM_THREADS and OMP_NUM_THREADS (and BLAS's) of 1, 2."""
     with cf.ThreadPoolExecutor(2) as pool:

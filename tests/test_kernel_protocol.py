@@ -14,8 +14,7 @@ import pytest
 from kmeans_xp._kernels import ReferenceKernels, select
 from kmeans_xp._kernels._protocol import KernelData, KernelSet
 
-METHODS = [name for name, v in vars(KernelSet).items()
-           if callable(v) and not name.startswith("_")]
+METHODS = [name for name, v in vars(KernelSet).items() if callable(v) and not name.startswith("_")]
 
 # (module, class) of every kernel set; the optional ones are skipped where their library is
 # missing (the classes import their library inside their methods, except Triton's module)
@@ -40,8 +39,7 @@ def _shape(fn) -> list:
 
 
 def test_the_protocol_lists_every_public_method_of_the_reference():
-    public = {n for n, v in vars(ReferenceKernels).items()
-              if callable(v) and not n.startswith("_")}
+    public = {n for n, v in vars(ReferenceKernels).items() if callable(v) and not n.startswith("_")}
     assert public == set(METHODS)
 
 
@@ -54,8 +52,10 @@ def test_kernel_set_keeps_the_protocol_signatures(module, cls):
     for name in METHODS:
         ours = getattr(kernel_set, name)
         if _shape(ours) != _shape(getattr(KernelSet, name)):
-            wrong[name] = (str(inspect.signature(ours)),
-                           str(inspect.signature(getattr(KernelSet, name))))
+            wrong[name] = (
+                str(inspect.signature(ours)),
+                str(inspect.signature(getattr(KernelSet, name))),
+            )
     assert not wrong, wrong
 
 

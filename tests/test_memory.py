@@ -18,8 +18,9 @@ from tests._memory import fit_peak_rss
 BLOCK = 4 << 20  # one (chunk x max(k, d)) float32 work block at the CPU budget of 2**20
 SLACK = 16 << 20  # allocator arenas, thread stacks, small host arrays
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/status"),
-                                reason="VmHWM is read from /proc/self/status (Linux)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/proc/self/status"), reason="VmHWM is read from /proc/self/status (Linux)"
+)
 
 
 def _bound(n: int) -> int:
@@ -36,19 +37,28 @@ def _check(n, d, k, backend, estimator):
     return r
 
 
-@pytest.mark.parametrize("backend, estimator", [("numpy", "KMeans"), ("torch", "KMeans"),
-                                                ("numpy", "MiniBatchKMeans")])
+@pytest.mark.parametrize(
+    "backend, estimator", [("numpy", "KMeans"), ("torch", "KMeans"), ("numpy", "MiniBatchKMeans")]
+)
 def test_fit_peak_memory_beyond_X_is_a_few_blocks(backend, estimator):
     """A 200 MB float32 X (500,000 x 100): the fit adds at most 24 B a row + 8 blocks."""
     _check(500_000, 100, 8, backend, estimator)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, estimator", [("numpy", "KMeans"), ("torch", "KMeans"),
-                                                ("numpy", "MiniBatchKMeans"),
-                                                ("torch", "MiniBatchKMeans")])
+@pytest.mark.parametrize(
+    "backend, estimator",
+    [
+        ("numpy", "KMeans"),
+        ("torch", "KMeans"),
+        ("numpy", "MiniBatchKMeans"),
+        ("torch", "MiniBatchKMeans"),
+    ],
+)
 def test_fit_peak_memory_beyond_X_is_a_few_blocks_2gb(backend, estimator):
     """A 2 GB float32 X (5,000,000 x 100, 1.86 GiB)."""
     r = _check(5_000_000, 100, 16, backend, estimator)
-    print(f"\n{backend} {estimator}: X {r['x_bytes'] / 2**20:.0f} MiB, "
-          f"fit adds {r['extra'] / 2**20:.1f} MiB (bound {_bound(5_000_000) / 2**20:.0f} MiB)")
+    print(
+        f"\n{backend} {estimator}: X {r['x_bytes'] / 2**20:.0f} MiB, "
+        f"fit adds {r['extra'] / 2**20:.1f} MiB (bound {_bound(5_000_000) / 2**20:.0f} MiB)"
+    )

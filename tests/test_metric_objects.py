@@ -31,11 +31,11 @@ def test_k_medians_centres_are_numpys_median(backend, n_per):
     B = rng.uniform(0, 1, size=(n_per, 3)) + 10.0
     X = np.concatenate([A, B])
     init = np.array([[0.5] * 3, [10.5] * 3])
-    km = KMeans(2, metric="manhattan", init=backend.asarray(init), n_init=1).fit(
-        backend.asarray(X))
+    km = KMeans(2, metric="manhattan", init=backend.asarray(init), n_init=1).fit(backend.asarray(X))
     C = backend.to_numpy(km.cluster_centers_)
-    np.testing.assert_allclose(C, np.stack([np.median(A, axis=0), np.median(B, axis=0)]),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        C, np.stack([np.median(A, axis=0), np.median(B, axis=0)]), rtol=1e-12
+    )
 
 
 def test_weighted_median_midpoint_only_where_half_the_weight_is_hit():
@@ -46,12 +46,14 @@ def test_weighted_median_midpoint_only_where_half_the_weight_is_hit():
     assert km.cluster_centers_[0, 0] == 1.5
     # weights 1, 2, 1, 1 (total 5, half 2.5): first exceeded at 1.0 -> 1.0
     km = KMeans(1, metric="manhattan", init=init, n_init=1).fit(
-        X, sample_weight=np.array([1.0, 2.0, 1.0, 1.0]))
+        X, sample_weight=np.array([1.0, 2.0, 1.0, 1.0])
+    )
     assert km.cluster_centers_[0, 0] == 1.0
     # zero-weight rows are skipped: weights 1, 1, 0, 1, 1 over 0, 1, 2, 3, 4 -> (1 + 3) / 2
     X5 = np.arange(5.0)[:, None]
     km = KMeans(1, metric="manhattan", init=np.array([[2.0]]), n_init=1).fit(
-        X5, sample_weight=np.array([1.0, 1.0, 0.0, 1.0, 1.0]))
+        X5, sample_weight=np.array([1.0, 1.0, 0.0, 1.0, 1.0])
+    )
     assert km.cluster_centers_[0, 0] == 2.0
 
 

@@ -61,6 +61,9 @@ def test_magnitudes_at_the_edges_of_the_dtype_range(backend, dtype_name, top):
     inverse) must stay representable, so the fit neither crashes nor returns NaN; labels
     are those of a float64 fit of the same values scaled to 1.  The inertia in data units
     of 1e300 data is beyond float64: inf, as scikit-learn gives, not an error."""
+    if backend.kind == "jax" and top < 1:
+        pytest.xfail("XLA's CPU backend flushes subnormal values to zero (FTZ/DAZ): "
+                     "subnormal data are all zeros to JAX")
     base = _mixture(n=400)
     X = (base / np.abs(base).max() * top).astype(dtype_name)
     unit = X.astype(np.float64) / top

@@ -36,12 +36,16 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("name,value,expected", BAD + [
-    ("metric", "chebyshev", "a str among {'euclidean', 'cosine', 'manhattan'}"),
-    ("precision", "fp8", "a str among {'exact', 'tf32', 'bf16'}"),
-    ("return_n_iter", "yes", "a bool"),
-    ("oversampling_factor", 0.0, "a float in the range (0.0, inf)"),
-])
+@pytest.mark.parametrize(
+    "name,value,expected",
+    BAD
+    + [
+        ("metric", "chebyshev", "a str among {'euclidean', 'cosine', 'manhattan'}"),
+        ("precision", "fp8", "a str among {'exact', 'tf32', 'bf16'}"),
+        ("return_n_iter", "yes", "a bool"),
+        ("oversampling_factor", 0.0, "a float in the range (0.0, inf)"),
+    ],
+)
 def test_k_means_errors_name_k_means(name, value, expected):
     """k_means used to report its parameters as those of KMeans (the class it delegates to)."""
     kwargs = {"n_clusters": 2, name: value}
@@ -52,8 +56,7 @@ def test_k_means_errors_name_k_means(name, value, expected):
 
 
 @pytest.mark.parametrize("name,value,expected", BAD)
-@pytest.mark.parametrize("owner", ["KMeans", "MiniBatchKMeans", "BatchedKMeans",
-                                   "batched_k_means"])
+@pytest.mark.parametrize("owner", ["KMeans", "MiniBatchKMeans", "BatchedKMeans", "batched_k_means"])
 def test_messages_name_the_parameter_the_owner_and_the_cause(owner, name, value, expected):
     if owner == "KMeans":
         call = lambda p: KMeans(**p).fit(X)  # noqa: E731
@@ -77,23 +80,27 @@ def test_messages_name_the_parameter_the_owner_and_the_cause(owner, name, value,
 
 def test_minibatch_parameters():
     for name, value, expected in [
-            ("batch_size", 0, "an int in the range [1, inf)"),
-            ("compute_labels", "yes", "an instance of 'bool' or an instance of 'numpy.bool'"),
-            ("max_no_improvement", -1, "an int in the range [0, inf) or None"),
-            ("init_size", 0, "an int in the range [1, inf) or None"),
-            ("reassignment_ratio", -0.1, "a float in the range [0.0, inf)")]:
+        ("batch_size", 0, "an int in the range [1, inf)"),
+        ("compute_labels", "yes", "an instance of 'bool' or an instance of 'numpy.bool'"),
+        ("max_no_improvement", -1, "an int in the range [0, inf) or None"),
+        ("init_size", 0, "an int in the range [1, inf) or None"),
+        ("reassignment_ratio", -0.1, "a float in the range [0.0, inf)"),
+    ]:
         with pytest.raises(InvalidParameterError) as err:
             MiniBatchKMeans(2, **{name: value}).fit(X)
         assert str(err.value).startswith(
-            f"The '{name}' parameter of MiniBatchKMeans must be {expected}. Got {value!r}")
+            f"The '{name}' parameter of MiniBatchKMeans must be {expected}. Got {value!r}"
+        )
 
 
 def test_kmeans_plusplus_parameters():
-    with pytest.raises(InvalidParameterError,
-                       match=r"'n_local_trials' parameter of kmeans_plusplus must be"):
+    with pytest.raises(
+        InvalidParameterError, match=r"'n_local_trials' parameter of kmeans_plusplus must be"
+    ):
         kmeans_plusplus(X, 2, n_local_trials=0)
-    with pytest.raises(InvalidParameterError,
-                       match=r"'random_state' parameter of kmeans_plusplus must be"):
+    with pytest.raises(
+        InvalidParameterError, match=r"'random_state' parameter of kmeans_plusplus must be"
+    ):
         kmeans_plusplus(X, 2, random_state="seed")
 
 
@@ -101,25 +108,51 @@ def _function_params(f, skip=("X", "sample_weight", "mask", "x_squared_norms")):
     return [p for p in inspect.signature(f).parameters if p not in skip]
 
 
-@pytest.mark.parametrize("names,table", [
-    (list(KMeans().get_params()), PARAMETERS),
-    (list(MiniBatchKMeans().get_params()), PARAMETERS),
-    (_function_params(k_means), PARAMETERS),
-    (_function_params(kmeans_plusplus), PARAMETERS),
-    (list(BatchedKMeans().get_params()), BATCHED_PARAMETERS),
-    (_function_params(batched_k_means), BATCHED_PARAMETERS),
-], ids=["KMeans", "MiniBatchKMeans", "k_means", "kmeans_plusplus", "BatchedKMeans",
-        "batched_k_means"])
+@pytest.mark.parametrize(
+    "names,table",
+    [
+        (list(KMeans().get_params()), PARAMETERS),
+        (list(MiniBatchKMeans().get_params()), PARAMETERS),
+        (_function_params(k_means), PARAMETERS),
+        (_function_params(kmeans_plusplus), PARAMETERS),
+        (list(BatchedKMeans().get_params()), BATCHED_PARAMETERS),
+        (_function_params(batched_k_means), BATCHED_PARAMETERS),
+    ],
+    ids=[
+        "KMeans",
+        "MiniBatchKMeans",
+        "k_means",
+        "kmeans_plusplus",
+        "BatchedKMeans",
+        "batched_k_means",
+    ],
+)
 def test_every_parameter_has_a_rule(names, table):
     assert not [n for n in names if n not in table]
 
 
 def test_validated_values_are_normalised():
-    got = validate_params({"n_clusters": np.int64(3), "tol": np.float32(0.5),
-                           "copy_x": np.bool_(True), "chunk_size": None, "n_init": "auto",
-                           "verbose": True, "max_no_improvement": np.int8(0)}, "test")
-    assert got == {"n_clusters": 3, "tol": 0.5, "copy_x": True, "chunk_size": None,
-                   "n_init": "auto", "verbose": 1, "max_no_improvement": 0}
+    got = validate_params(
+        {
+            "n_clusters": np.int64(3),
+            "tol": np.float32(0.5),
+            "copy_x": np.bool_(True),
+            "chunk_size": None,
+            "n_init": "auto",
+            "verbose": True,
+            "max_no_improvement": np.int8(0),
+        },
+        "test",
+    )
+    assert got == {
+        "n_clusters": 3,
+        "tol": 0.5,
+        "copy_x": True,
+        "chunk_size": None,
+        "n_init": "auto",
+        "verbose": 1,
+        "max_no_improvement": 0,
+    }
     assert [type(v) for v in got.values()] == [int, float, bool, type(None), str, int, int]
 
 
@@ -133,8 +166,11 @@ def test_error_says_its_parts_and_pickles():
     with pytest.raises(InvalidParameterError) as err:
         validate_params({"tol": float("nan")}, "KMeans")
     exc = err.value
-    assert (exc.param, exc.owner, exc.expected) == ("tol", "KMeans",
-                                                    "a float in the range [0.0, inf)")
+    assert (exc.param, exc.owner, exc.expected) == (
+        "tol",
+        "KMeans",
+        "a float in the range [0.0, inf)",
+    )
     again = pickle.loads(pickle.dumps(exc))
     assert str(again) == str(exc) and again.param == "tol"
     assert isinstance(exc, ValueError) and isinstance(exc, TypeError)

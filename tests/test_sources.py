@@ -104,9 +104,16 @@ def _tolerances(dtype: str, case: str = "", source: str = "", metric: str = "") 
     return {"rtol": rtol, "atol": atol}
 
 
-COMBOS = [(c, m, i, w) for c in CASES for m in METRICS
-          for (i, w) in ([("k-means++", False), ("random", True), ("array", True)]
-                         if c == "blobs" else [("k-means++", False)])]
+COMBOS = [
+    (c, m, i, w)
+    for c in CASES
+    for m in METRICS
+    for (i, w) in (
+        [("k-means++", False), ("random", True), ("array", True)]
+        if c == "blobs"
+        else [("k-means++", False)]
+    )
+]
 
 
 def _ids(combo) -> str:
@@ -139,20 +146,26 @@ def test_source_equals_in_memory_reference(source, combo, dask_scheduler):
         XB = np.stack([X, X2])
         binit = np.stack([init_arr, init2]) if init_kind == "array" else init_kind
         bw = np.stack([w, w2]) if weighted else None
-        est = BatchedKMeans(K, init=binit, n_init=1, random_state=[7, 3]).fit(
-            XB, sample_weight=bw)
+        est = BatchedKMeans(K, init=binit, n_init=1, random_state=[7, 3]).fit(XB, sample_weight=bw)
         np.testing.assert_array_equal(_host(est.labels_)[0], ref_labels)
-        np.testing.assert_allclose(_host(est.cluster_centers_)[0],
-                                   _host(ref.cluster_centers_), **tol)
+        np.testing.assert_allclose(
+            _host(est.cluster_centers_)[0], _host(ref.cluster_centers_), **tol
+        )
         np.testing.assert_allclose(_host(est.inertia_)[0], ref.inertia_, **tol)
         assert int(_host(est.n_iter_)[0]) == ref.n_iter_
         np.testing.assert_array_equal(_host(est.predict(XB))[0], _host(ref.predict(X)))
         np.testing.assert_allclose(_host(est.transform(XB))[0], _host(ref.transform(X)), **tol)
-        np.testing.assert_allclose(_host(est.score(XB, sample_weight=bw))[0],
-                                   ref.score(X, sample_weight=sw), **tol)
+        np.testing.assert_allclose(
+            _host(est.score(XB, sample_weight=bw))[0], ref.score(X, sample_weight=sw), **tol
+        )
         np.testing.assert_array_equal(
-            _host(BatchedKMeans(K, init=binit, n_init=1, random_state=[7, 3]).fit_predict(
-                XB, sample_weight=bw))[0], ref_labels)
+            _host(
+                BatchedKMeans(K, init=binit, n_init=1, random_state=[7, 3]).fit_predict(
+                    XB, sample_weight=bw
+                )
+            )[0],
+            ref_labels,
+        )
         return
 
     Xs, fit_kw = _to_source(source, X)
@@ -164,12 +177,12 @@ def test_source_equals_in_memory_reference(source, combo, dask_scheduler):
     else:
         est = KMeans(**params).fit(Xs, sample_weight=sw, **fit_kw)
         np.testing.assert_array_equal(_host(est.labels_), ref_labels)
-        np.testing.assert_allclose(_host(est.cluster_centers_), _host(ref.cluster_centers_),
-                                   **tol)
+        np.testing.assert_allclose(_host(est.cluster_centers_), _host(ref.cluster_centers_), **tol)
         np.testing.assert_allclose(est.inertia_, ref.inertia_, **tol)
         assert est.n_iter_ == ref.n_iter_
         np.testing.assert_array_equal(
-            _host(KMeans(**params).fit_predict(Xs, sample_weight=sw, **fit_kw)), ref_labels)
+            _host(KMeans(**params).fit_predict(Xs, sample_weight=sw, **fit_kw)), ref_labels
+        )
     if not _supported(source, metric) and source != "dask":
         return  # the in-memory model serves its own namespace (and Dask), not this one
     # a streamed fit's model lives on the device it streamed to: its passes take arrays there

@@ -593,7 +593,8 @@ def test_minibatch_partial_fit_frame_is_fixed_on_the_first_sparse_chunk():
     a, b = MiniBatchKMeans(4, random_state=0), MiniBatchKMeans(4, random_state=0)
     a.partial_fit(big[:600])
     frame = a._frame
-    assert frame.scale == 2.0 ** round(np.log2(abs(big).max())) and frame.shift is None  # never centred
+    assert frame.scale == 2.0 ** round(np.log2(abs(big).max()))
+    assert frame.shift is None  # never centred
     a.partial_fit(big[600:] * 4.0)
     assert a._frame is frame
     b.partial_fit(X[:600]).partial_fit(X[600:] * 4.0)

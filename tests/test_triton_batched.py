@@ -22,9 +22,11 @@ import torch  # noqa: E402
 CUDA = torch.cuda.is_available()
 if not CUDA:
     if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set and there is "
-                    "no CUDA device: run this module with TRITON_INTERPRET=1",
-                    allow_module_level=True)
+        pytest.skip(
+            "triton was imported before TRITON_INTERPRET=1 could be set and there is "
+            "no CUDA device: run this module with TRITON_INTERPRET=1",
+            allow_module_level=True,
+        )
     os.environ["TRITON_INTERPRET"] = "1"
 
 TB = pytest.importorskip("kmeans_xp._kernels._triton_batched")
@@ -38,8 +40,11 @@ DEV = "cuda" if CUDA else "cpu"
 def _data(kern, storage, *, frame, masked, B=4, n=150, d=20, k=19, seed=0):
     rng = np.random.default_rng(seed)
     C = rng.normal(scale=4.0, size=(B, k, d))
-    X = np.take_along_axis(C, rng.integers(0, k, (B, n))[:, :, None], axis=1) \
-        + rng.normal(size=(B, n, d)) + 8.0
+    X = (
+        np.take_along_axis(C, rng.integers(0, k, (B, n))[:, :, None], axis=1)
+        + rng.normal(size=(B, n, d))
+        + 8.0
+    )
     mask = None
     w = rng.uniform(0.5, 2.0, size=(B, n))
     if masked:
@@ -47,17 +52,25 @@ def _data(kern, storage, *, frame, masked, B=4, n=150, d=20, k=19, seed=0):
         X[~mask] = np.nan
         w = w * mask
     Xt = torch.from_numpy(X).to(getattr(torch, storage)).to(DEV)
-    data = BatchedData(Xt, xp=_xp(), dtype=torch.float32,
-                       weights=torch.from_numpy(w).float().to(DEV),
-                       mask=None if mask is None else torch.from_numpy(mask).to(DEV),
-                       n_valid=np.full(B, n) if mask is None else mask.sum(1),
-                       kernels=kern, n_clusters=k)
+    data = BatchedData(
+        Xt,
+        xp=_xp(),
+        dtype=torch.float32,
+        weights=torch.from_numpy(w).float().to(DEV),
+        mask=None if mask is None else torch.from_numpy(mask).to(DEV),
+        n_valid=np.full(B, n) if mask is None else mask.sum(1),
+        kernels=kern,
+        n_clusters=k,
+    )
     if frame:
         from kmeans_xp._frame import Frame
 
         inv = torch.tensor([1.0, 0.5, 2.0, 0.25], device=DEV)
-        data.frame = Frame(1.0 / inv.double().cpu().numpy(),
-                           torch.full((B, d), 8.0, device=DEV) * inv[:, None], np.zeros(B))
+        data.frame = Frame(
+            1.0 / inv.double().cpu().numpy(),
+            torch.full((B, d), 8.0, device=DEV) * inv[:, None],
+            np.zeros(B),
+        )
     return data, mask
 
 
@@ -76,8 +89,10 @@ def test_batched_triton_pass_equals_the_reference(storage, frame, masked):
     data, mask = _data(kern, storage, frame=frame, masked=masked)
     problems = np.array([3, 1, 2])
     Xw = ref._batched_rows(data, problems)
-    C = Xw[torch.arange(3)[:, None], torch.tensor([[0, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23,
-                                                     25, 27, 28, 1, 2, 4, 6]] * 3)]
+    C = Xw[
+        torch.arange(3)[:, None],
+        torch.tensor([[0, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 28, 1, 2, 4, 6]] * 3),
+    ]
     C = C + 0.01
     for need in (False, True):
         got = kern.batched_lloyd_pass(data, C, problems, need_inertia=need)
@@ -85,8 +100,7 @@ def test_batched_triton_pass_equals_the_reference(storage, frame, masked):
         valid = np.ones(got[0].shape, bool) if mask is None else mask[problems]
         np.testing.assert_array_equal(got[0].cpu().numpy()[valid], exp[0].cpu().numpy()[valid])
         for g, e in zip(got[1:3], exp[1:3]):
-            np.testing.assert_allclose(g.cpu().numpy(), e.cpu().numpy(), rtol=1e-4,
-                                       atol=1e-3)
+            np.testing.assert_allclose(g.cpu().numpy(), e.cpu().numpy(), rtol=1e-4, atol=1e-3)
         if need:
             np.testing.assert_allclose(got[3].cpu().numpy(), exp[3].cpu().numpy(), rtol=1e-5)
         else:
@@ -137,7 +151,13 @@ AOT = textwrap.dedent("""
 def test_batched_triton_kernels_compile_ahead_of_time_for_sm80_and_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, "-c", AOT], capture_output=True, text=True, env=env,
-                       timeout=600, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", AOT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("\n") == 4

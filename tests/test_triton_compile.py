@@ -27,13 +27,22 @@ import sys
 import pytest
 
 if importlib.util.find_spec("torch") is None or importlib.util.find_spec("triton") is None:
-    pytest.skip("triton and torch are needed for the Triton kernels (pip install triton)",
-                allow_module_level=True)
+    pytest.skip(
+        "triton and torch are needed for the Triton kernels (pip install triton)",
+        allow_module_level=True,
+    )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHS = (75, 80, 86, 89, 90, 100)
-KERNELS = {"_assign_kernel", "_recheck_kernel", "_piece_sums_kernel", "_segment_sums_kernel",
-           "_atomic_sums_kernel", "_kpp_potentials_kernel", "_kpp_update_kernel"}
+KERNELS = {
+    "_assign_kernel",
+    "_recheck_kernel",
+    "_piece_sums_kernel",
+    "_segment_sums_kernel",
+    "_atomic_sums_kernel",
+    "_kpp_potentials_kernel",
+    "_kpp_update_kernel",
+}
 
 
 def _matrix(variant: str, tmp) -> dict:
@@ -41,10 +50,22 @@ def _matrix(variant: str, tmp) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp / "triton-cache")  # empty: ptxas runs for each
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "_triton_matrix.py"),
-                        "--variant", variant, "--archs", ",".join(map(str, ARCHS)),
-                        "--out", str(out)], env=env, capture_output=True, text=True,
-                       timeout=7200)
+    r = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tests", "_triton_matrix.py"),
+            "--variant",
+            variant,
+            "--archs",
+            ",".join(map(str, ARCHS)),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     with open(out) as f:
         return json.load(f)
@@ -58,8 +79,10 @@ def matrix(tmp_path_factory):
 def _problems(records: list) -> list:
     bad = []
     for r in records:
-        what = (f"sm_{r['arch']} {r['kernel']} {tuple(r['shape'])} {r['precision']} "
-                f"{r['x_dtype']} {r['meta']}")
+        what = (
+            f"sm_{r['arch']} {r['kernel']} {tuple(r['shape'])} {r['precision']} "
+            f"{r['x_dtype']} {r['meta']}"
+        )
         if "error" in r:
             bad.append(f"{what}: does not compile: {r['error'][:500]}")
             continue
@@ -68,8 +91,10 @@ def _problems(records: list) -> list:
         if r["spill_stores"] is None:
             bad.append(f"{what}: no ptxas report (registers/spills unknown)")
         elif r["spill_stores"] or r["spill_loads"]:
-            bad.append(f"{what}: spills {r['spill_stores']} / {r['spill_loads']} bytes "
-                       f"({r['regs']} registers)")
+            bad.append(
+                f"{what}: spills {r['spill_stores']} / {r['spill_loads']} bytes "
+                f"({r['regs']} registers)"
+            )
         if r["est"] is not None and r["shared"] > r["est"]:
             bad.append(f"{what}: the chooser's estimate {r['est']} < {r['shared']} bytes")
     return bad
@@ -95,17 +120,26 @@ def test_every_launch_compiles_fits_shared_memory_and_does_not_spill(matrix, arc
 def test_fast_precisions_with_many_features_fit_99_kib_on_sm86_and_sm89(matrix):
     """The issue's case: tf32 / bf16 with d > 64 took 144-160 KiB, more than an A10, L4 or
     RTX 30xx/40xx allows (99 KiB)."""
-    rows = [r for r in matrix["results"] if r["arch"] in (86, 89)
-            and r["kernel"] == "_assign_kernel" and r["shape"][1] > 64 and "error" not in r]
+    rows = [
+        r
+        for r in matrix["results"]
+        if r["arch"] in (86, 89)
+        and r["kernel"] == "_assign_kernel"
+        and r["shape"][1] > 64
+        and "error" not in r
+    ]
     assert {r["precision"] for r in rows} >= {"exact", "tf32", "bf16"}
-    assert all(r["shared"] <= 99 * 1024 for r in rows), [(r["precision"], r["shared"])
-                                                         for r in rows]
+    assert all(r["shared"] <= 99 * 1024 for r in rows), [
+        (r["precision"], r["shared"]) for r in rows
+    ]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("KMEANS_XP_TRITON_MATRIX") != "full",
-                    reason="the exhaustive compile matrix (~2400 compiles, an hour on 2 cores): "
-                    "run with KMEANS_XP_TRITON_MATRIX=full")
+@pytest.mark.skipif(
+    os.environ.get("KMEANS_XP_TRITON_MATRIX") != "full",
+    reason="the exhaustive compile matrix (~2400 compiles, an hour on 2 cores): "
+    "run with KMEANS_XP_TRITON_MATRIX=full",
+)
 def test_exhaustive_matrix(tmp_path_factory):
     """More d, the internal precisions, every flag, half-precision storage (long)."""
     m = _matrix("full", tmp_path_factory.mktemp("triton-matrix-full"))
@@ -124,8 +158,13 @@ def _triton_module():
     return pytest.importorskip("kmeans_xp._kernels._triton")
 
 
-SHAPES = [(10_000_000, 32, 256), (1_000_000, 128, 1024), (2_000_000, 256, 4096),
-          (1_000_000, 16, 16), (1000, 2, 3)] + [(1_000_000, d, 256) for d in (8, 64, 65, 512)]
+SHAPES = [
+    (10_000_000, 32, 256),
+    (1_000_000, 128, 1024),
+    (2_000_000, 256, 4096),
+    (1_000_000, 16, 16),
+    (1000, 2, 3),
+] + [(1_000_000, d, 256) for d in (8, 64, 65, 512)]
 
 
 def test_the_chooser_fits_every_known_device():
@@ -152,8 +191,10 @@ def test_the_chooser_is_cached_per_device_and_shape_class():
     info = T._assign_tiles.cache_info()
     assert (info.hits, info.misses) == (1, 2)
     # few rows for the device: smaller row tiles
-    assert T.assign_config(1000, 32, 256, "exact", h100)["BLOCK_M"] < \
-        T.assign_config(10_000_000, 32, 256, "exact", h100)["BLOCK_M"]
+    assert (
+        T.assign_config(1000, 32, 256, "exact", h100)["BLOCK_M"]
+        < T.assign_config(10_000_000, 32, 256, "exact", h100)["BLOCK_M"]
+    )
 
 
 def test_precision_on_devices_without_tf32_tensor_cores():

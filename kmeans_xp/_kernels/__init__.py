@@ -20,6 +20,7 @@ reference          pure standard, chunk loop in Python (``_reference``)         
 numpy              BLAS into reused blocks, one-hot GEMM / bincount (``_numpy``)  NumPy
 torch              addmm, min(dim=1), index_add_ (``_torch``)                     torch CPU/CUDA
 cupy               in-place products, scatter_add when allowed (``_cupy``)        CuPy
+jax                each pass one jitted scan over chunks (``_jax``)               JAX
 triton             fused assignment on tensor cores, deterministic sums,         torch CUDA,
                    float64 k-means++; tiles per device, a remembered fallback    CuPy
                    to the vendor set (``_triton``; ``pip install triton``)
@@ -42,7 +43,7 @@ import importlib.util
 import os
 from typing import Any
 
-from .._compat import is_cupy_namespace, is_numpy_namespace, is_torch_namespace
+from .._compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 from .._validation import PRECISIONS  # the modes of the 'precision' parameter
 from ._reference import ReferenceKernels
 
@@ -99,6 +100,10 @@ def _vendor_set(xp: Any) -> type:
         from ._cupy import CupyKernels
 
         return CupyKernels
+    if is_jax_namespace(xp):
+        from ._jax import JaxKernels
+
+        return JaxKernels
     return ReferenceKernels
 
 

@@ -1,7 +1,8 @@
 """The fused CPU pass: per block of rows, distances, argmin and centre sums in cache.
 
 The kernels take NumPy arrays (torch CPU tensors come as zero-copy NumPy views: see
-:func:`numpy_view`) and follow the conventions of :mod:`kmeans_xp._kernels._protocol`: X (n, d) in its
+:func:`numpy_view`) and follow the conventions of :mod:`kmeans_xp._kernels._protocol`:
+X (n, d) in its
 storage dtype (float32, float64, float16; ``uint16`` is read as bfloat16 bits), centres
 (k, d) in the compute dtype and in working coordinates ``Xt = X * inv_scale - shift``, the
 frame applied per block (never a copy of X).

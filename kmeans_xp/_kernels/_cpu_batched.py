@@ -46,7 +46,7 @@ def _rows(direct, Xd, xflat, X, lut, shift, inv_scale, b, i0, m):
     """Rows i0:i0 + m in the frame: a view of ``Xd`` (X itself when it is read in place:
     compute dtype, identity frame) or converted into the buffer ``xflat``."""
     if direct:
-        return Xd[i0:i0 + m]
+        return Xd[i0 : i0 + m]
     d = X.shape[1]
     xb = xflat[: m * d].reshape((m, d))
     _load(X, lut, shift, inv_scale, b, i0, m, xb)
@@ -71,8 +71,26 @@ def _centre_terms(C):
 
 
 @njit(**_PJIT)
-def lloyd_pass(X, Xd, direct, n, lut, shift, inv_scale, weights, problems, centers, use_gemm,
-               rowmajor, need_inertia, block, labels, sums_out, counts_out, inertia_out):
+def lloyd_pass(
+    X,
+    Xd,
+    direct,
+    n,
+    lut,
+    shift,
+    inv_scale,
+    weights,
+    problems,
+    centers,
+    use_gemm,
+    rowmajor,
+    need_inertia,
+    block,
+    labels,
+    sums_out,
+    counts_out,
+    inertia_out,
+):
     """One Lloyd pass of the problems ``problems`` (a,) against ``centers`` (a, k, d):
     labels (a, n), sums (a, k, d), counts (a, k), inertia (a,) (float64, 0 unless
     ``need_inertia``; direct differences)."""
@@ -124,8 +142,23 @@ def lloyd_pass(X, Xd, direct, n, lut, shift, inv_scale, weights, problems, cente
 
 
 @njit(**_PJIT)
-def labels_inertia(X, Xd, direct, n, lut, shift, inv_scale, weights, problems, centers,
-                   use_gemm, rowmajor, block, labels, inertia_out):
+def labels_inertia(
+    X,
+    Xd,
+    direct,
+    n,
+    lut,
+    shift,
+    inv_scale,
+    weights,
+    problems,
+    centers,
+    use_gemm,
+    rowmajor,
+    block,
+    labels,
+    inertia_out,
+):
     """Labels (a, n) and the weighted inertia (a,) (float64) by direct differences."""
     d = X.shape[1]
     a = problems.shape[0]
@@ -204,8 +237,9 @@ def _kpp_dist(xs64, x_sq, crow, q, D):
 
 
 @njit(**_PJIT)
-def kmeans_plusplus(X, n, lut, shift, inv_scale, weights, mask, n_clusters, first_u, step_u,
-                    out, proto):
+def kmeans_plusplus(
+    X, n, lut, shift, inv_scale, weights, mask, n_clusters, first_u, step_u, out, proto
+):
     """Greedy k-means++ of every problem (one thread per problem, its rows in cache across
     the steps, in float64): the chosen rows ``out`` (B, k).
 
@@ -295,8 +329,7 @@ def kmeans_plusplus(X, n, lut, shift, inv_scale, weights, mask, n_clusters, firs
 
 
 @njit(**_PJIT)
-def frame_stats(X, n, lut, shift, inv_scale, mask, proto, finite_out, amax_out, sums_out,
-                sqs_out):
+def frame_stats(X, n, lut, shift, inv_scale, mask, proto, finite_out, amax_out, sums_out, sqs_out):
     """Per problem, one read of its valid rows in the frame (values in ``proto``'s dtype):
     whether all are finite, the largest finite magnitude, and the float64 column sums and
     sums of squares (fixed order)."""

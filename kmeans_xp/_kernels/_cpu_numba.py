@@ -19,14 +19,16 @@ compiles (seconds); later processes load it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
 
 # reassociation lets LLVM vectorise the dot-product style reductions (min is exact in any
 # order); the code is still deterministic: one compiled order, the same on every run
 _FM = {"reassoc", "contract", "nsz"}
-_JIT = dict(cache=True, nogil=True, fastmath=_FM)
-_PJIT = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
+_JIT: dict[str, Any] = dict(cache=True, nogil=True, fastmath=_FM)
+_PJIT: dict[str, Any] = dict(cache=True, nogil=True, fastmath=_FM, parallel=True)
 
 
 @njit(**_JIT)

@@ -32,7 +32,8 @@ Conventions (every method)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ContextManager, Protocol, runtime_checkable
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["KernelData", "KernelSet"]
 
@@ -96,8 +97,9 @@ class KernelSet(Protocol):
         ...
 
     # -- chunk primitives ---------------------------------------------------------------
-    def partial_sq_distances(self, Xt: Any, m2t: Any, c_sq: Any,
-                             buffers: dict | None = None) -> Any:
+    def partial_sq_distances(
+        self, Xt: Any, m2t: Any, c_sq: Any, buffers: dict | None = None
+    ) -> Any:
         """``||c_j||^2 - 2 xt_i . c_j`` (m, k) of a chunk, from ``m2t = -2 C^T`` (d, k) and
         ``c_sq = ||c||^2`` (k,); with ``buffers`` the result may be a reused block."""
         ...
@@ -115,20 +117,23 @@ class KernelSet(Protocol):
         deterministic."""
         ...
 
-    def sq_dist_to_assigned_chunk(self, Xt: Any, centers: Any, labels: Any,
-                                  buffers: dict | None = None) -> Any:
+    def sq_dist_to_assigned_chunk(
+        self, Xt: Any, centers: Any, labels: Any, buffers: dict | None = None
+    ) -> Any:
         """``||xt_i - c_{labels_i}||^2`` (m,) of a chunk by direct differences."""
         ...
 
-    def assign_chunk(self, Xt: Any, m2t: Any, c_sq: Any, *, need_min: bool = False,
-                     buffers: dict | None = None) -> tuple[Any, Any]:
+    def assign_chunk(
+        self, Xt: Any, m2t: Any, c_sq: Any, *, need_min: bool = False, buffers: dict | None = None
+    ) -> tuple[Any, Any]:
         """Labels (m,) of a chunk and, with ``need_min``, ``min_j ||c_j||^2 - 2 xt.c_j``
         (else None)."""
         ...
 
     # -- whole passes ---------------------------------------------------------------------
-    def lloyd_pass(self, data: KernelData, centers: Any, *,
-                   need_inertia: bool = False) -> tuple[Any, Any, Any, Any]:
+    def lloyd_pass(
+        self, data: KernelData, centers: Any, *, need_inertia: bool = False
+    ) -> tuple[Any, Any, Any, Any]:
         """One assignment and accumulation pass: labels (n,) int64, sums (k, d)
         ``S_j = sum_{l_i = j} w_i xt_i``, counts (k,) ``sum_{l_i = j} w_i`` (compute dtype)
         and, with ``need_inertia``, ``sum_i w_i ||xt_i - c_{l_i}||^2`` (0-d, accumulator
@@ -139,8 +144,9 @@ class KernelSet(Protocol):
         """Nearest-centre labels (n,) and the squared distances to them (n,), clipped at 0."""
         ...
 
-    def labels_inertia(self, data: KernelData, centers: Any, *,
-                       return_inertia: bool = True) -> tuple[Any, Any]:
+    def labels_inertia(
+        self, data: KernelData, centers: Any, *, return_inertia: bool = True
+    ) -> tuple[Any, Any]:
         """Labels (n,) and the weighted inertia (0-d, accumulator dtype) by direct
         differences (None without ``return_inertia``)."""
         ...
@@ -159,24 +165,34 @@ class KernelSet(Protocol):
         ...
 
     # -- mini-batch steps -----------------------------------------------------------------
-    def minibatch_assign(self, data: KernelData, centers: Any,
-                         work: dict | None = None) -> Any:
+    def minibatch_assign(self, data: KernelData, centers: Any, work: dict | None = None) -> Any:
         """The statistics of a mini-batch against ``centers``: a
         :class:`~kmeans_xp._kernels._reference.BatchStats` (weight per centre, the batch
         inertia, sums or labels); ``work`` is kept with the centres from step to step."""
         ...
 
-    def minibatch_move(self, data: Any, stats: Any, centers: Any, counts: Any,
-                       counts_new: Any, *, reassign: Any = None, need_diff: bool = False,
-                       owned: bool = False, work: dict | None = None) -> tuple[Any, Any]:
+    def minibatch_move(
+        self,
+        data: Any,
+        stats: Any,
+        centers: Any,
+        counts: Any,
+        counts_new: Any,
+        *,
+        reassign: Any = None,
+        need_diff: bool = False,
+        owned: bool = False,
+        work: dict | None = None,
+    ) -> tuple[Any, Any]:
         """The centres after a step (scikit-learn's per-centre learning rate, then the
         reassignment ``reassign``) and, with ``need_diff``, the squared norm of their change
         (else None).  A set may write into ``centers`` when ``owned``."""
         ...
 
     # -- small whole-array tests of the solver -------------------------------------------
-    def frame_stats(self, data: KernelData, shift: Any = None,
-                    big: float = float("inf")) -> tuple | None:
+    def frame_stats(
+        self, data: KernelData, shift: Any = None, big: float = float("inf")
+    ) -> tuple | None:
         """``(finite, amax, sums, sqs)`` of X in the frame from one pass, or None (the
         caller then runs its pure-standard loop)."""
         ...
@@ -201,8 +217,9 @@ class KernelSet(Protocol):
         ...
 
     # -- batched primitives: a leading axis of independent problems ------------------------
-    def batched_partial_sq_distances(self, Xt: Any, centers: Any,
-                                     buffers: dict | None = None) -> Any:
+    def batched_partial_sq_distances(
+        self, Xt: Any, centers: Any, buffers: dict | None = None
+    ) -> Any:
         """``||c_j||^2 - 2 xt_i . c_j`` (g, m, k) for Xt (g, m, d) and centres (g, k, d)."""
         ...
 
@@ -219,20 +236,23 @@ class KernelSet(Protocol):
         ...
 
     # -- batched whole passes: the source has a leading problem axis (B, n, d) -------------
-    def batched_lloyd_pass(self, data: Any, centers: Any, problems: Any = None, *,
-                           need_inertia: bool = False) -> tuple[Any, Any, Any, Any]:
+    def batched_lloyd_pass(
+        self, data: Any, centers: Any, problems: Any = None, *, need_inertia: bool = False
+    ) -> tuple[Any, Any, Any, Any]:
         """Labels (a, n), sums (a, k, d), counts (a, k) and inertia (a,) or None of the
         problems ``problems`` (host ids; None: all), centres (a, k, d) in working
         coordinates; masked rows weigh nothing; sums in a fixed order."""
         ...
 
-    def batched_labels_inertia(self, data: Any, centers: Any, problems: Any = None
-                               ) -> tuple[Any, Any]:
+    def batched_labels_inertia(
+        self, data: Any, centers: Any, problems: Any = None
+    ) -> tuple[Any, Any]:
         """Labels (a, n) and inertia (a,) by direct differences (the final pass)."""
         ...
 
-    def batched_sq_dist_to_assigned(self, data: Any, centers: Any, labels: Any,
-                                    problems: Any = None) -> Any:
+    def batched_sq_dist_to_assigned(
+        self, data: Any, centers: Any, labels: Any, problems: Any = None
+    ) -> Any:
         """``||xt_i - c_{labels_i}||^2`` (a, n); 0 where a label lies outside [0, k)."""
         ...
 
@@ -241,8 +261,9 @@ class KernelSet(Protocol):
         from one compiled read (host float64), or None (the source's own loop runs)."""
         ...
 
-    def batched_kmeans_plusplus(self, data: Any, n_clusters: int, first_u: Any, step_u: Any,
-                                n_local_trials: int) -> Any:
+    def batched_kmeans_plusplus(
+        self, data: Any, n_clusters: int, first_u: Any, step_u: Any, n_local_trials: int
+    ) -> Any:
         """Greedy k-means++ for every problem from host uniforms: row indices (B, k)."""
         ...
 

@@ -286,6 +286,15 @@ class ReferenceKernels:
         then :class:`~kmeans_xp._data.ChunkedData` runs its pure-standard chunk loop."""
         return None
 
+    def lloyd_update(self, data: KernelData, labels: Any, sums: Any, counts: Any,
+                     centers: Any, labels_old: Any) -> tuple | None:
+        """A Lloyd iteration's centre update and convergence code in one call, or None
+        (then the solver computes them op by op): ``(updated, code)``, the means (an empty
+        cluster keeps its centre) and a 0-d array: -2 if a cluster is empty, else -1 if
+        ``labels`` equal ``labels_old`` (not None), else the squared centre shift.  Sets
+        whose eager operations cost more than the passes (JAX) provide it."""
+        return None
+
     def labels_equal(self, a: Any, b: Any) -> Any:
         """0-d bool array: whether two labellings are equal (strict convergence)."""
         return self.xp.all(a == b)
@@ -349,6 +358,15 @@ class ReferenceKernels:
             p = xp.sum(D, axis=0) if w is None else xp.matmul(self._acc(w, data), D)
             pots = accumulate(pots, xp.astype(p, acc))
         return pots
+
+    def kpp_step(self, data: KernelData, closest: Any, weighted: Any, pot: Any,
+                 u: Any) -> tuple | None:
+        """One whole greedy k-means++ step in one call, or None: then the solver runs the
+        step from the passes below.  ``u`` (m,): the step's uniforms in [0, 1) (host float64
+        NumPy array); draws the candidates ``searchsorted(cumsum(weighted), u * pot)``, keeps the
+        one of least potential.  Returns ``(closest, weighted, pot, best_index (1,))``.
+        Sets whose eager operations cost more than the passes (JAX) provide it."""
+        return None
 
     def kpp_update(self, data: KernelData, closest: Any, center: Any) -> Any:
         """Squared distance (n,) of each row to ``center`` (1, d), or its minimum with

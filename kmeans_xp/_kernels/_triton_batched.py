@@ -43,14 +43,28 @@ def _p2(v: int) -> int:
 def config(n: int, d: int, k: int) -> dict:
     """Tile sizes: rows per program, centres and features per tile (powers of two, at
     least 16: the tensor cores' minimum)."""
-    return {"BLOCK_M": 64 if n >= 64 else max(16, _p2(n)),
-            "BLOCK_K": max(16, min(64, _p2(k))),
-            "BLOCK_D": max(16, min(64, _p2(d)))}
+    return {
+        "BLOCK_M": 64 if n >= 64 else max(16, _p2(n)),
+        "BLOCK_K": max(16, min(64, _p2(k))),
+        "BLOCK_D": max(16, min(64, _p2(d))),
+    }
 
 
 @triton.jit
-def _tile(X, b, stride_xb, stride_xm, rows, rmask, cols, cmask, SHIFT, INV,
-          HAS_SHIFT: tl.constexpr, HAS_SCALE: tl.constexpr):
+def _tile(
+    X,
+    b,
+    stride_xb,
+    stride_xm,
+    rows,
+    rmask,
+    cols,
+    cmask,
+    SHIFT,
+    INV,
+    HAS_SHIFT: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+):
     """Rows ``rows`` x columns ``cols`` of problem b in its frame, fp32, 0 where masked."""
     m = rmask[:, None] & cmask[None, :]
     ptr = X + b * stride_xb + rows.to(tl.int64)[:, None] * stride_xm + cols[None, :]
@@ -63,10 +77,27 @@ def _tile(X, b, stride_xb, stride_xm, rows, rmask, cols, cmask, SHIFT, INV,
 
 
 @triton.jit
-def _assign_kernel(X, PROB, C, SHIFT, INV, LABELS, MINS, n, k, d, stride_xb, stride_xm,
-                   HAS_SHIFT: tl.constexpr, HAS_SCALE: tl.constexpr, BLOCK_M: tl.constexpr,
-                   BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
-                   INTERPRET: tl.constexpr):
+def _assign_kernel(
+    X,
+    PROB,
+    C,
+    SHIFT,
+    INV,
+    LABELS,
+    MINS,
+    n,
+    k,
+    d,
+    stride_xb,
+    stride_xm,
+    HAS_SHIFT: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PREC: tl.constexpr,
+    INTERPRET: tl.constexpr,
+):
     p = tl.program_id(0)
     blk = tl.program_id(1)
     b = tl.load(PROB + p).to(tl.int64)
@@ -84,10 +115,14 @@ def _assign_kernel(X, PROB, C, SHIFT, INV, LABELS, MINS, n, k, d, stride_xb, str
         for d0 in range(0, d, BLOCK_D):
             cols = d0 + tl.arange(0, BLOCK_D)
             cmask = cols < d
-            x = _tile(X, b, stride_xb, stride_xm, rows, rmask, cols, cmask, Sb, INV,
-                      HAS_SHIFT, HAS_SCALE)
-            c = tl.load(Cp + ks[:, None] * d + cols[None, :],
-                        mask=kmask[:, None] & cmask[None, :], other=0.0)
+            x = _tile(
+                X, b, stride_xb, stride_xm, rows, rmask, cols, cmask, Sb, INV, HAS_SHIFT, HAS_SCALE
+            )
+            c = tl.load(
+                Cp + ks[:, None] * d + cols[None, :],
+                mask=kmask[:, None] & cmask[None, :],
+                other=0.0,
+            )
             acc = _dot_acc(x, c, acc, PREC, INTERPRET)
             csq += tl.sum(c * c, axis=1)
         D = csq[None, :] - 2.0 * acc
@@ -103,19 +138,39 @@ def _assign_kernel(X, PROB, C, SHIFT, INV, LABELS, MINS, n, k, d, stride_xb, str
     for d0 in range(0, d, BLOCK_D):
         cols = d0 + tl.arange(0, BLOCK_D)
         cmask = cols < d
-        x = _tile(X, b, stride_xb, stride_xm, rows, rmask, cols, cmask, Sb, INV,
-                  HAS_SHIFT, HAS_SCALE)
-        c = tl.load(Cp + bidx[:, None] * d + cols[None, :],
-                    mask=rmask[:, None] & cmask[None, :], other=0.0)
+        x = _tile(
+            X, b, stride_xb, stride_xm, rows, rmask, cols, cmask, Sb, INV, HAS_SHIFT, HAS_SCALE
+        )
+        c = tl.load(
+            Cp + bidx[:, None] * d + cols[None, :], mask=rmask[:, None] & cmask[None, :], other=0.0
+        )
         diff = x - c
         dist += tl.sum(diff * diff, axis=1)
     tl.store(MINS + out, dist, mask=rmask)
 
 
 @triton.jit
-def _sums_kernel(X, PROB, LABELS, W, SHIFT, INV, SUMS, COUNTS, n, k, d, stride_xb, stride_xm,
-                 HAS_W: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_SCALE: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+def _sums_kernel(
+    X,
+    PROB,
+    LABELS,
+    W,
+    SHIFT,
+    INV,
+    SUMS,
+    COUNTS,
+    n,
+    k,
+    d,
+    stride_xb,
+    stride_xm,
+    HAS_W: tl.constexpr,
+    HAS_SHIFT: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     p = tl.program_id(0)
     kt = tl.program_id(1)
     dtile = tl.program_id(2)
@@ -135,22 +190,25 @@ def _sums_kernel(X, PROB, LABELS, W, SHIFT, INV, SUMS, COUNTS, n, k, d, stride_x
             w = tl.load(W + b * n + rows, mask=rmask, other=0.0).to(tl.float32)
         else:
             w = tl.where(rmask, 1.0, 0.0)
-        x = _tile(X, b, stride_xb, stride_xm, rows, rmask, cols, cmask, Sb, INV,
-                  HAS_SHIFT, HAS_SCALE)
+        x = _tile(
+            X, b, stride_xb, stride_xm, rows, rmask, cols, cmask, Sb, INV, HAS_SHIFT, HAS_SCALE
+        )
         x = tl.where((w != 0.0)[:, None], x, 0.0)  # masked rows may hold NaN
         oh = tl.where(lab[:, None] == ks[None, :], w[:, None], 0.0)  # (BLOCK_M, BLOCK_K)
         acc = tl.dot(tl.trans(oh), x, acc, input_precision="ieee")
         cnt += tl.sum(oh, axis=0)
     base = p.to(tl.int64) * k
-    tl.store(SUMS + (base + ks)[:, None] * d + cols[None, :], acc,
-             mask=kmask[:, None] & cmask[None, :])
+    tl.store(
+        SUMS + (base + ks)[:, None] * d + cols[None, :], acc, mask=kmask[:, None] & cmask[None, :]
+    )
     if dtile == 0:
         tl.store(COUNTS + base + ks, cnt, mask=kmask)
 
 
 def _prec(precision: str) -> str:
-    return {"exact": "ieee", "exact-tf32": "tf32", "tf32": "tf32", "bf16": "bf16",
-            "ieee": "ieee"}[precision]
+    return {"exact": "ieee", "exact-tf32": "tf32", "tf32": "tf32", "bf16": "bf16", "ieee": "ieee"}[
+        precision
+    ]
 
 
 def _args(data: Any, problems: Any, centers: Any):
@@ -159,8 +217,11 @@ def _args(data: Any, problems: Any, centers: Any):
         X = X.contiguous()
     B, n, d = (int(s) for s in X.shape)
     dev = X.device
-    ids = torch.arange(B, device=dev) if problems is None else \
-        torch.as_tensor(np.asarray(problems, dtype=np.int64), device=dev)
+    ids = (
+        torch.arange(B, device=dev)
+        if problems is None
+        else torch.as_tensor(np.asarray(problems, dtype=np.int64), device=dev)
+    )
     C = centers.to(torch.float32).contiguous()
     dummy = torch.zeros(1, dtype=torch.float32, device=dev)
     shift = dummy if data.shift is None else data.shift.to(torch.float32).contiguous()
@@ -178,9 +239,24 @@ def assign(data: Any, centers: Any, problems: Any = None, *, precision: str = "e
     mins = torch.empty((a, n), dtype=torch.float32, device=X.device)
     if a and n:
         _assign_kernel[(a, triton.cdiv(n, cfg["BLOCK_M"]))](
-            X, ids, C, shift, inv, labels, mins, n, k, d, X.stride(0), X.stride(1),
-            HAS_SHIFT=data.shift is not None, HAS_SCALE=data.inv_scale is not None,
-            PREC=_prec(precision), INTERPRET=INTERPRETED, **cfg)
+            X,
+            ids,
+            C,
+            shift,
+            inv,
+            labels,
+            mins,
+            n,
+            k,
+            d,
+            X.stride(0),
+            X.stride(1),
+            HAS_SHIFT=data.shift is not None,
+            HAS_SCALE=data.inv_scale is not None,
+            PREC=_prec(precision),
+            INTERPRET=INTERPRETED,
+            **cfg,
+        )
     return labels, mins
 
 
@@ -195,9 +271,24 @@ def centre_sums(data: Any, labels: Any, k: int, problems: Any = None):
     W = data.weights
     if a:
         _sums_kernel[(a, triton.cdiv(k, cfg["BLOCK_K"]), triton.cdiv(d, cfg["BLOCK_D"]))](
-            X, ids, labels.contiguous(), shift if W is None else W.contiguous(), shift, inv,
-            sums, counts, n, k, d, X.stride(0), X.stride(1), HAS_W=W is not None,
-            HAS_SHIFT=data.shift is not None, HAS_SCALE=data.inv_scale is not None, **cfg)
+            X,
+            ids,
+            labels.contiguous(),
+            shift if W is None else W.contiguous(),
+            shift,
+            inv,
+            sums,
+            counts,
+            n,
+            k,
+            d,
+            X.stride(0),
+            X.stride(1),
+            HAS_W=W is not None,
+            HAS_SHIFT=data.shift is not None,
+            HAS_SCALE=data.inv_scale is not None,
+            **cfg,
+        )
     return sums, counts
 
 
@@ -225,12 +316,16 @@ class TritonBatchedTorchKernels(TorchKernels):
 
     def _fits(self, data) -> bool:
         return supports(data.dtype) and str(data.X.dtype).split(".")[-1] in (
-            "float32", "float16", "bfloat16")
+            "float32",
+            "float16",
+            "bfloat16",
+        )
 
     def batched_lloyd_pass(self, data, centers, problems=None, *, need_inertia=False):
         if not self._fits(data):
-            return ReferenceKernels.batched_lloyd_pass(self, data, centers, problems,
-                                                       need_inertia=need_inertia)
+            return ReferenceKernels.batched_lloyd_pass(
+                self, data, centers, problems, need_inertia=need_inertia
+            )
         labels, mins = assign(data, centers, problems, precision=self.precision)
         sums, counts = centre_sums(data, labels, int(centers.shape[1]), problems)
         inertia = _inertia(data, mins, problems) if need_inertia else None

@@ -60,7 +60,13 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
     current_pot = xp.astype(xp.sum(weighted), acc)
 
     for _ in range(1, n_clusters):
-        rand = xp.asarray(rng.uniform(size=n_local_trials), dtype=acc, device=dev) * current_pot
+        u = rng.uniform(size=n_local_trials)
+        fused = kern.kpp_step(data, closest, weighted, current_pot, u)
+        if fused is not None:  # the kernel set ran this step in one call (JAX: one jit)
+            closest, weighted, current_pot, best_id = fused
+            indices.append(best_id)
+            continue
+        rand = xp.asarray(u, dtype=acc, device=dev) * current_pot
         cum = xp.cumulative_sum(xp.astype(weighted, acc, copy=False))
         cand = xp.clip(xp.searchsorted(cum, rand), max=n - 1)
         cand_rows = data.take_rows(cand)

@@ -13,7 +13,8 @@ shift into one number per problem.
 
 The source interface (see ``ChunkedData`` for the one-problem form):
 ``n_problems``, ``xp``, ``metric``, ``frame``, ``lloyd_pass(C, labels_old, active,
-need_inertia) -> labels, sums, counts, inertia, same``, ``squared_shift(new, old)``,
+need_inertia) -> labels, sums, counts, inertia, same``, ``fused_update(labels, sums, counts,
+C, labels_old) -> (updated, code) or None``, ``squared_shift(new, old)``,
 ``relocate(labels, C, sums, counts, which, active)``, ``final(C, labels, strict)``,
 ``same_clusterings(labels1, labels2, k)`` and, for several problems, ``take(a, keep)`` and
 ``merge(full, part, active)``.
@@ -63,10 +64,14 @@ def lloyd(src: Any, centers: Any, *, max_iter: int, tol: Any, verbose: int = 0
         if verbose:
             print(f"Iteration {i}, inertia {float(inertia) * factor}.")
         # (an empty cluster makes the code -2: these centres are then made again)
-        updated = src.metric.update(src, labels, sums, counts, C, none_empty=True)
-        code = _code(xp, src.squared_shift(updated, C), same)
-        code = xp.where(xp.any(counts == 0, axis=-1), xp.full_like(code, -2.0), code)
-        host = np.atleast_1d(np.asarray(to_numpy(code), dtype=np.float64))  # THE host sync
+        fused = src.fused_update(labels, sums, counts, C, labels_old)
+        if fused is not None:  # the kernel set folded the update and the code into one call
+            updated, code = fused
+        else:
+            updated = src.metric.update(src, labels, sums, counts, C, none_empty=True)
+            code = _code(xp, src.squared_shift(updated, C), same)
+            code = xp.where(xp.any(counts == 0, axis=-1), xp.full_like(code, -2.0), code)
+        host = np.array(to_numpy(code), dtype=np.float64, ndmin=1)  # THE host sync (a copy)
         empty = np.nonzero(host == -2.0)[0]
         if empty.size:  # rare: relocate where a cluster is empty, then re-test those
             sums, counts, labels = src.relocate(labels, C, sums, counts, empty, active)
@@ -121,7 +126,7 @@ def best_of(src: Any, initial: Callable[[], Any], n_init: int, *, n_clusters: in
     run of least inertia unless it is the same clustering as the best so far (scikit-learn's
     rule).  One host sync per run (the inertia) besides Lloyd's."""
     xp, P = src.xp, src.n_problems
-    best = None
+    best: Run | None = None
     for _ in range(n_init):
         c0 = initial()
         if verbose:
@@ -146,4 +151,5 @@ def best_of(src: Any, initial: Callable[[], Any], n_init: int, *, n_clusters: in
                    np.where(better, inertia_h, best.inertia),
                    xp.where(sel[:, None, None], centers, best.centers),
                    np.where(better, n_iter, best.n_iter))
+    assert best is not None  # n_init >= 1
     return best

@@ -1,0 +1,506 @@
+"""JAX kernels: each whole pass one jitted function over fixed-size chunks (CPU, GPU, TPU).
+
+Each pass (Lloyd pass, assignment, labels + inertia, inertia of given labels, distances to
+the assigned centres, all distances, the k-means++ potentials and update, the frame's
+moments) is one ``jax.jit`` function: a ``lax.scan`` over the full chunks of ``rows`` rows
+of X (``lax.dynamic_slice``), then the short last chunk, so that no (n, k) block is ever
+held (only one (rows, k) block per step) and the frame (``X * inv_scale - shift``, the
+storage dtype cast to the compute dtype) is applied inside, per chunk.  XLA compiles a pass
+once per (n, d, k, rows, dtypes, weighted, centred) and keeps it (``jax.jit``'s cache, at
+module level): a second fit of data of the same shape compiles nothing.
+
+Determinism: the per-chunk results are added in chunk order; the centre sums are a
+``segment_sum`` (a serial scatter on XLA's CPU backend) on the CPU and a one-hot product
+elsewhere (a GPU scatter accumulates with atomics), unless ``deterministic=False``.
+
+Precision: ``precision='exact'`` asks XLA for ``Precision.HIGHEST`` products (on a GPU the
+default float32 product may round through TF32 or bfloat16); 'tf32'/'bf16' leave XLA's
+default.  The k-means++ passes run in the accumulator dtype: float64 when JAX has it
+(``jax_enable_x64``), else float32 (JAX's default): then the k-means++ draws are float32
+sums, and on data with near-ties a draw may differ from the float64 path's.
+
+Arrays stay on the device of X; results are ``jax.Array`` there.  Data streamed from the
+host and the 'cosine' frame (unit rows) take the reference set's chunk loop.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._reference import ReferenceKernels, fusable
+
+
+# -- the chunk loop ------------------------------------------------------------------------
+def _chunked(body: Any, carry: Any, X: Any, extras: tuple, rows: int) -> tuple:
+    """Run ``body(carry, Xc, *extras_c) -> (carry, out)`` over the chunks of ``rows`` rows.
+
+    ``extras``: per-row arrays (n, ...) sliced with X, or None.  A ``lax.scan`` over the
+    full chunks, then the short last chunk (its own static shape); per-row outputs are
+    concatenated in row order.  Returns ``(carry, out)``.
+    """
+    n = X.shape[0]
+    full = n // rows
+    outs = []
+
+    def rows_of(a, start, size):
+        return None if a is None else lax.dynamic_slice_in_dim(a, start, size, axis=0)
+
+    if full:
+
+        def step(c, i):
+            start = i * rows
+            return body(c, rows_of(X, start, rows), *(rows_of(a, start, rows) for a in extras))
+
+        carry, out = lax.scan(step, carry, jnp.arange(full))
+        outs.append(jax.tree_util.tree_map(lambda o: o.reshape((full * rows,) + o.shape[2:]), out))
+    if n - full * rows:
+        s = full * rows
+        carry, out = body(carry, X[s:], *(None if a is None else a[s:] for a in extras))
+        outs.append(out)
+    if len(outs) == 1:
+        return carry, outs[0]
+    return carry, jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *outs)
+
+
+def _frame(Xc: Any, shift: Any, inv_scale: float, dtype: Any) -> Any:
+    """A chunk in the compute dtype and the working coordinates."""
+    x = Xc.astype(dtype)
+    if inv_scale != 1.0:
+        x = x * jnp.asarray(inv_scale, dtype)
+    return x if shift is None else x - shift
+
+
+def _dot(a: Any, b: Any, exact: bool) -> Any:
+    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST if exact else None)
+
+
+def _index_dtype() -> Any:
+    """int64 where JAX has it (``jax_enable_x64``), else int32."""
+    return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+
+
+def _cluster_sums(xt: Any, lab: Any, w: Any, k: int, scatter: bool, exact: bool) -> tuple:
+    """Weighted sums (k, d) and weights (k,) per label of a chunk, deterministic."""
+    if scatter:
+        src = xt if w is None else xt * w[:, None]
+        ones = jnp.ones(xt.shape[0], xt.dtype) if w is None else w
+        return (
+            jax.ops.segment_sum(src, lab, num_segments=k),
+            jax.ops.segment_sum(ones, lab, num_segments=k),
+        )
+    oh = (lab[:, None] == jnp.arange(k, dtype=lab.dtype)[None, :]).astype(xt.dtype)
+    if w is not None:
+        oh = oh * w[:, None]
+    return _dot(oh.T, xt, exact), jnp.sum(oh, axis=0)
+
+
+def _weighted_total(v: Any, w: Any, acc: Any) -> Any:
+    return jnp.sum((v if w is None else v * w).astype(acc))
+
+
+def _assigned_sq(xt: Any, C: Any, lab: Any) -> Any:
+    diff = xt - jnp.take(C, lab, axis=0)
+    return jnp.sum(diff * diff, axis=1)
+
+
+# -- the jitted passes (module level: jax.jit keeps one executable per static signature) ----
+_STATIC = ("rows", "inv_scale", "dtype", "acc", "exact", "scatter")
+
+
+@partial(jax.jit, static_argnames=_STATIC + ("need_inertia",))
+def _lloyd(X, w, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, need_inertia):
+    k, d = C.shape
+    m2t, c_sq = -2.0 * C.T, jnp.sum(C * C, axis=1)
+    idx = _index_dtype()
+
+    def body(carry, Xc, wc):
+        sums, counts, inertia = carry
+        xt = _frame(Xc, shift, inv_scale, dtype)
+        D = _dot(xt, m2t, exact) + c_sq
+        lab = jnp.argmin(D, axis=1)
+        s, c = _cluster_sums(xt, lab, wc, k, scatter, exact)
+        if need_inertia:
+            dist = jnp.maximum(jnp.min(D, axis=1) + jnp.sum(xt * xt, axis=1), 0.0)
+            inertia = inertia + _weighted_total(dist, wc, acc)
+        return (sums + s, counts + c, inertia), lab.astype(idx)
+
+    init = (jnp.zeros((k, d), dtype), jnp.zeros((k,), dtype), jnp.zeros((), acc))
+    (sums, counts, inertia), labels = _chunked(body, init, X, (w,), rows)
+    return labels, sums, counts, inertia
+
+
+@partial(jax.jit, static_argnames=_STATIC + ("direct", "need_total"))
+def _assign(X, w, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, direct, need_total):
+    """Labels and: per-row distances (``direct`` False: the expansion, clipped) or the
+    weighted total of direct differences (``need_total``)."""
+    m2t, c_sq = -2.0 * C.T, jnp.sum(C * C, axis=1)
+    idx = _index_dtype()
+
+    def body(total, Xc, wc):
+        xt = _frame(Xc, shift, inv_scale, dtype)
+        D = _dot(xt, m2t, exact) + c_sq
+        lab = jnp.argmin(D, axis=1)
+        if direct:
+            if need_total:
+                total = total + _weighted_total(_assigned_sq(xt, C, lab), wc, acc)
+            return total, lab.astype(idx)
+        mins = jnp.maximum(jnp.min(D, axis=1) + jnp.sum(xt * xt, axis=1), 0.0)
+        return total, (lab.astype(idx), mins)
+
+    return _chunked(body, jnp.zeros((), acc), X, (w,), rows)
+
+
+@partial(jax.jit, static_argnames=_STATIC + ("need_total",))
+def _to_assigned(
+    X, w, shift, C, labels, *, rows, inv_scale, dtype, acc, exact, scatter, need_total
+):
+    """``||xt_i - c_{labels_i}||^2`` per row, or their weighted total (``need_total``)."""
+
+    def body(total, Xc, wc, lc):
+        dist = _assigned_sq(_frame(Xc, shift, inv_scale, dtype), C, lc)
+        if need_total:
+            return total + _weighted_total(dist, wc, acc), None
+        return total, dist
+
+    return _chunked(body, jnp.zeros((), acc), X, (w, labels), rows)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _all_sq(X, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter):
+    k = C.shape[0]
+    m2t, c_sq = -2.0 * C.T, jnp.sum(C * C, axis=1)
+    ks = jnp.arange(k)
+
+    def body(carry, Xc):
+        xt = _frame(Xc, shift, inv_scale, dtype)
+        D = _dot(xt, m2t, exact) + c_sq + jnp.sum(xt * xt, axis=1)[:, None]
+        lab = jnp.argmin(D, axis=1)
+        exact_d = _assigned_sq(xt, C, lab)
+        D = jnp.where(lab[:, None] == ks[None, :], exact_d[:, None], D)
+        return carry, jnp.maximum(D, 0.0)
+
+    return _chunked(body, jnp.zeros(()), X, (), rows)[1]
+
+
+def _kpp_block(Xc, shift, inv_scale, dtype, acc, C, c_sq, exact):
+    """Squared distances (rows, m) in the accumulator dtype, clipped at 0 (the reference's
+    ``_sq_dist_block``: ``||x||^2 - 2 x.c + ||c||^2`` of the frame's rows cast to acc)."""
+    xa = _frame(Xc, shift, inv_scale, dtype).astype(acc)
+    D = jnp.sum(xa * xa, axis=1)[:, None] - 2.0 * _dot(xa, C.T, exact) + c_sq[None, :]
+    return jnp.maximum(D, 0.0)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _kpp_pots(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact, scatter):
+    cand = cand.astype(acc)
+    c_sq = jnp.sum(cand * cand, axis=1)
+
+    def body(pots, Xc, wc, cc):
+        D = jnp.minimum(
+            _kpp_block(Xc, shift, inv_scale, dtype, acc, cand, c_sq, exact), cc[:, None]
+        )
+        p = jnp.sum(D, axis=0) if wc is None else _dot(wc.astype(acc), D, exact)
+        return pots + p, None
+
+    return _chunked(body, jnp.zeros(cand.shape[0], acc), X, (w, closest), rows)[0]
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _kpp_upd(X, shift, closest, center, *, rows, inv_scale, dtype, acc, exact, scatter):
+    center = center.astype(acc)
+    c_sq = jnp.sum(center * center, axis=1)
+
+    def body(carry, Xc, cc):
+        d = _kpp_block(Xc, shift, inv_scale, dtype, acc, center, c_sq, exact)[:, 0]
+        return carry, d if cc is None else jnp.minimum(cc, d)
+
+    return _chunked(body, jnp.zeros(()), X, (closest,), rows)[1]
+
+
+@partial(jax.jit, static_argnames=_STATIC + ("n_trials",))
+def _kpp_step(
+    X, w, shift, closest, weighted, pot, u, *, rows, inv_scale, dtype, acc, exact, scatter, n_trials
+):
+    """One greedy k-means++ step (the solver's loop body, fused): candidates drawn by the
+    uniforms ``u`` (m,) on the cumulative potential, their potentials, the best one, the
+    closest-distance update.  Returns (closest, weighted, pot, best row index)."""
+    n = X.shape[0]
+    cum = jnp.cumsum(weighted)
+    cand = jnp.minimum(jnp.searchsorted(cum, u * pot, side="left"), n - 1)
+    cand_rows = _frame(jnp.take(X, cand, axis=0), shift, inv_scale, dtype)
+    pots = _kpp_pots(
+        X,
+        w,
+        shift,
+        closest,
+        cand_rows,
+        rows=rows,
+        inv_scale=inv_scale,
+        dtype=dtype,
+        acc=acc,
+        exact=exact,
+        scatter=scatter,
+    )
+    best = jnp.argmin(pots)
+    closest = _kpp_upd(
+        X,
+        shift,
+        closest,
+        cand_rows[best][None, :],
+        rows=rows,
+        inv_scale=inv_scale,
+        dtype=dtype,
+        acc=acc,
+        exact=exact,
+        scatter=scatter,
+    )
+    weighted = closest if w is None else closest * w.astype(acc)
+    return closest, weighted, jnp.min(pots), cand[best][None].astype(_index_dtype())
+
+
+@partial(jax.jit, static_argnames=("rows", "inv_scale", "dtype", "acc", "big"))
+def _frame_moments(X, shift, *, rows, inv_scale, dtype, acc, big):
+    d = X.shape[1]
+
+    def body(carry, Xc):
+        ok, amax, sums, sqs = carry
+        c = _frame(Xc, shift, inv_scale, dtype)
+        a = jnp.abs(c)
+        cz = jnp.where(a <= big, c, 0.0).astype(acc)
+        return (
+            ok & jnp.all(jnp.isfinite(c)),
+            jnp.maximum(amax, jnp.max(a)),
+            sums + jnp.sum(cz, axis=0),
+            sqs + jnp.sum(cz * cz, axis=0),
+        ), None
+
+    init = (jnp.asarray(True), jnp.zeros((), dtype), jnp.zeros((d,), acc), jnp.zeros((d,), acc))
+    return _chunked(body, init, X, (), rows)[0]
+
+
+@jax.jit
+def _lloyd_update(sums, counts, C, labels, labels_old):
+    has = counts > 0
+    updated = jnp.where(has[:, None], sums / jnp.where(has, counts, 1)[:, None], C)
+    code = jnp.sum((updated - C) ** 2)
+    if labels_old is not None:
+        code = jnp.where(jnp.all(labels == labels_old), -1.0, code)
+    return updated, jnp.where(jnp.any(~has), -2.0, code).astype(C.dtype)
+
+
+@jax.jit
+def _labels_equal(a, b):
+    return jnp.all(a == b)
+
+
+@partial(jax.jit, static_argnames=("k",))
+def _n_distinct(labels, k):
+    return jnp.count_nonzero(jnp.bincount(labels, length=k))
+
+
+class JaxKernels(ReferenceKernels):
+    """Whole passes as jitted JAX functions over chunks (see the module's docstring).
+
+    The mini-batch step's assignment (the reference's ``minibatch_assign``) is a call of
+    the jitted :meth:`lloyd_pass` on the batch."""
+
+    name = "jax"
+
+    def _static(self, data: Any, rows: int | None = None) -> dict:
+        on_cpu = getattr(self.device, "platform", "cpu") == "cpu"
+        rows = max(1, min(int(rows or data.rows), data.n))
+        # chunks of equal size (at most ``rows``): no long short last chunk, which made the
+        # pass 1.25x slower at n = 100k, rows = 65536 (a second, badly sized product)
+        rows = -(-data.n // -(-data.n // rows))
+        return {
+            "rows": rows,
+            "inv_scale": float(data.inv_scale),
+            "dtype": jnp.dtype(self.dtype),
+            "acc": jnp.dtype(data.accumulator_dtype()),
+            "exact": self.precision == "exact",
+            "scatter": on_cpu or not self.deterministic,
+        }
+
+    def lloyd_pass(self, data, centers, *, need_inertia=False):
+        if not fusable(data):
+            return super().lloyd_pass(data, centers, need_inertia=need_inertia)
+        labels, sums, counts, inertia = _lloyd(
+            data.X,
+            data.weights,
+            data.shift,
+            centers,
+            need_inertia=bool(need_inertia),
+            **self._static(data),
+        )
+        return labels, sums, counts, (inertia if need_inertia else None)
+
+    def assign(self, data, centers):
+        if not fusable(data):
+            return super().assign(data, centers)
+        return _assign(
+            data.X, None, data.shift, centers, direct=False, need_total=False, **self._static(data)
+        )[1]
+
+    def labels_inertia(self, data, centers, *, return_inertia=True):
+        if not fusable(data):
+            return super().labels_inertia(data, centers, return_inertia=return_inertia)
+        total, labels = _assign(
+            data.X,
+            data.weights,
+            data.shift,
+            centers,
+            direct=True,
+            need_total=bool(return_inertia),
+            **self._static(data),
+        )
+        return labels, (total if return_inertia else None)
+
+    def sq_dist_to_assigned(self, data, centers, labels):
+        if not fusable(data):
+            return super().sq_dist_to_assigned(data, centers, labels)
+        return _to_assigned(
+            data.X, None, data.shift, centers, labels, need_total=False, **self._static(data)
+        )[1]
+
+    def inertia_for_labels(self, data, centers, labels):
+        if not fusable(data):
+            return super().inertia_for_labels(data, centers, labels)
+        return _to_assigned(
+            data.X, data.weights, data.shift, centers, labels, need_total=True, **self._static(data)
+        )[0]
+
+    def sq_distances(self, data, centers):
+        if not fusable(data):
+            return super().sq_distances(data, centers)
+        return _all_sq(data.X, data.shift, centers, **self._static(data))
+
+    def kpp_potentials(self, data, closest, cand):
+        if not fusable(data):
+            return super().kpp_potentials(data, closest, cand)
+        rows = self._kpp_rows(data, int(cand.shape[0]))
+        return _kpp_pots(
+            data.X, data.weights, data.shift, closest, cand, **self._static(data, rows)
+        )
+
+    def kpp_update(self, data, closest, center):
+        if not fusable(data):
+            return super().kpp_update(data, closest, center)
+        return _kpp_upd(
+            data.X, data.shift, closest, center, **self._static(data, self._kpp_rows(data, 1))
+        )
+
+    def kpp_step(self, data, closest, weighted, pot, u):
+        """One greedy k-means++ step in one jitted call, or None (then the solver's loop
+        body runs): ``u`` (m,) host uniforms in [0, 1), cast to the accumulator dtype on
+        the device (handed to the jitted call as NumPy: ``jnp.asarray(u, device=...)``
+        cost ~1 ms a step in dispatch).  Returns ``(closest, weighted, pot, best (1,))``."""
+        if not fusable(data):
+            return None
+        m = int(u.shape[0])
+        u = np.asarray(u, dtype=jnp.dtype(data.accumulator_dtype()))
+        closest, weighted, pot, best = _kpp_step(
+            data.X,
+            data.weights,
+            data.shift,
+            closest,
+            weighted,
+            pot,
+            u,
+            n_trials=m,
+            **self._static(data, self._kpp_rows(data, m)),
+        )
+        return closest, weighted, pot, best  # (1,): an eager best[None] cost ~2 ms
+
+    def frame_stats(self, data, shift=None, big=float("inf")):
+        if not fusable(data):
+            return None
+        ok, amax, sums, sqs = jax.device_get(
+            _frame_moments(
+                data.X,
+                shift,
+                rows=max(1, data.rows),
+                inv_scale=float(data.inv_scale),
+                dtype=jnp.dtype(self.dtype),
+                acc=jnp.dtype(data.accumulator_dtype()),
+                big=float(big),
+            )
+        )  # the one host sync
+        return (bool(ok), float(amax), np.asarray(sums, np.float64), np.asarray(sqs, np.float64))
+
+    def lloyd_update(self, data, labels, sums, counts, centers, labels_old):
+        if data.metric != "euclidean":  # cosine: unit-length means (the solver's path)
+            return None
+        return _lloyd_update(sums, counts, centers, labels, labels_old)
+
+    def labels_equal(self, a, b):
+        return _labels_equal(a, b)
+
+    def n_distinct(self, labels, n_clusters):
+        return int(_n_distinct(labels, int(n_clusters)))
+
+
+# -- a functional Lloyd iteration for use inside jax.jit / jax.vmap ---------------------------
+def lloyd(X: Any, centers: Any, max_iter: int = 300, tol: float = 1e-4) -> tuple:
+    """Lloyd's iteration from ``centers`` as a pure JAX function (``lax.while_loop`` over the
+    kernel set's jitted pass): traceable, so it runs under ``jax.jit`` and ``jax.vmap``.
+
+    The same stopping rules as :class:`kmeans_xp.KMeans` (strict convergence: unchanged
+    labels; or a squared centre shift <= ``tol`` times the mean per-feature variance of X),
+    without what needs the host: no centring of far-from-origin data, no power-of-two
+    rescaling, no relocation of empty clusters (an empty cluster keeps its centre), no
+    checks of the input.  Under ``vmap`` each problem stops on its own rule (JAX runs the
+    loop until every problem has stopped, leaving the finished ones unchanged).
+
+    Parameters
+    ----------
+    X : jax.Array (n, d), float32 or float64
+    centers : jax.Array (k, d), the initial centres
+    max_iter : int (static)
+    tol : float
+
+    Returns
+    -------
+    centers (k, d), labels (n,), inertia (0-d), n_iter (0-d int)
+        ``labels`` and ``inertia`` belong to the returned centres.
+    """
+    from .._compat import chunk_rows
+
+    X = jnp.asarray(X)
+    dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.dtype(jnp.float32)
+    X = X.astype(dtype)
+    C = jnp.asarray(centers).astype(dtype)
+    (n, d), k = X.shape, C.shape[0]
+    static = {
+        "rows": chunk_rows(n, d, k, 1 << 20),
+        "inv_scale": 1.0,
+        "dtype": jnp.dtype(dtype),
+        "acc": jnp.dtype(dtype),
+        "exact": True,
+        "scatter": jax.default_backend() == "cpu",
+    }
+    tol_abs = tol * jnp.mean(jnp.var(X, axis=0))
+    idx = _index_dtype()
+
+    def cond(state):
+        i, _, _, done = state
+        return (i < max_iter) & ~done
+
+    def body(state):
+        i, C, old, _ = state
+        labels, sums, counts, _ = _lloyd(X, None, None, C, need_inertia=False, **static)
+        has = counts > 0
+        new = jnp.where(has[:, None], sums / jnp.where(has, counts, 1)[:, None], C)
+        shift = jnp.sum((new - C) ** 2)
+        done = jnp.all(labels == old) | (shift <= tol_abs)
+        return i + 1, new, labels, done
+
+    init = (jnp.asarray(0), C, jnp.full((n,), -1, idx), jnp.asarray(False))
+    n_iter, C, _, _ = lax.while_loop(cond, body, init)
+    inertia, labels = _assign(X, None, None, C, direct=True, need_total=True, **static)
+    return C, labels, inertia, n_iter
