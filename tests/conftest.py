@@ -34,7 +34,7 @@ def _env_list(name: str) -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
-#: JAX runs when named (KMEANS_XP_BACKENDS=jax): CI runs its consistency and kernel suites
+#: JAX runs when named (KMEANS_XP_BACKENDS=jax): CI runs eight suites on it (.ci/run)
 #: in a step of their own (a whole-suite run on JAX is not yet proven)
 DEFAULT_BACKENDS = [b for b in ALL_BACKENDS if b != "jax"]
 SELECTED = _env_list("KMEANS_XP_BACKENDS") or DEFAULT_BACKENDS
