@@ -211,6 +211,22 @@ class KernelSet(Protocol):
         candidates, accumulator dtype; one pass over X for all of them."""
         ...
 
+    def kpp_step(
+        self, data: KernelData, closest: Any, weighted: Any, pot: Any, u: Any
+    ) -> tuple | None:
+        """One whole greedy k-means++ step in one call ``(closest, weighted, pot, best (1,))``
+        from the step's host uniforms ``u`` (m,), or None: the solver runs the step from
+        ``kpp_potentials``/``kpp_update`` (JAX provides it: one jit)."""
+        ...
+
+    def lloyd_update(
+        self, data: KernelData, labels: Any, sums: Any, counts: Any, centers: Any, labels_old: Any
+    ) -> tuple | None:
+        """A Lloyd iteration's Euclidean centre update and convergence code in one call
+        ``(updated, code)`` (code: -2 empty cluster, -1 unchanged labels, else the squared
+        shift), or None: the driver computes them (JAX provides it: one jit)."""
+        ...
+
     def kpp_update(self, data: KernelData, closest: Any, center: Any) -> Any:
         """Squared distance (n,) of each row to ``center`` (1, d), or its minimum with
         ``closest`` when given; accumulator dtype."""
