@@ -65,14 +65,6 @@ class Frame:
         self.frame, self.dtype, self.k = frame, dtype, k
         self.chunk_size, self.precision, self.deterministic = chunk_size, precision, deterministic
 
-    @property
-    def scale(self) -> float:
-        return self.frame.scale
-
-    @property
-    def shift(self) -> Any:
-        return self.frame.shift
-
     def on(self, xp: Any, device: Any) -> WorkingFrame:
         """The frame with its shift on a block's device."""
         if self.frame.shift is None:

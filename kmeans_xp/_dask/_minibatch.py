@@ -181,7 +181,8 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
         c0 = _initial_centers(dd, frame, init, p, rng, n, init_size, mean_variance)
         state = MiniBatchState(np.asarray(c0, dtype=dtype), np.zeros(k, dtype=dtype),
                                batch_size)
-        shift = None if frame.shift is None else xp_fit.asarray(frame.shift, device=dev_fit)
+        shift = frame.frame.shift
+        shift = None if shift is None else xp_fit.asarray(shift, device=dev_fit)
         frame_fit = dataclasses.replace(frame.frame, shift=shift).freeze()
     else:
         frame_fit = est._frame
