@@ -232,3 +232,28 @@ def test_kernel_calls_per_fit_do_not_grow_with_the_number_of_problems(monkeypatc
         batched_k_means(np.tile(base, (reps, 1, 1)), 3, random_state=list(range(4)) * reps)
         counts.append(made[-1].calls)
     assert counts[0] == counts[1] > 0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_the_fused_cpu_set_runs_its_compiled_batched_passes(monkeypatch, backend):
+    """A default batched fit on the CPU runs the compiled batched kernels (k-means++, the
+    frame statistics, the Lloyd passes), not the per-problem fallback of the reference set:
+    a source whose metric the kernel set misreads would silently run the slow path."""
+    pytest.importorskip("numba")
+    xp_mod = pytest.importorskip(backend)
+    import kmeans_xp._kernels._cpu as cpu
+    from kmeans_xp import batched_k_means
+
+    used = set()
+    real = cpu._batched_kernels()
+
+    class Spy:
+        def __getattr__(self, name):
+            used.add(name)
+            return getattr(real, name)
+
+    monkeypatch.setattr(cpu, "_batched_kernels", lambda: Spy())
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(6, 300, 3)) + rng.normal(scale=4, size=(6, 1, 3))).astype(np.float32)
+    batched_k_means(xp_mod.asarray(X), 3, random_state=0)
+    assert {"kmeans_plusplus", "frame_stats", "lloyd_pass"} <= used

@@ -191,3 +191,24 @@ def test_the_fused_centre_update_relocates_an_empty_cluster_as_numpy_does():
     np.testing.assert_allclose(
         np.asarray(km.cluster_centers_), ref.cluster_centers_, rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("metric, fused", [("euclidean", True), ("cosine", False)])
+def test_a_euclidean_fit_takes_the_fused_centre_update(monkeypatch, metric, fused):
+    """The jitted centre update serves every euclidean iteration (cosine's unit means take
+    the solver's path): a fit whose metric the kernel set misreads would silently run the
+    slow path."""
+    from kmeans_xp._kernels._jax import JaxKernels
+
+    served = []
+    real = JaxKernels.lloyd_update
+
+    def spy(self, *a, **kw):
+        out = real(self, *a, **kw)
+        served.append(out is not None)
+        return out
+
+    monkeypatch.setattr(JaxKernels, "lloyd_update", spy)
+    Xn = _blobs(n=600, d=3, k=3, seed=14)
+    kmeans_xp.KMeans(3, n_init=1, random_state=0, metric=metric).fit(jnp.asarray(Xn))
+    assert all(s == fused for s in served) and (served or not fused)

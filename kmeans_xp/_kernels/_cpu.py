@@ -595,7 +595,8 @@ class _FusedCPUPasses:
 
     # -- batched passes (a problem axis): one compiled call each, problems over threads --
     def _batched_ok(self, data) -> bool:
-        return (getattr(data, "metric", "euclidean") == "euclidean"
+        metric = data.metric
+        return (metric.kernel == "sqeuclidean" and not metric.unit_rows
                 and str(data.X.dtype).split(".")[-1] in _FUSED_STORAGE)
 
     def _batched_args(self, data):

@@ -434,7 +434,7 @@ class JaxKernels(ReferenceKernels):
         return (bool(ok), float(amax), np.asarray(sums, np.float64), np.asarray(sqs, np.float64))
 
     def lloyd_update(self, data, labels, sums, counts, centers, labels_old):
-        if data.metric != "euclidean":  # cosine: unit-length means (the solver's path)
+        if data.metric.name != "euclidean":  # cosine: unit-length means (the solver's path)
             return None
         return _lloyd_update(sums, counts, centers, labels, labels_old)
 
