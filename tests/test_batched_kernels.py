@@ -257,3 +257,39 @@ def test_the_fused_cpu_set_runs_its_compiled_batched_passes(monkeypatch, backend
     X = (rng.normal(size=(6, 300, 3)) + rng.normal(scale=4, size=(6, 1, 3))).astype(np.float32)
     batched_k_means(xp_mod.asarray(X), 3, random_state=0)
     assert {"kmeans_plusplus", "frame_stats", "lloyd_pass"} <= used
+
+
+def test_the_final_assignment_runs_only_for_problems_not_strictly_converged(monkeypatch):
+    """After a strict stop the last labels already match the centres: the final pass of
+    those problems only sums the distances to the assigned centres; problems stopped by
+    ``max_iter`` get the full assignment.  Labels and inertia equal separate fits."""
+    import kmeans_xp._batched as mod
+    from kmeans_xp import KMeans, batched_k_means
+    from kmeans_xp._kernels import ReferenceKernels
+
+    searched = []
+    real = ReferenceKernels.batched_labels_inertia
+
+    def spy(self, data, centers, problems=None):
+        searched.append(int(centers.shape[0]))
+        return real(self, data, centers, problems)
+
+    monkeypatch.setattr(ReferenceKernels, "batched_labels_inertia", spy)
+    monkeypatch.setattr(mod, "select", lambda *a, **kw: ReferenceKernels(*a[:3]))
+    rng = np.random.default_rng(3)
+    centres = rng.normal(scale=6, size=(5, 3, 2))
+    X = centres[:, rng.integers(0, 3, 300)] + rng.normal(size=(5, 300, 2))
+    X[4] = rng.uniform(size=(300, 2))  # no clear clusters: many iterations
+    init = X[:, :3].copy()
+    for max_iter in (300, 2):
+        searched.clear()
+        C, labels, inertia, n_iter = batched_k_means(X, 3, init=init, n_init=1,
+                                                     max_iter=max_iter, tol=0.0)
+        fits = [KMeans(3, init=init[b], n_init=1, max_iter=max_iter, tol=0.0).fit(X[b])
+                for b in range(5)]
+        strict = [f.n_iter_ < max_iter for f in fits]
+        assert sum(searched) == sum(not s for s in strict)
+        for b, f in enumerate(fits):
+            np.testing.assert_array_equal(np.asarray(labels[b]), f.labels_)
+            assert float(inertia[b]) == pytest.approx(f.inertia_, rel=1e-9)
+    assert sum(searched) == 5  # max_iter=2: none converged, all searched

