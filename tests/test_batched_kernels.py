@@ -283,10 +283,13 @@ def test_the_final_assignment_runs_only_for_problems_not_strictly_converged(monk
     init = X[:, :3].copy()
     for max_iter in (300, 2):
         searched.clear()
-        C, labels, inertia, n_iter = batched_k_means(X, 3, init=init, n_init=1,
-                                                     max_iter=max_iter, tol=0.0)
-        fits = [KMeans(3, init=init[b], n_init=1, max_iter=max_iter, tol=0.0).fit(X[b])
-                for b in range(5)]
+        C, labels, inertia, n_iter = batched_k_means(
+            X, 3, init=init, n_init=1, max_iter=max_iter, tol=0.0
+        )
+        fits = [
+            KMeans(3, init=init[b], n_init=1, max_iter=max_iter, tol=0.0).fit(X[b])
+            for b in range(5)
+        ]
         strict = [f.n_iter_ < max_iter for f in fits]
         assert sum(searched) == sum(not s for s in strict)
         for b, f in enumerate(fits):
