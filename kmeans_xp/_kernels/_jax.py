@@ -196,19 +196,36 @@ def _kpp_block(Xc, shift, inv_scale, dtype, acc, C, c_sq, exact):
     return jnp.maximum(D, 0.0)
 
 
-@partial(jax.jit, static_argnames=_STATIC)
-def _kpp_pots(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact, scatter):
+def _kpp_pots_d(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact, keep):
+    """Potentials (m,) of the candidates ``cand`` and, with ``keep``, the clipped distances
+    (n, m) of every row to them (accumulator dtype: n x m, never n x k)."""
     cand = cand.astype(acc)
     c_sq = jnp.sum(cand * cand, axis=1)
 
     def body(pots, Xc, wc, cc):
-        D = jnp.minimum(
-            _kpp_block(Xc, shift, inv_scale, dtype, acc, cand, c_sq, exact), cc[:, None]
-        )
+        Dc = _kpp_block(Xc, shift, inv_scale, dtype, acc, cand, c_sq, exact)
+        D = jnp.minimum(Dc, cc[:, None])
         p = jnp.sum(D, axis=0) if wc is None else _dot(wc.astype(acc), D, exact)
-        return pots + p, None
+        return pots + p, (Dc if keep else None)
 
-    return _chunked(body, jnp.zeros(cand.shape[0], acc), X, (w, closest), rows)[0]
+    return _chunked(body, jnp.zeros(cand.shape[0], acc), X, (w, closest), rows)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _kpp_pots(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact, scatter):
+    return _kpp_pots_d(
+        X,
+        w,
+        shift,
+        closest,
+        cand,
+        rows=rows,
+        inv_scale=inv_scale,
+        dtype=dtype,
+        acc=acc,
+        exact=exact,
+        keep=False,
+    )[0]
 
 
 @partial(jax.jit, static_argnames=_STATIC)
@@ -234,7 +251,9 @@ def _kpp_step(
     cum = jnp.cumsum(weighted)
     cand = jnp.minimum(jnp.searchsorted(cum, u * pot, side="left"), n - 1)
     cand_rows = _frame(jnp.take(X, cand, axis=0), shift, inv_scale, dtype)
-    pots = _kpp_pots(
+    # the candidates' distances are kept (n, m): the best one's column updates ``closest``
+    # without a second pass over X
+    pots, D = _kpp_pots_d(
         X,
         w,
         shift,
@@ -245,21 +264,10 @@ def _kpp_step(
         dtype=dtype,
         acc=acc,
         exact=exact,
-        scatter=scatter,
+        keep=True,
     )
     best = jnp.argmin(pots)
-    closest = _kpp_upd(
-        X,
-        shift,
-        closest,
-        cand_rows[best][None, :],
-        rows=rows,
-        inv_scale=inv_scale,
-        dtype=dtype,
-        acc=acc,
-        exact=exact,
-        scatter=scatter,
-    )
+    closest = jnp.minimum(closest, jnp.take(D, best, axis=1))
     weighted = closest if w is None else closest * w.astype(acc)
     return closest, weighted, jnp.min(pots), cand[best][None].astype(_index_dtype())
 
