@@ -89,9 +89,76 @@ def _check_mask(mask: Any, B: int, n: int, xp: Any, device: Any) -> tuple[Any, n
     return xp.asarray(host, device=device), host.sum(axis=1).astype(np.int64)
 
 
+def _per_problem(n_clusters: Any) -> bool:
+    """Whether ``n_clusters`` is one k per problem (a sequence or a 1-d array)."""
+    return isinstance(n_clusters, (list, tuple)) or getattr(n_clusters, "ndim", 0) == 1
+
+
+def _rows_of(a: Any, ids: np.ndarray) -> Any:
+    """Problems ``ids`` (host) of a per-problem argument (array of any namespace, or a
+    sequence), in its own namespace and device."""
+    if a is None:
+        return None
+    try:
+        xp = array_namespace(a)
+    except TypeError:
+        return np.asarray(a)[ids]
+    return xp.take(a, xp.asarray(ids, device=device_of(a)), axis=0)
+
+
+def _fit_per_problem_k(X: Any, n_clusters: Any, *, init: Any, random_state: Any,
+                       sample_weight: Any, mask: Any, owner: str,
+                       **options: Any) -> BatchedResult:
+    """``n_clusters`` one int per problem: the problems of each k are fitted together (one
+    batched fit per distinct k: the kernel calls grow with the number of distinct k, not
+    with B); centres padded with NaN to the largest k."""
+    if owner != OWNER:
+        raise InvalidParameterError(
+            f"The 'n_clusters' parameter of {owner} must be an int; one k per problem is "
+            f"taken by batched_k_means (its centres are padded with NaN to the largest k).")
+    X, xp, dev = as_array(X, "X")
+    if X.ndim != 3:
+        raise ValueError(f"X must have shape (n_problems, n_samples, n_features); got "
+                         f"{X.ndim}D array of shape {tuple(X.shape)}.")
+    B, d = int(X.shape[0]), int(X.shape[2])
+    ks = np.asarray(to_numpy(n_clusters) if hasattr(n_clusters, "shape") else n_clusters)
+    if ks.shape != (B,) or not np.issubdtype(ks.dtype, np.integer) or (ks < 1).any():
+        raise InvalidParameterError(
+            f"A sequence 'n_clusters' of {owner} must hold one int >= 1 per problem ({B}); "
+            f"got shape {ks.shape}, dtype {ks.dtype}"
+            + (f", smallest {ks.min()}." if ks.size and ks.dtype.kind in "iu" else "."))
+    if init_kind(init) == "array":
+        raise InvalidParameterError(
+            f"The 'init' parameter of {owner} must be 'k-means++' or 'random' when "
+            f"'n_clusters' gives one k per problem (initial centres have one k).")
+    seeds = problem_seeds(random_state, B)
+    k_max = int(ks.max())
+    order, parts = [], []
+    for k in np.unique(ks).tolist():
+        ids = np.nonzero(ks == k)[0]
+        r = _fit(_rows_of(X, ids), int(k), init=init, random_state=seeds[ids],
+                 sample_weight=_rows_of(sample_weight, ids), mask=_rows_of(mask, ids),
+                 owner=owner, **options)
+        C = r.centers
+        if k < k_max:
+            pad = xp.full((len(ids), k_max - k, d), xp.nan, dtype=C.dtype, device=dev)
+            C = xp.concat([C, pad], axis=1)
+        order.append(ids)
+        parts.append((C, r.labels, r.inertia, r.n_iter))
+    back = xp.asarray(np.argsort(np.concatenate(order), kind="stable"), device=dev)
+    C, labels, inertia, n_iter = (
+        xp.take(xp.concat([p[i] for p in parts], axis=0), back, axis=0) for i in range(4))
+    return BatchedResult(C, labels, inertia, n_iter, seeds)
+
+
 def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol: Any,
          random_state: Any, sample_weight: Any, mask: Any, chunk_size: Any,
          owner: str = OWNER) -> BatchedResult:
+    if _per_problem(n_clusters):
+        return _fit_per_problem_k(X, n_clusters, init=init, n_init=n_init,
+                                  max_iter=max_iter, tol=tol, random_state=random_state,
+                                  sample_weight=sample_weight, mask=mask,
+                                  chunk_size=chunk_size, owner=owner)
     v = validate_params({"n_clusters": n_clusters, "init": init, "n_init": n_init,
                          "max_iter": max_iter, "tol": tol, "random_state": random_state,
                          "chunk_size": chunk_size}, owner, BATCHED_PARAMETERS)
@@ -193,7 +260,11 @@ def batched_k_means(X: Any, n_clusters: int, *, init: Any = "k-means++", n_init:
     Parameters
     ----------
     X : array (B, n, d), any Array API namespace
-    n_clusters : int
+    n_clusters : int or sequence of B ints
+        One k for every problem, or one per problem (as torch-kmeans offers): then the
+        problems of each k are fitted together, problem b's centres fill the first
+        ``n_clusters[b]`` rows of ``centers[b]`` and the other rows are NaN (padding to
+        the largest k), and ``init`` must be 'k-means++' or 'random'.
     init : {'k-means++', 'random'} or array (B, n_clusters, d)
     n_init : 'auto' or int
         'auto' is 1 for k-means++ and arrays, 10 for 'random'.  The best run is kept per
@@ -214,7 +285,8 @@ def batched_k_means(X: Any, n_clusters: int, *, init: Any = "k-means++", n_init:
 
     Returns
     -------
-    centers : array (B, n_clusters, d), X's namespace, device and dtype
+    centers : array (B, n_clusters, d) ((B, max(n_clusters), d) for per-problem k), X's
+        namespace, device and dtype
     labels : int64 array (B, n)
     inertia : array (B,) (float64 where the device has it)
     n_iter : int64 array (B,)

@@ -148,3 +148,51 @@ def test_every_kernel_set_gives_the_separate_fits(backend, monkeypatch, kernels)
                                                  sample_weight=backend.asarray(w[b][mask[b]]))
             for b in range(5)]
     _check_equal(backend, X, res, fits, rows=mask)
+
+
+def test_one_k_per_problem_equals_separate_fits_with_nan_padding(backend):
+    """``n_clusters`` as B ints (torch-kmeans' per-problem k): problem b is
+    ``KMeans(n_clusters[b], random_state=seeds[b])`` on its valid rows; its centres fill
+    the first k_b rows, the rest are NaN; masks and weights follow their problems."""
+    X = _problems(B=6, seed=8)
+    ks = [2, 4, 3, 2, 4, 1]
+    lengths = np.array([240, 100, 180, 240, 60, 30])
+    rows = np.arange(240)[None, :] < lengths[:, None]
+    w = np.random.default_rng(9).uniform(0.5, 2.0, size=(6, 240))
+    res = batched_k_means(backend.asarray(X), backend.asarray(np.array(ks)), random_state=11,
+                          mask=lengths, sample_weight=backend.asarray(w))
+    backend.assert_native(res[0])
+    C = _np(backend, res[0])
+    assert C.shape == (6, 4, 4)
+    seeds = problem_seeds(11, 6)
+    fits = []
+    for b, k in enumerate(ks):
+        assert np.isnan(C[b, k:]).all() and np.isfinite(C[b, :k]).all()
+        fits.append(KMeans(k, random_state=int(seeds[b])).fit(
+            backend.asarray(X[b][rows[b]]), sample_weight=backend.asarray(w[b][rows[b]])))
+    unpadded = [C[b, :k] for b, k in enumerate(ks)]
+    labels, inertia, n_iter = (_np(backend, a) for a in res[1:])
+    for b, km in enumerate(fits):
+        np.testing.assert_array_equal(labels[b][rows[b]], _np(backend, km.labels_))
+        assert (labels[b][~rows[b]] == -1).all()
+        np.testing.assert_allclose(unpadded[b], _np(backend, km.cluster_centers_),
+                                   rtol=1e-9, atol=1e-9)
+        assert int(n_iter[b]) == km.n_iter_
+        assert float(inertia[b]) == pytest.approx(km.inertia_, rel=1e-9)
+
+
+@pytest.mark.parametrize("n_clusters, init, match", [
+    ([2, 3], "k-means++", "one int >= 1 per problem \\(5\\)"),
+    ([2, 3, 0, 2, 2], "k-means++", "one int >= 1 per problem"),
+    ([2.0, 3, 2, 2, 2], "k-means++", "dtype float64"),
+    ([2, 3, 2, 2, 2], np.zeros((5, 3, 4)), "'init' parameter .* 'k-means\\+\\+' or 'random'"),
+    ([2, 3, 2, 2, 300], "k-means++", "n_samples=240 should be >= n_clusters=300"),
+])
+def test_per_problem_k_bad_input_names_the_parameter(n_clusters, init, match):
+    with pytest.raises(ValueError, match=match):
+        batched_k_means(_problems(), n_clusters, init=init)
+
+
+def test_the_estimator_takes_one_k_and_says_where_per_problem_k_lives():
+    with pytest.raises(ValueError, match="BatchedKMeans must be an int.*batched_k_means"):
+        BatchedKMeans([2, 3, 2, 2, 2]).fit(_problems())
