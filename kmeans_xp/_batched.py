@@ -268,6 +268,7 @@ class BatchedKMeans(BaseKMeans):
             r.centers, r.labels, r.inertia, r.n_iter)
         self.seeds_ = r.seeds
         self.n_features_in_ = int(r.centers.shape[2])
+        self._n_features_out = int(r.centers.shape[1])  # transform's columns (per problem)
         return self
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None,
