@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,9 +123,21 @@ def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | No
 class BaseKMeans:
     """Shared machinery of the k-means estimators (not used directly)."""
 
-    #: whether ``fit``/``predict`` take sparse X (scikit-learn's ``input_tags.sparse``;
-    #: ``check_estimator`` then tests sparse fits instead of a clear rejection)
-    _accepts_sparse = False
+    # what every estimator sets: a parameter, in ``__init__``, and the fitted attributes, in
+    # ``fit`` (annotations only: unset, they stay absent, as ``_check_fitted`` reads them)
+    chunk_size: int | None
+    cluster_centers_: Any
+    labels_: Any  # (MiniBatchKMeans: with compute_labels only, as scikit-learn's)
+    n_features_in_: int
+    _n_features_out: int
+    # each estimator's ``fit`` (with its own keyword parameters), which returns it
+    fit: Callable[..., BaseKMeans]
+
+    @property
+    def _accepts_sparse(self) -> bool:
+        """Whether ``fit``/``predict`` take sparse X (scikit-learn's ``input_tags.sparse``;
+        ``check_estimator`` then tests sparse fits instead of a clear rejection)."""
+        return False
 
     # -- scikit-learn estimator protocol ------------------------------------------
     @classmethod
@@ -200,7 +213,9 @@ class BaseKMeans:
             raise ValueError(
                 f"X has {inp.d} features, but {owner} is expecting {self.n_features_in_} "
                 "features as input.")
-        compute = compute_dtype(xp, C.dtype, dev)[1]
+        dtypes = compute_dtype(xp, C.dtype, dev)
+        assert dtypes is not None  # the fitted centres are floating
+        compute = dtypes[1]
         w = check_sample_weight(sample_weight, inp.n, xp, dev, compute)
         inp.compute = compute
         data = make_data(inp, weights=w, n_clusters=int(C.shape[0]),

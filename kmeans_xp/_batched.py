@@ -340,13 +340,14 @@ class BatchedKMeans(BaseKMeans):
             r.centers, r.labels, r.inertia, r.n_iter)
         self.seeds_ = r.seeds
         self.n_features_in_ = int(r.centers.shape[2])
+        self._n_features_out = int(r.centers.shape[1])  # transform's columns (per problem)
         return self
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None,
-                    mask: Any = None) -> Any:
-        return self.fit(X, sample_weight=sample_weight, mask=mask).labels_
+                    mask: Any = None, **fit_params: Any) -> Any:
+        return self.fit(X, sample_weight=sample_weight, mask=mask, **fit_params).labels_
 
-    def _data_for(self, X: Any, mask: Any, sample_weight: Any = None) -> tuple[Any, Any]:
+    def _batch_data_for(self, X: Any, mask: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         """X (B, n, d) checked against the fitted model, in the fitted scale centred on each
         problem's centres, and the centres in those working coordinates."""
         self._check_fitted()
@@ -383,14 +384,14 @@ class BatchedKMeans(BaseKMeans):
 
     def predict(self, X: Any, mask: Any = None) -> Any:
         """Nearest centre of each row of each problem (B, n); -1 on masked rows."""
-        data, C = self._data_for(X, mask)
+        data, C = self._batch_data_for(X, mask)
         return batched_labels_inertia(data, C)[0]
 
     def transform(self, X: Any, mask: Any = None) -> Any:
         """Euclidean distances (B, n, n_clusters) of each row to its problem's centres, in
         the centres' namespace, device and dtype (float32 for half-precision storage); NaN
         on masked rows."""
-        data, C = self._data_for(X, mask)
+        data, C = self._batch_data_for(X, mask)
         xp = data.xp
         D = batched_sq_distances(data, C)
         D = xp.sqrt(D)
@@ -403,14 +404,15 @@ class BatchedKMeans(BaseKMeans):
             else xp.astype(D, out)
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None,
-                      mask: Any = None) -> Any:
-        return self.fit(X, sample_weight=sample_weight, mask=mask).transform(X, mask=mask)
+                      mask: Any = None, **fit_params: Any) -> Any:
+        return self.fit(X, sample_weight=sample_weight, mask=mask,
+                        **fit_params).transform(X, mask=mask)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None,
               mask: Any = None) -> Any:
         """Opposite of each problem's (weighted) inertia for the fitted centres: an array
         (B,) in the centres' namespace (float64 where the device has it)."""
-        data, C = self._data_for(X, mask, sample_weight)
+        data, C = self._batch_data_for(X, mask, sample_weight)
         xp = data.xp
         inertia = batched_labels_inertia(data, C)[1]
         if data.frame.scaled:

@@ -51,7 +51,7 @@ def versions() -> dict:
     """``{label: version or None}`` for Python, kmeans_xp and the packages it can use."""
     from . import __version__
 
-    out = {"python": platform.python_version(), "kmeans_xp": __version__}
+    out: dict[str, str | None] = {"python": platform.python_version(), "kmeans_xp": __version__}
     for label, dists, module in _PACKAGES:
         v = None
         if _installed(module):

@@ -337,13 +337,13 @@ def namespace_for_device(device: Any) -> tuple[Any, Any]:
 
         return xp, torch.device(device)
     if mod.startswith("cupy"):
-        import array_api_compat.cupy as xp
+        import array_api_compat.cupy as cupy_xp
 
-        return xp, device
+        return cupy_xp, device
     if mod.startswith("array_api_strict"):
-        import array_api_strict as xp
+        import array_api_strict as strict_xp
 
-        return xp, device
+        return strict_xp, device
     raise TypeError(
         f"device must be a torch.device (or its name), a cupy Device or an array_api_strict "
         f"Device; got {device!r} ({type(device).__name__}).")

@@ -6,7 +6,7 @@ Nothing here imports anything beyond the standard library: every other module ma
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ConvergenceWarning",
@@ -41,7 +41,9 @@ _TWINS: dict = {}
 def _sklearn_peer(name: str) -> type | None:
     """scikit-learn's class for the role ``name`` if scikit-learn is imported (never imports)."""
     where = _SKLEARN_PEERS.get(name)
-    module = sys.modules.get(where[0]) if where else None
+    if where is None:
+        return None
+    module = sys.modules.get(where[0])
     peer = getattr(module, where[1], None) if module is not None else None
     return peer if isinstance(peer, type) else None
 
@@ -62,7 +64,8 @@ def sklearn_compatible(cls: type) -> type:
         return cls
     twin = _TWINS.get(cls)
     if twin is None:
-        twin = _TWINS[cls] = type(cls)(
+        meta: type = type(cls)  # its metaclass, _PeerMeta
+        twin = _TWINS[cls] = meta(
             cls.__name__,
             (cls, peer),
             {
@@ -88,17 +91,6 @@ class _PeerMeta(type):
         return type.__call__(sklearn_compatible(cls), *args, **kwargs)
 
 
-class InvalidParameterError(
-    *_bases("InvalidParameterError", ValueError, TypeError), metaclass=_PeerMeta
-):
-    """A constructor parameter or argument has a wrong type or value.
-
-    It derives from both ``ValueError`` and ``TypeError`` (as scikit-learn's class of the
-    same name does), so code written against either keeps working; where scikit-learn is
-    imported, what kmeans_xp raises is also an instance of scikit-learn's class.
-    """
-
-
 class DataTypeError(TypeError, ValueError):
     """The data has a dtype that cannot be clustered (complex, strings, objects)."""
 
@@ -107,17 +99,44 @@ class DataNamespaceError(ValueError, TypeError):
     """The data lives in another namespace or on another device than the fitted model."""
 
 
-class NotFittedError(*_bases("NotFittedError", ValueError, AttributeError), metaclass=_PeerMeta):
-    """The estimator is used before ``fit``.
+if TYPE_CHECKING:
+    # mypy cannot follow bases computed at import (``_bases``): it is shown the bases the
+    # classes have without scikit-learn, which scikit-learn's classes of the same roles
+    # derive from too
+    class InvalidParameterError(ValueError, TypeError):
+        # set on the errors of the parameter rules (``_validation.parameter_error``)
+        param: str
+        owner: str
+        expected: str
 
-    A ``ValueError`` and an ``AttributeError``; where scikit-learn is imported, what
-    kmeans_xp raises is also a ``sklearn.exceptions.NotFittedError``.
-    """
+    class NotFittedError(ValueError, AttributeError): ...
 
+    class ConvergenceWarning(UserWarning): ...
 
-class ConvergenceWarning(*_bases("ConvergenceWarning", UserWarning), metaclass=_PeerMeta):
-    """The clustering is degenerate (fewer distinct clusters than asked for).
+else:
 
-    Where scikit-learn is imported, the warnings kmeans_xp emits are also scikit-learn's
-    ``ConvergenceWarning`` (its filters and ``pytest.warns`` see them).
-    """
+    class InvalidParameterError(
+        *_bases("InvalidParameterError", ValueError, TypeError), metaclass=_PeerMeta
+    ):
+        """A constructor parameter or argument has a wrong type or value.
+
+        It derives from both ``ValueError`` and ``TypeError`` (as scikit-learn's class of the
+        same name does), so code written against either keeps working; where scikit-learn is
+        imported, what kmeans_xp raises is also an instance of scikit-learn's class.
+        """
+
+    class NotFittedError(
+        *_bases("NotFittedError", ValueError, AttributeError), metaclass=_PeerMeta
+    ):
+        """The estimator is used before ``fit``.
+
+        A ``ValueError`` and an ``AttributeError``; where scikit-learn is imported, what
+        kmeans_xp raises is also a ``sklearn.exceptions.NotFittedError``.
+        """
+
+    class ConvergenceWarning(*_bases("ConvergenceWarning", UserWarning), metaclass=_PeerMeta):
+        """The clustering is degenerate (fewer distinct clusters than asked for).
+
+        Where scikit-learn is imported, the warnings kmeans_xp emits are also scikit-learn's
+        ``ConvergenceWarning`` (its filters and ``pytest.warns`` see them).
+        """

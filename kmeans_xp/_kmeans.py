@@ -17,6 +17,7 @@ from ._compat import is_dask_array, is_out_of_memory, to_numpy
 from ._data import ChunkedData
 from ._solvers.init import check_user_centers, initial_centers, kmeans_plusplus_working
 from ._solvers.lloyd import best_of
+from ._sparse import is_sparse_data
 from ._exceptions import ConvergenceWarning, sklearn_compatible
 from ._validation import (
     check_random_state,
@@ -374,6 +375,7 @@ def kmeans_plusplus(X: Any, n_clusters: int, *, sample_weight: Any = None,
     # (the working centres are dropped at once: only the rows in X's values are returned)
     idx = kmeans_plusplus_working(data, n_clusters, rng, n_local_trials)[1]
     if inp.sparse:  # the k chosen rows, dense, in X's values
+        assert is_sparse_data(data)  # make_data's SparseData
         centers = data.dense_rows(idx, inp.storage, working=False)
     else:
         centers = inp.xp.take(inp.X, idx, axis=0)

@@ -207,6 +207,7 @@ class MiniBatchKMeans(BaseKMeans):
                     verbose=p.verbose)
                 if stop.converged(step, n_steps, res.squared_diff, res.inertia):
                     break
+        assert res is not None  # n_steps >= 1: max_iter >= 1 and batch_size <= n
         return step, res.inertia
 
     # -- fitting -------------------------------------------------------------------------
@@ -350,6 +351,7 @@ class MiniBatchKMeans(BaseKMeans):
         if not started:
             if inp.n < k:
                 raise ValueError(f"n_samples={inp.n} should be >= n_clusters={k}.")
+            assert p is not None  # checked above: not started
             init = self.init
             if p.init_kind == "array":
                 init = check_user_centers(init, k, xp, dev, inp.compute, inp.d)

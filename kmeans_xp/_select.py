@@ -211,7 +211,7 @@ def _check_k_range(k_range: Any, n: int, criterion: str) -> list[int]:
     except TypeError:
         ks = None
     if not ks or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool)
-                         and k >= 1 for k in ks):
+                         and int(k) >= 1 for k in ks):
         raise InvalidParameterError(
             "The 'k_range' parameter of select_k must be a non-empty iterable of ints >= 1 "
             f"(e.g. range(2, 11)). Got {k_range!r} instead.")

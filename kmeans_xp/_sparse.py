@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -58,7 +58,7 @@ from ._kernels._sparse_ops import SparseOps, library_csr, ops_for
 __all__ = ["CSR", "SparseBlock", "SparseData", "is_sparse", "is_sparse_data", "sparse_input"]
 
 
-def is_sparse_data(data: Any) -> bool:
+def is_sparse_data(data: Any) -> TypeGuard[SparseData]:
     """Whether a :class:`ChunkedData` holds sparse X (its chunks are :class:`SparseBlock`)."""
     return isinstance(data, SparseData)
 
@@ -76,7 +76,7 @@ class CSR:
     library: str
     xp: Any
     device: Any
-    host_indptr: np.ndarray = field(repr=False, default=None)
+    host_indptr: np.ndarray = field(repr=False)  # indptr on the host (int64)
 
     @property
     def nnz(self) -> int:

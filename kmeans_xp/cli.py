@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class CLIError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see kmeans-xp --help)")
 
 
@@ -489,14 +489,14 @@ def run(argv: list[str] | None = None) -> int:
     labels = np.asarray(to_numpy(km.labels_)).astype(np.int64)
     k = int(km.cluster_centers_.shape[0])
     centers = np.asarray(to_numpy(km.cluster_centers_), dtype=np.float64)
-    if args.standardize:
+    if mean is not None and std is not None:  # --standardize
         centers = centers * std + mean  # back in the data's units
     sizes = np.bincount(labels, minlength=k).tolist()
     written = []
-    if args.output:
+    if args.output and out_fmt is not None:
         write_labels(table, labels, args.output, out_fmt, not args.no_header)
         written.append(args.output)
-    if args.centers:
+    if args.centers and centers_fmt is not None:
         write_centers(centers, names, args.centers, centers_fmt)
         written.append(args.centers)
     if args.plot:

@@ -358,7 +358,8 @@ def _sparse_silhouette(data: Any, lab: Any, k: int, metric: str, rows: int | Non
     return data.xp.astype(_silhouette_blocks(blocks, [(lab, k)])[0], compute)
 
 
-def _silhouette_blocks(blocks: _Blocks, labelings: Sequence[tuple[Any, int]]) -> list[Any]:
+def _silhouette_blocks(blocks: _Blocks | _SparseBlocks,
+                       labelings: Sequence[tuple[Any, int]]) -> list[Any]:
     """Silhouette of every sample (n,) for each labeling ``(codes, k)``, all from one pass.
 
     The distance blocks do not depend on the labels: they are computed once and multiplied
@@ -369,7 +370,7 @@ def _silhouette_blocks(blocks: _Blocks, labelings: Sequence[tuple[Any, int]]) ->
     dtype, dev = data.dtype, data.device
     counts = []
     for lab, k in labelings:
-        c = None
+        c: Any = None
         for s, e in data.ranges():
             c = accumulate(c, xp.sum(onehot(lab[s:e], k, dtype, xp), axis=0))
         counts.append(c)
@@ -524,7 +525,8 @@ def _cluster_means(data: ChunkedData, lab: Any, k: int) -> tuple[Any, Any, Any]:
     means (k, d) in the compute dtype; all in working coordinates.  One read of X."""
     xp = data.xp
     acc = data.accumulator_dtype()
-    sums = counts = None
+    sums: Any = None
+    counts: Any = None
     for s, e, c, w in data.chunks():
         oh = onehot(lab[s:e], k, data.dtype, xp)
         if w is not None:
@@ -743,7 +745,7 @@ def inertia(X: Any, labels: Any, centers: Any = None, sample_weight: Any = None)
     else:
         C = data.to_working_coords(C)
     acc = data.accumulator_dtype()
-    total = None
+    total: Any = None
     for s, e, c, wc in data.chunks():
         dist = _sq_dist_to_assigned(c, C, lab[s:e], xp)
         if wc is not None:

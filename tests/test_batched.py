@@ -109,6 +109,16 @@ def test_estimator_fit_predict(backend):
     np.testing.assert_array_equal(_np(backend, est.predict(backend.asarray(Xn))), expect)
 
 
+def test_estimator_names_its_transform_columns():
+    """``get_feature_names_out`` names the n_clusters columns of ``transform`` (each
+    problem's distances to its centres); it raised AttributeError, ``fit`` not recording
+    their number."""
+    X = _problems(seed=8)
+    est = BatchedKMeans(4, random_state=0).fit(X)
+    assert tuple(est.transform(X).shape)[-1] == 4
+    assert list(est.get_feature_names_out()) == [f"batchedkmeans{i}" for i in range(4)]
+
+
 def test_bad_input_names_the_parameter():
     X = _problems()
     with pytest.raises(ValueError, match="n_problems"):

@@ -116,7 +116,8 @@ def _block_moments(xb: Any, wb: Any, dtype: str, scale: float) -> dict:
     acc = xp.float64 if is_float64_supported(xp, device_of(xb)) else dt
     data = ChunkedData(xb, xp=xp, dtype=dt, n_clusters=1)
     data.use_frame(WorkingFrame(scale))
-    s1 = s2 = ref = None
+    s1 = s2 = None
+    ref: Any = None  # the block's first row, once a chunk is summed
     amax = 0.0
     for s, e in data.ranges():
         c = data._raw(s, e)
@@ -399,6 +400,11 @@ class _MomentSource:
         self.dd, self.dtype = dd, compute
         self.mom: dict | None = None
 
+    def _checked(self) -> dict:
+        """The moments of the pass :meth:`check_and_amax` made (build_frame's step 1)."""
+        assert self.mom is not None, "check_and_amax runs first"
+        return self.mom
+
     def check_and_amax(self, name: str) -> float:
         mom = self.mom = self.dd.run(_block_moments, np.dtype(self.dtype).name, 1.0,
                                      reduce=_merge_moments, phase="frame")
@@ -422,13 +428,14 @@ class _MomentSource:
         if scale != 1.0:
             mom2 = self.dd.run(_block_moments, np.dtype(self.dtype).name, scale,
                                reduce=_merge_moments, phase="frame2")
-            mom2["w"] = self.mom["w"]
+            mom2["w"] = self._checked()["w"]
             self.mom = mom2
-        mom = self.mom
+        mom = self._checked()
         return mom["n"], mom["mean"], float(np.sum(mom["m2"] / mom["n"]))
 
     def centred_variance(self, frame: WorkingFrame) -> float:
-        return float(np.sum(self.mom["m2"] / self.mom["n"]))
+        mom = self._checked()
+        return float(np.sum(mom["m2"] / mom["n"]))
 
 
 def make_frame(dd: DaskBlocks, compute: Any, k: int, p: Any) -> tuple[Frame, float, dict]:
@@ -440,7 +447,7 @@ def make_frame(dd: DaskBlocks, compute: Any, k: int, p: Any) -> tuple[Frame, flo
     working = build_frame(src, get_metric(getattr(p, "metric", "euclidean")))
     frame = Frame(working, np.dtype(compute).name, k, p.chunk_size, p.precision,
                   p.deterministic)
-    return frame, working.mean_variance, src.mom
+    return frame, working.mean_variance, src._checked()
 
 
 def to_working(C: np.ndarray, frame: Frame) -> np.ndarray:

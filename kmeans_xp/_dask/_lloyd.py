@@ -206,7 +206,7 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
 
     ell = oversampling_factor * k
     first, _ = dd.take(frame, np.array([_first_index(dd, rng, wsums)]))
-    cand = [first]
+    parts = [first]
     n_cand = 1
     state, (phi, counts) = dd.run(_block_closest, frame, dd.broadcast(first, "cand"), 0,
                                   per_block=[None] * len(dd.xb), keep=True, phase="init")
@@ -218,12 +218,12 @@ def kmeans_parallel(dd: DaskBlocks, frame: Frame, k: int, rng: Any, wsums: Any,
                         reduce=_concat_parts, phase="init")
         if new.shape[0] == 0:
             break
-        cand.append(new)
+        parts.append(new)
         state, (phi, counts) = dd.run(_block_closest, frame, dd.broadcast(new, "cand"), n_cand,
                                       per_block=state, keep=True, phase="init")
         n_cand += int(new.shape[0])
     del state
-    cand = np.concatenate(cand)
+    cand = np.concatenate(parts)
     if cand.shape[0] <= k:  # too few distinct candidates: k-means++ on a sample
         return kmeans_plusplus_sample(dd, frame, k, rng)[0]
     cdata = _host_data(cand, counts, frame, k)

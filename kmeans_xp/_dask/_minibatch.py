@@ -154,6 +154,7 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
                 f"X has {d} features, but {OWNER} is expecting {est.n_features_in_} "
                 "features as input.")
     else:
+        assert p is not None  # checked above: not started
         est._n_init = p.n_init  # the resolved n_init ('auto'), as scikit-learn keeps it
         xp_fit, dev_fit = xpm, dev
         if n < p.n_clusters:
@@ -171,6 +172,7 @@ def partial_fit(est: Any, X: Any, sample_weight: Any = None) -> Any:
     dtype = np.dtype(compute)
 
     if not started:
+        assert p is not None
         init = est.init
         if p.init_kind == "array":
             from .._solvers.init import check_user_centers

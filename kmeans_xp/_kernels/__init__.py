@@ -56,7 +56,8 @@ class KernelFallbackWarning(RuntimeWarning):
     with the generic set, and the failure is remembered for the process."""
 
 
-def _triton_set(xp: Any, device: Any, dtype: Any, *, interpreted: bool = False) -> type | None:
+def _triton_set(xp: Any, device: Any, dtype: Any, *,
+                interpreted: bool = False) -> type[ReferenceKernels] | None:
     """The Triton set for this data, or None (not installed, not a GPU, float64 data).
 
     Only CUDA torch tensors and CuPy arrays get it by default; with ``interpreted`` (tests),
@@ -76,7 +77,7 @@ def _triton_set(xp: Any, device: Any, dtype: Any, *, interpreted: bool = False) 
     return _triton.TritonCupyKernels if is_cupy_namespace(xp) else _triton.TritonTorchKernels
 
 
-def _cpu_set(xp: Any, device: Any) -> type | None:
+def _cpu_set(xp: Any, device: Any) -> type[ReferenceKernels] | None:
     """The fused CPU set (numba) for NumPy arrays and torch CPU tensors, or None."""
     cpu = is_numpy_namespace(xp) or (is_torch_namespace(xp)
                                      and getattr(device, "type", "") == "cpu")
@@ -87,7 +88,7 @@ def _cpu_set(xp: Any, device: Any) -> type | None:
     return _cpu.FusedNumpyKernels if is_numpy_namespace(xp) else _cpu.FusedTorchKernels
 
 
-def _vendor_set(xp: Any) -> type:
+def _vendor_set(xp: Any) -> type[ReferenceKernels]:
     if is_numpy_namespace(xp):
         from ._numpy import NumpyKernels
 
@@ -135,6 +136,7 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     if prefer not in (None, "reference", "generic"):
         raise ValueError(f"Unknown kernel preference {prefer!r} (KMEANS_XP_KERNELS): "
                          "expected 'reference' or 'generic'.")
+    cls: type[ReferenceKernels]
     if metric in ("l1", "manhattan"):
         from ._manhattan import ManhattanKernels
 

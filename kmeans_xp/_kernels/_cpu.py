@@ -132,15 +132,18 @@ def _choose_threading_layer() -> None:
     """
     import numba
 
+    # numba.config sets its options as module globals at run time (no stub names them):
+    # the two ``type: ignore[attr-defined]`` below
     chosen = ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY")
-    if any(os.environ.get(v) for v in chosen) or numba.config.THREADING_LAYER != "default":
+    layer = numba.config.THREADING_LAYER  # type: ignore[attr-defined]
+    if any(os.environ.get(v) for v in chosen) or layer != "default":
         return
     try:
         numba.threading_layer()  # raises while no parallel region has run yet
         return
     except ValueError:
         pass
-    numba.config.THREADING_LAYER = "tbb" if _load_tbb() else "workqueue"
+    numba.config.THREADING_LAYER = "tbb" if _load_tbb() else "workqueue"  # type: ignore[attr-defined]
 
 
 def _load_tbb() -> bool:
@@ -164,7 +167,7 @@ def _load_tbb() -> bool:
         from numba.np.ufunc import parallel
 
         parallel._check_tbb_version_compatible()
-        from numba.np.ufunc import tbbpool  # noqa: F401
+        import numba.np.ufunc.tbbpool  # noqa: F401  (the compiled layer: loads, or raises)
     except Exception:  # noqa: BLE001 - any failure: numba's other layer serves
         return False
     return True
@@ -217,7 +220,7 @@ def _lut(kind: str) -> np.ndarray:
     return lut
 
 
-def _storage(X: Any) -> tuple[np.ndarray, np.ndarray | None, type]:
+def _storage(X: Any) -> tuple[np.ndarray, np.ndarray | None, type[np.floating]]:
     """(X as the kernels read it, lookup table or None, compute dtype)."""
     X = numpy_view(X)
     if X.ndim != 2:

@@ -82,7 +82,8 @@ def _dot(a: Any, b: Any, exact: bool) -> Any:
 
 def _index_dtype() -> Any:
     """int64 where JAX has it (``jax_enable_x64``), else int32."""
-    return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+    # jax sets its flags on Config with setattr: no stub names them
+    return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32  # type: ignore[attr-defined]
 
 
 def _cluster_sums(xt: Any, lab: Any, w: Any, k: int, scatter: bool, exact: bool) -> tuple:

@@ -33,7 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .._metric import Metric
 
 __all__ = ["KernelData", "KernelSet"]
 
@@ -51,14 +54,30 @@ class KernelData(Protocol):
     dtype: Any  #: the compute dtype
     X: Any  #: (n, d) in the storage dtype (the sparse source: its container)
     weights: Any  #: (n,) compute dtype, or None
-    shift: Any  #: (d,) compute dtype, or None
-    inv_scale: float  #: an exact power of two
     n: int
     d: int
     rows: int  #: rows per chunk
     budget: int  #: elements of a chunk's (rows x max(k, d)) work block
     buffers: dict  #: work blocks a set may reuse from call to call
     cache: dict  #: values kept for the fit (e.g. row norms for k-means++)
+    #: rows moved to the device chunk by chunk (a fused set must take the chunk loop)
+    streamed: bool
+
+    # the frame, read-only (properties of ChunkedData)
+    @property
+    def shift(self) -> Any:
+        """(d,) compute dtype, or None."""
+        ...
+
+    @property
+    def inv_scale(self) -> float:
+        """An exact power of two."""
+        ...
+
+    @property
+    def metric(self) -> Metric:
+        """The metric of the fit (its ``kernel``, whether rows are made unit length)."""
+        ...
 
     def chunks(self, rows: int | None = None) -> Iterator[tuple[int, int, Any, Any]]:
         """``(start, stop, Xt, w)`` for each chunk of ``rows`` rows (default: ``self.rows``):

@@ -162,6 +162,7 @@ class SparseKernels(ReferenceKernels):
         for s, e, B, w in data.chunks():
             D = self._partial(B, product, c_sq)
             if need_inertia:
+                assert x_sq is not None  # computed above with need_inertia
                 mins, lab = self.dense.min_argmin(D)
                 dist = xp.clip(_cast(xp, mins, x_sq.dtype) + x_sq[s:e], min=0.0)
                 inertia = accumulate(inertia, weighted_total(

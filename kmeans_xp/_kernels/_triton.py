@@ -81,7 +81,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import triton
@@ -1235,8 +1235,16 @@ def kpp_update(X: Any, closest: Any, center: Any, *, shift: Any = None,
 # The kernel set of the seam: whole passes through the fused kernels above
 # ----------------------------------------------------------------------------------------
 from ._cupy import CupyKernels  # noqa: E402  (names cupy only inside its methods)
-from ._reference import fusable  # noqa: E402
+from ._reference import ReferenceKernels, fusable  # noqa: E402
 from ._torch import TorchKernels  # noqa: E402
+
+if TYPE_CHECKING:
+    # the mixin's base as mypy sees it: the sets it is mixed into (torch's, CuPy's) derive
+    # from the reference set, whose attributes (xp, device, precision, ...) and methods it
+    # uses and extends
+    _MixinBase = ReferenceKernels
+else:
+    _MixinBase = object
 
 #: Launch failures remembered for the process: ``(DeviceSpec, config or None) -> cause``.
 #: ``None`` marks the whole device (an unsupported arch, a Triton/driver mismatch); a config
@@ -1254,7 +1262,7 @@ def _resource_error(exc: BaseException) -> bool:
     return isinstance(exc, OutOfResources) or "out of resource" in str(exc).lower()
 
 
-class _TritonPasses:
+class _TritonPasses(_MixinBase):
     """Lloyd passes, assignments, inertia and k-means++ steps through the fused Triton kernels.
 
     Mixed into the torch (CUDA; CPU under the interpreter) and CuPy sets, whose chunk
