@@ -194,16 +194,22 @@ def _child(impl, B, n, d, k, sample, max_iter, timeout):
     import subprocess
     import sys
 
-    path = str(HERE.parent)
-    if impl.endswith("-before"):  # kmeans_xp of another checkout (KMEANS_XP_BEFORE), first
+    before = None
+    if impl.endswith("-before"):  # kmeans_xp of another checkout (KMEANS_XP_BEFORE)
         impl = impl[:-len("-before")]
-        path = os.environ["KMEANS_XP_BEFORE"] + os.pathsep + path
-    code = (f"import json, bench.batched as m; print('RESULT', json.dumps(m._one("
-            f"{impl!r}, {B}, {n}, {d}, {k}, {sample}, {max_iter})))")
+        before = os.environ["KMEANS_XP_BEFORE"]
+    # this bench from this tree; kmeans_xp from ``before`` when given: the child runs in a
+    # neutral directory (with cwd = this tree, its '' path entry put this tree's kmeans_xp
+    # first and every "-before" run measured the current code)
+    code = (f"import json, sys, bench.batched as m; sys.path.insert(0, {before!r}) "
+            f"if {before!r} else None; r = m._one({impl!r}, {B}, {n}, {d}, {k}, {sample}, "
+            f"{max_iter}); import kmeans_xp; r['kmeans_xp'] = kmeans_xp.__file__; "
+            f"print('RESULT', json.dumps(r))")
     try:
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           timeout=timeout, cwd=HERE.parent,
-                           env={**os.environ, "PYTHONPATH": path})
+        with tempfile.TemporaryDirectory() as tmp:
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=timeout, cwd=tmp,
+                               env={**os.environ, "PYTHONPATH": str(HERE.parent)})
     except subprocess.TimeoutExpired:
         return {"error": f"timeout {timeout}s"}
     for line in r.stdout.splitlines():
