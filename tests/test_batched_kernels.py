@@ -296,3 +296,39 @@ def test_the_final_assignment_runs_only_for_problems_not_strictly_converged(monk
             np.testing.assert_array_equal(np.asarray(labels[b]), f.labels_)
             assert float(inertia[b]) == pytest.approx(f.inertia_, rel=1e-9)
     assert sum(searched) == 5  # max_iter=2: none converged, all searched
+
+
+@pytest.mark.parametrize("case", ["finite", "nan_masked", "inf_unmasked", "huge_float64"])
+def test_compiled_frame_statistics_equal_numpy_on_every_kind_of_value(case):
+    """The compiled per-problem statistics (one fast read; a careful second read only for a
+    problem whose sums come out non-finite) against NumPy: finiteness, the largest finite
+    magnitude, column sums and sums of squares of the valid rows."""
+    pytest.importorskip("numba")
+    from kmeans_xp._kernels import _cpu_batched as cb
+
+    rng = np.random.default_rng(4)
+    dtype = np.float64 if case == "huge_float64" else np.float32
+    X = rng.normal(size=(3, 300, 5)).astype(dtype)
+    mask = np.ones((3, 300), bool)
+    if case == "nan_masked":
+        X[1, 7, 2] = np.nan
+        mask[1, 7] = False
+    elif case == "inf_unmasked":
+        X[2, 11, 0] = -np.inf
+    elif case == "huge_float64":
+        X[0, 3, 1] = 1e200  # its square is beyond float64's range
+    B, n, d = X.shape
+    fin, amax = np.empty(B, np.bool_), np.empty(B)
+    sums, sqs = np.empty((B, d)), np.empty((B, d))
+    cb.frame_stats(
+        X.reshape(B * n, d), n, None, None, None, mask, np.empty(0, dtype), fin, amax, sums, sqs
+    )
+    for b in range(B):
+        v = X[b][mask[b]].astype(np.float64)
+        ok = np.isfinite(v)
+        assert bool(fin[b]) == bool(ok.all())
+        w = np.where(ok, v, 0.0)
+        assert amax[b] == np.abs(w).max()
+        with np.errstate(over="ignore"):
+            np.testing.assert_allclose(sums[b], w.sum(axis=0), rtol=1e-12)
+            np.testing.assert_allclose(sqs[b], (w * w).sum(axis=0), rtol=1e-12)

@@ -349,44 +349,71 @@ def kmeans_plusplus(
                     closest[i] = min(closest[i], Dc[bj, i])
 
 
+@njit(**_JIT)
+def _problem_stats(X, n, lut, shift, inv_scale, mask, b, rows, S, Q, A, careful):
+    """Problem b's float64 column sums S, sums of squares Q and largest magnitudes A of its
+    valid rows in the frame, blocks of ``rows.shape[0]`` rows at a time (fixed order).
+    ``careful``: non-finite values are counted (returned) and left out of S, Q, A;
+    otherwise every value goes in (fast: a non-finite value shows in S or Q)."""
+    d = X.shape[1]
+    block = rows.shape[0]
+    bad = 0
+    for i0 in range(0, n, block):
+        m = min(block, n - i0)
+        _load(X, lut, shift, inv_scale, b, b * n + i0, m, rows)
+        for r in range(m):
+            if mask is not None and not mask[b, i0 + r]:
+                continue
+            if careful:
+                for f in range(d):
+                    v = np.float64(rows[r, f])
+                    a = abs(v)
+                    if a < np.inf:
+                        A[f] = max(A[f], a)
+                        S[f] += v
+                        Q[f] += v * v
+                    else:
+                        bad += 1
+            else:
+                for f in range(d):
+                    v = np.float64(rows[r, f])
+                    A[f] = max(A[f], abs(v))
+                    S[f] += v
+                    Q[f] += v * v
+    return bad
+
+
 @njit(**_PJIT)
 def frame_stats(X, n, lut, shift, inv_scale, mask, proto, finite_out, amax_out, sums_out, sqs_out):
     """Per problem, one read of its valid rows in the frame (values in ``proto``'s dtype):
     whether all are finite, the largest finite magnitude, and the float64 column sums and
-    sums of squares (fixed order)."""
+    sums of squares (fixed order).  The read sums every value; a problem whose sums or
+    sums of squares come out non-finite (a NaN or infinity in its rows, or a square beyond
+    float64's range) is read again with the non-finite values left out and counted."""
     d = X.shape[1]
     B = finite_out.shape[0]
     dt = proto.dtype
-    inf = np.inf
     block = 256
     for b in prange(B):
         rows = np.empty((block, d), dt)
         S = np.zeros(d)
         Q = np.zeros(d)
         A = np.zeros(d)
-        N = np.zeros(d)
-        for i in range(n):
-            r = i % block
-            if r == 0:
-                _load(X, lut, shift, inv_scale, b, b * n + i, min(block, n - i), rows)
-            if mask is not None and not mask[b, i]:
-                continue
-            for f in range(d):
-                v = np.float64(rows[r, f])
-                a = abs(v)
-                fin = a < inf
-                N[f] += 0.0 if fin else 1.0
-                A[f] = max(A[f], a if fin else 0.0)
-                u = v if fin else 0.0
-                S[f] += u
-                Q[f] += u * u
+        _problem_stats(X, n, lut, shift, inv_scale, mask, b, rows, S, Q, A, False)
         ok = True
+        for f in range(d):
+            if not (abs(S[f]) < np.inf and Q[f] < np.inf and A[f] < np.inf):
+                ok = False
+        bad = 0
+        if not ok:
+            S[:] = 0.0
+            Q[:] = 0.0
+            A[:] = 0.0
+            bad = _problem_stats(X, n, lut, shift, inv_scale, mask, b, rows, S, Q, A, True)
         amax = 0.0
         for f in range(d):
-            if N[f] > 0:
-                ok = False
             amax = max(amax, A[f])
             sums_out[b, f] = S[f]
             sqs_out[b, f] = Q[f]
-        finite_out[b] = ok
+        finite_out[b] = bad == 0
         amax_out[b] = amax
