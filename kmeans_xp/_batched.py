@@ -131,6 +131,19 @@ def _fit_per_problem_k(X: Any, n_clusters: Any, *, init: Any, random_state: Any,
         raise InvalidParameterError(
             f"The 'init' parameter of {owner} must be 'k-means++' or 'random' when "
             f"'n_clusters' gives one k per problem (initial centres have one k).")
+    # every check that can fail before any problem is fitted
+    validate_params({"n_clusters": int(ks.max()), "init": init, "random_state": random_state,
+                     **options}, owner, BATCHED_PARAMETERS)
+    n = int(X.shape[1])
+    n_valid = _check_mask(mask, B, n, xp, dev)[1]
+    small = np.nonzero(n_valid < ks)[0]
+    if small.size:
+        b = int(small[0])
+        raise ValueError(f"n_samples={int(n_valid[b])} should be >= n_clusters={int(ks[b])} "
+                         f"(problem {b}).")
+    if sample_weight is not None and tuple(np.shape(sample_weight)) != (B, n):
+        raise ValueError(f"sample_weight.shape == {tuple(np.shape(sample_weight))}, expected "
+                         f"({B}, {n}).")
     seeds = problem_seeds(random_state, B)
     k_max = int(ks.max())
     order, parts = [], []

@@ -206,3 +206,23 @@ def test_per_problem_k_bad_input_names_the_parameter(n_clusters, init, match):
 def test_the_estimator_takes_one_k_and_says_where_per_problem_k_lives():
     with pytest.raises(ValueError, match="BatchedKMeans must be an int.*batched_k_means"):
         BatchedKMeans([2, 3, 2, 2, 2]).fit(_problems())
+
+
+def test_per_problem_k_checks_every_problem_before_fitting_any(monkeypatch):
+    """A bad last group (too few rows for its k, a wrong weight shape, a bad max_iter) is
+    refused before the first group is fitted, naming the problem's own index."""
+    import kmeans_xp._batched as mod
+
+    fitted = []
+    real = mod.best_of
+    monkeypatch.setattr(mod, "best_of", lambda *a, **kw: fitted.append(1) or real(*a, **kw))
+    X = _problems()
+    too_few = "n_samples=30 should be >= n_clusters=40 \\(problem 4\\)"
+    with pytest.raises(ValueError, match=too_few):
+        batched_k_means(X, [2, 3, 2, 2, 40], mask=[240, 240, 240, 240, 30])
+    bad_shape = "sample_weight.shape == \\(5, 10\\), expected \\(5, 240\\)"
+    with pytest.raises(ValueError, match=bad_shape):
+        batched_k_means(X, [2, 3, 2, 2, 4], sample_weight=np.ones((5, 10)))
+    with pytest.raises(ValueError, match="max_iter"):
+        batched_k_means(X, [2, 3, 2, 2, 4], max_iter=0)
+    assert not fitted
