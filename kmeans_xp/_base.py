@@ -102,7 +102,7 @@ def make_data(inp: Input, *, weights: Any, n_clusters: int, chunk_size: int | No
     """The chunked view of ``inp.X`` with the kernel set of this fit (chosen once, here)."""
     kernels = select(inp.xp, inp.device, inp.compute, precision=precision,
                      deterministic=deterministic, metric=get_metric(metric).kernel,
-                     sparse=inp.sparse)
+                     sparse=inp.sparse, n_elements=inp.n * inp.d)
     if inp.sparse:
         from ._sparse import SparseData
 

@@ -112,7 +112,10 @@ def _why(label: str, xp: Any, device: Any, dtype: Any, chosen: str) -> str:
             extra += f"; failed earlier in this process ({failed[0]}): the generic set serves"
         return f"triton installed, CUDA device sm_{spec.arch}, {dname} data{extra}"
     if chosen == "cpu":
-        return "numba installed: the fused CPU pass"
+        from ._kernels import _fused_cpu_min_elements
+
+        return (f"numba installed: the fused CPU pass (data of {_fused_cpu_min_elements()} "
+                "elements or more; smaller data: the vendor set, nothing to compile)")
     if gpu:
         if not _installed("triton"):
             return "triton not installed (pip install triton)"

@@ -418,7 +418,9 @@ def _fit_all(Xa, xp, dev, compute, ks, seed, n_init, init, metric, sample_weight
                 rows = chunk_rows(int(Xa.shape[0]), int(Xa.shape[1]), group[-1],
                                   default_chunk_budget(xp, dev))
             data = ChunkedData(Xa, xp=xp, dtype=compute, weights=w, n_clusters=group[-1],
-                               chunk_size=rows, kernels=select(xp, dev, compute))
+                               chunk_size=rows,
+                               kernels=select(xp, dev, compute,
+                                              n_elements=int(Xa.shape[0]) * int(Xa.shape[1])))
             data.prepare("X")
             rows = data.rows  # every fit of the group reads X in these chunks
             _, idx = kmeans_plusplus_working(data, group[-1], np.random.RandomState(seed))

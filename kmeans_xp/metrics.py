@@ -197,7 +197,8 @@ class _Blocks:
         self.metric = metric
         self.xp = xp
         fit_metric = "euclidean" if metric == "sqeuclidean" else metric
-        self.kernels = select(xp, device_of(X), compute, metric=get_metric(fit_metric).kernel)
+        self.kernels = select(xp, device_of(X), compute, metric=get_metric(fit_metric).kernel,
+                              n_elements=int(X.shape[0]) * int(X.shape[1]))
         self.data = ChunkedData(X, xp=xp, dtype=compute, n_clusters=1,
                                 chunk_size=rows or SILHOUETTE_ROWS, kernels=self.kernels,
                                 metric=fit_metric)

@@ -25,6 +25,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+# The suites run the fused CPU set on small data too: the size rule that keeps a small fit
+# from waiting for numba's compiler (kmeans_xp._kernels.FUSED_CPU_MIN_ELEMENTS) is off here
+# and tested on its own (tests/test_cpu_kernels.py).
+os.environ.setdefault("KMEANS_XP_FUSED_CPU_MIN_ELEMENTS", "0")
+
 ALL_BACKENDS = ("numpy", "array_api_strict", "array_api_strict_device1", "torch",
                 "torch_cuda", "cupy", "jax")
 

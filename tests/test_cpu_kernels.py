@@ -8,6 +8,7 @@ choose.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -567,3 +568,40 @@ def test_label_counts_and_equality_of_the_fused_sets():
     same = tk.labels_equal(t, t.clone())
     assert isinstance(same, torch.Tensor) and same.ndim == 0 and bool(same)
     assert not bool(tk.labels_equal(t, torch.from_numpy(other)))
+
+
+def test_small_data_runs_the_vendor_set_and_large_data_the_fused_set(monkeypatch):
+    """The size rule: below FUSED_CPU_MIN_ELEMENTS (n * d) a fit takes the NumPy / torch set
+    (no compile on a fresh install); from it on, the fused set; the environment sets it."""
+    pytest.importorskip("numba")
+    from kmeans_xp._kernels import FUSED_CPU_MIN_ELEMENTS, select
+
+    monkeypatch.delenv("KMEANS_XP_FUSED_CPU_MIN_ELEMENTS", raising=False)
+    assert select(np, "cpu", np.float32, n_elements=150 * 4).name == "numpy"
+    assert select(np, "cpu", np.float32, n_elements=FUSED_CPU_MIN_ELEMENTS - 1).name == "numpy"
+    assert select(np, "cpu", np.float32, n_elements=FUSED_CPU_MIN_ELEMENTS).name == "cpu"
+    assert select(np, "cpu", np.float32).name == "cpu"  # no size given: no rule
+    monkeypatch.setenv("KMEANS_XP_FUSED_CPU_MIN_ELEMENTS", "0")
+    assert select(np, "cpu", np.float32, n_elements=600).name == "cpu"
+    monkeypatch.setenv("KMEANS_XP_FUSED_CPU_MIN_ELEMENTS", "many")
+    with pytest.raises(ValueError, match="KMEANS_XP_FUSED_CPU_MIN_ELEMENTS must be an int"):
+        select(np, "cpu", np.float32, n_elements=600)
+
+
+def test_a_first_small_fit_and_its_scores_never_load_the_compiler():
+    """A textbook first fit (150 x 4), its silhouette and a choice of k, in a fresh process
+    with the default rule: numba is never imported (nothing to compile on a fresh install)."""
+    pytest.importorskip("numba")
+    code = ("import sys, numpy as np\n"
+            "from kmeans_xp import KMeans\n"
+            "from kmeans_xp import select_k\n"
+            "from kmeans_xp.metrics import silhouette_score\n"
+            "X = np.random.default_rng(0).normal(size=(150, 4))\n"
+            "km = KMeans(3, random_state=0).fit(X)\n"
+            "silhouette_score(X, km.labels_)\n"
+            "select_k(X, range(2, 6), random_state=0)\n"
+            "assert 'numba' not in sys.modules, 'numba was imported'\n")
+    env = {k: v for k, v in os.environ.items() if k != "KMEANS_XP_FUSED_CPU_MIN_ELEMENTS"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -35,6 +35,12 @@ hands dense data to) for a fit on sparse X.
 
 ``KMEANS_XP_KERNELS=generic`` (environment) turns the optional accelerators off, so the
 vendor sets run; ``KMEANS_XP_KERNELS=reference`` runs the pure-standard set everywhere.
+
+The fused CPU set compiles its passes the first time they run in an environment (numba,
+20-30 s on 2 cores; cached on disk for every later process).  A fit of data smaller than
+:data:`FUSED_CPU_MIN_ELEMENTS` (n * d; ``$KMEANS_XP_FUSED_CPU_MIN_ELEMENTS``) runs the vendor
+set instead, where the compiled pass would save milliseconds: a first fit of a small data set
+(iris, a textbook exercise) does not wait for a compiler.
 """
 
 from __future__ import annotations
@@ -47,7 +53,11 @@ from .._compat import is_cupy_namespace, is_jax_namespace, is_numpy_namespace, i
 from .._validation import PRECISIONS  # the modes of the 'precision' parameter
 from ._reference import ReferenceKernels
 
-__all__ = ["ReferenceKernels", "PRECISIONS", "KernelFallbackWarning", "available_sets", "select"]
+__all__ = ["ReferenceKernels", "PRECISIONS", "KernelFallbackWarning", "available_sets", "select",
+           "FUSED_CPU_MIN_ELEMENTS"]
+
+#: the smallest data (n * d elements) a fit runs the fused CPU set on (see the module's text)
+FUSED_CPU_MIN_ELEMENTS = 1 << 16
 
 
 
@@ -88,6 +98,14 @@ def _cpu_set(xp: Any, device: Any) -> type[ReferenceKernels] | None:
     return _cpu.FusedNumpyKernels if is_numpy_namespace(xp) else _cpu.FusedTorchKernels
 
 
+def _fused_cpu_min_elements() -> int:
+    raw = os.environ.get("KMEANS_XP_FUSED_CPU_MIN_ELEMENTS", "")
+    try:
+        return int(raw) if raw else FUSED_CPU_MIN_ELEMENTS
+    except ValueError:
+        raise ValueError(f"KMEANS_XP_FUSED_CPU_MIN_ELEMENTS must be an int; got {raw!r}.") from None
+
+
 def _vendor_set(xp: Any) -> type[ReferenceKernels]:
     if is_numpy_namespace(xp):
         from ._numpy import NumpyKernels
@@ -110,7 +128,8 @@ def _vendor_set(xp: Any) -> type[ReferenceKernels]:
 
 def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
            deterministic: bool = True, prefer: str | None = None,
-           metric: str = "sqeuclidean", sparse: bool = False) -> ReferenceKernels:
+           metric: str = "sqeuclidean", sparse: bool = False,
+           n_elements: int | None = None) -> ReferenceKernels:
     """The kernel set for data of namespace ``xp`` on ``device`` computed in ``dtype``.
 
     Called once per fit (and once per ``predict``/``transform``/``score`` call).
@@ -131,6 +150,9 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     sparse : bool
         The data is sparse (``kmeans_xp._sparse.SparseData``): the sparse set, over the
         dense set chosen as above.
+    n_elements : int or None
+        The size of the data (n * d): below :data:`FUSED_CPU_MIN_ELEMENTS` the fused CPU
+        set is not chosen (nor numba imported).  None: no size rule.
     """
     prefer = prefer or os.environ.get("KMEANS_XP_KERNELS") or None
     if prefer not in (None, "reference", "generic"):
@@ -144,7 +166,9 @@ def select(xp: Any, device: Any, dtype: Any, *, precision: str = "exact",
     elif prefer == "reference":
         cls = ReferenceKernels
     else:
-        fused = prefer is None and (_triton_set(xp, device, dtype) or _cpu_set(xp, device))
+        small = n_elements is not None and n_elements < _fused_cpu_min_elements()
+        fused = prefer is None and (_triton_set(xp, device, dtype)
+                                    or (None if small else _cpu_set(xp, device)))
         cls = fused or _vendor_set(xp)
     kernels = cls(xp, device, dtype, precision=precision, deterministic=deterministic)
     if sparse:
