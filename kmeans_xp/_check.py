@@ -114,8 +114,10 @@ def _why(label: str, xp: Any, device: Any, dtype: Any, chosen: str) -> str:
     if chosen == "cpu":
         from ._kernels import _fused_cpu_min_elements
 
-        return (f"numba installed: the fused CPU pass (data of {_fused_cpu_min_elements()} "
-                "elements or more; smaller data: the vendor set, nothing to compile)")
+        return (
+            f"numba installed: the fused CPU pass (data of {_fused_cpu_min_elements()} "
+            "elements or more; smaller data: the vendor set, nothing to compile)"
+        )
     if gpu:
         if not _installed("triton"):
             return "triton not installed (pip install triton)"
