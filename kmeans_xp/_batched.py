@@ -89,6 +89,16 @@ def _check_mask(mask: Any, B: int, n: int, xp: Any, device: Any) -> tuple[Any, n
     return xp.asarray(host, device=device), host.sum(axis=1).astype(np.int64)
 
 
+def _check_rows_per_problem(n_valid: np.ndarray, n_clusters: Any) -> None:
+    """Every problem has at least its k valid rows (``n_clusters`` an int or (B,) ints)."""
+    ks = np.broadcast_to(np.asarray(n_clusters), n_valid.shape)
+    small = np.nonzero(n_valid < ks)[0]
+    if small.size:
+        b = int(small[0])
+        raise ValueError(f"n_samples={int(n_valid[b])} should be >= n_clusters={int(ks[b])} "
+                         f"(problem {b}).")
+
+
 def _per_problem(n_clusters: Any) -> bool:
     """Whether ``n_clusters`` is one k per problem (a sequence or a 1-d array)."""
     return isinstance(n_clusters, (list, tuple)) or getattr(n_clusters, "ndim", 0) == 1
@@ -136,11 +146,7 @@ def _fit_per_problem_k(X: Any, n_clusters: Any, *, init: Any, random_state: Any,
                      **options}, owner, BATCHED_PARAMETERS)
     n = int(X.shape[1])
     n_valid = _check_mask(mask, B, n, xp, dev)[1]
-    small = np.nonzero(n_valid < ks)[0]
-    if small.size:
-        b = int(small[0])
-        raise ValueError(f"n_samples={int(n_valid[b])} should be >= n_clusters={int(ks[b])} "
-                         f"(problem {b}).")
+    _check_rows_per_problem(n_valid, ks)
     if sample_weight is not None and tuple(np.shape(sample_weight)) != (B, n):
         raise ValueError(f"sample_weight.shape == {tuple(np.shape(sample_weight))}, expected "
                          f"({B}, {n}).")
@@ -195,11 +201,7 @@ def _fit(X: Any, n_clusters: Any, *, init: Any, n_init: Any, max_iter: Any, tol:
         raise ValueError(f"X has an empty dimension: shape {tuple(X.shape)}.")
     storage, compute = check_dtype(X, xp, dev, "X")
     mask_dev, n_valid = _check_mask(mask, B, n, xp, dev)
-    small = np.nonzero(n_valid < n_clusters)[0]
-    if small.size:
-        b = int(small[0])
-        raise ValueError(f"n_samples={int(n_valid[b])} should be >= n_clusters={n_clusters} "
-                         f"(problem {b}).")
+    _check_rows_per_problem(n_valid, n_clusters)
     seeds = problem_seeds(random_state, B)
     w = None
     if sample_weight is not None:
