@@ -257,17 +257,39 @@ def _lazy_blobs(n, d, k, rows_per_block, seed=0):
                                                                                np.float32)), centers
 
 
+def _trim_memory():
+    """Hand the worker's freed heap back to the system (earlier tests leave it with the
+    process), so the memory monitor sees the data, not what came before it."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
+
+
 def test_data_larger_than_a_worker_memory_limit(client):
     from distributed import wait
 
     d, k = 32, 4
     n = 5_000_000  # 640 MB of float32, more than one worker's 600 MB limit
-    X, true_centers = _lazy_blobs(n, d, k, 250_000)
+    X, true_centers = _lazy_blobs(n, d, k, 125_000)
     assert X.nbytes > MEMORY_LIMIT
+    # each worker gets half the blocks, placed by name (a restarted worker keeps its name), so
+    # the precondition (the data spread over both) never hangs on the scheduler's placement
+    names = sorted(client.scheduler_info()["workers"][a]["name"]
+                   for a in client.scheduler_info()["workers"])
+    assert len(names) == 2
+    client.run(_trim_memory)
     me = psutil.Process()
     rss0 = me.memory_info().rss
-    Xp = X.persist()
-    wait(Xp)
+    half = X.numblocks[0] // 2
+    parts = [client.persist(X.blocks[:half], workers=[names[0]]),
+             client.persist(X.blocks[half:], workers=[names[1]])]
+    wait(parts)
+    Xp = da.concatenate(parts)
     held = {}
     for workers in client.who_has(Xp).values():
         for wk in workers:
