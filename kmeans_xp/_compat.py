@@ -398,6 +398,15 @@ class HostToDevice:
 
 
 # -- chunked reductions (every layer above uses them) ----------------------------------
+def index_dtype(xp: Any) -> Any:
+    """The namespace's default dtype for indices: int64, but int32 for JAX in its default
+    32-bit mode (where asking for int64 warns and truncates)."""
+    try:
+        return xp.__array_namespace_info__().default_dtypes()["indexing"]
+    except (AttributeError, TypeError, KeyError):
+        return xp.int64
+
+
 def chunk_rows(n_samples: int, n_features: int, n_clusters: int, budget: int) -> int:
     """Rows per chunk so that a chunk's (rows x max(k, d)) work matrix holds ``budget`` elements."""
     width = max(n_clusters, n_features, 1)

@@ -36,10 +36,10 @@ def test_the_jax_set_is_chosen_and_results_stay_jax_arrays():
 def test_a_second_fit_of_the_same_shape_compiles_nothing():
     X = jnp.asarray(_blobs(seed=1))
     kmeans_xp.KMeans(4, random_state=0, n_init=1).fit(X)
-    sizes = [f._cache_size() for f in (J._lloyd, J._kpp_step, J._assign, J._frame_moments)]
+    sizes = [f._cache_size() for f in (J._lloyd, J._kpp_all, J._assign, J._frame_moments)]
     X2 = jnp.asarray(_blobs(seed=2))  # same shape, other values
     kmeans_xp.KMeans(4, random_state=3, n_init=1).fit(X2)
-    assert [f._cache_size() for f in (J._lloyd, J._kpp_step, J._assign, J._frame_moments)] == sizes
+    assert [f._cache_size() for f in (J._lloyd, J._kpp_all, J._assign, J._frame_moments)] == sizes
     assert min(sizes) >= 1
 
 
@@ -96,17 +96,40 @@ def test_passes_equal_the_reference_set(x64, offset):
             np.testing.assert_allclose(got[key], val, rtol=2e-5, atol=1e-3, err_msg=key)
 
 
-def test_the_fused_kpp_step_draws_what_the_loop_draws(monkeypatch):
-    """One jitted k-means++ step (``kpp_step``) picks the same rows as the solver's
-    step-by-step loop over the reference passes, same seed (float64, x64 mode)."""
+@pytest.mark.parametrize("d", [3, 40])  # the transposed layout (d <= 32) and the product
+def test_the_fused_kpp_steps_draw_what_the_loop_draws(monkeypatch, d):
+    """The jitted k-means++ (``kpp_steps``: every step in one ``lax.scan``) picks the same
+    rows as the solver's step-by-step loop over the reference passes, same seed (float64,
+    x64 mode), weighted, with duplicated rows (zero potential) among the data."""
     with jax.enable_x64(True):
-        X = jnp.asarray(_blobs(n=4000, d=3, k=9, seed=6, dtype="float64"))
+        Xn = _blobs(n=4000, d=d, k=9, seed=6, dtype="float64")
+        Xn[3000:3400] = Xn[0]  # 400 copies of one row: once chosen, zero weight in the draws
+        X = jnp.asarray(Xn)
         w = jnp.asarray(np.random.default_rng(7).uniform(0.5, 2, 4000))
+        assert (d <= J._T_MAX_D) == (d == 3)
         fused = np.asarray(kmeans_xp.kmeans_plusplus(X, 9, sample_weight=w, random_state=0)[1])
         monkeypatch.setenv("KMEANS_XP_KERNELS", "reference")
         loop = np.asarray(kmeans_xp.kmeans_plusplus(X, 9, sample_weight=w, random_state=0)[1])
     np.testing.assert_array_equal(fused, loop)
     assert len(set(fused.tolist())) == 9
+
+
+def test_the_two_level_draw_is_searchsorted_on_the_running_sum():
+    """``_draw`` (block sums, then one block's running sum) finds what ``searchsorted(
+    cumsum(w), t)`` finds, and never a row of zero weight, targets past the total included."""
+    rng = np.random.default_rng(3)
+    with jax.enable_x64(True):
+        for n in (1, 7, 1024, 1025, 5000):
+            w = rng.uniform(size=n)
+            w[rng.uniform(size=n) < 0.3] = 0.0  # zero-weight rows, some whole runs of them
+            w[n // 2 :] = 0.0 if n > 2 else w[n // 2 :]
+            w[0] = max(w[0], 0.1)
+            cum = np.cumsum(w)
+            t = np.concatenate([rng.uniform(size=50) * cum[-1], [0.0, cum[-1], cum[-1] * 1.01]])
+            got = np.asarray(J._draw(jnp.asarray(w), jnp.asarray(t)))
+            want = np.minimum(np.searchsorted(cum, t, side="left"), n - 1)
+            np.testing.assert_array_equal(got[:-1], want[:-1], err_msg=str(n))
+            assert (w[got] > 0).all(), n  # past the total too: the last row of weight
 
 
 def test_a_fit_in_32_bit_mode_equals_the_numpy_fit():

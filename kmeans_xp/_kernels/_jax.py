@@ -7,7 +7,10 @@ of X (``lax.dynamic_slice``), then the short last chunk, so that no (n, k) block
 held (only one (rows, k) block per step) and the frame (``X * inv_scale - shift``, the
 storage dtype cast to the compute dtype) is applied inside, per chunk.  XLA compiles a pass
 once per (n, d, k, rows, dtypes, weighted, centred) and keeps it (``jax.jit``'s cache, at
-module level): a second fit of data of the same shape compiles nothing.
+module level): a second fit of data of the same shape compiles nothing.  Greedy k-means++
+after its first centre is one jitted ``lax.scan`` over its steps (the steps' host uniforms
+drawn at once); on the CPU, for d <= 32, it holds a transposed (d, n) copy of the rows in the
+frame while it runs (see ``_T_MAX_D``), so that its distances vectorise along n.
 
 Determinism: the per-chunk results are added in chunk order; the centre sums are a
 ``segment_sum`` (a serial scatter on XLA's CPU backend) on the CPU and a one-hot product
@@ -241,36 +244,87 @@ def _kpp_upd(X, shift, closest, center, *, rows, inv_scale, dtype, acc, exact, s
     return _chunked(body, jnp.zeros(()), X, (closest,), rows)[1]
 
 
-@partial(jax.jit, static_argnames=_STATIC + ("n_trials",))
-def _kpp_step(
-    X, w, shift, closest, weighted, pot, u, *, rows, inv_scale, dtype, acc, exact, scatter, n_trials
-):
-    """One greedy k-means++ step (the solver's loop body, fused): candidates drawn by the
-    uniforms ``u`` (m,) on the cumulative potential, their potentials, the best one, the
-    closest-distance update.  Returns (closest, weighted, pot, best row index)."""
-    n = X.shape[0]
-    cum = jnp.cumsum(weighted)
-    cand = jnp.minimum(jnp.searchsorted(cum, u * pot, side="left"), n - 1)
-    cand_rows = _frame(jnp.take(X, cand, axis=0), shift, inv_scale, dtype)
-    # the candidates' distances are kept (n, m): the best one's column updates ``closest``
-    # without a second pass over X
-    pots, D = _kpp_pots_d(
-        X,
-        w,
-        shift,
-        closest,
-        cand_rows,
-        rows=rows,
-        inv_scale=inv_scale,
-        dtype=dtype,
-        acc=acc,
-        exact=exact,
-        keep=True,
+#: on the CPU the greedy k-means++ steps take the transposed layout (a (d, n) copy of the
+#: rows in the frame, held while k-means++ runs; the candidates' distances by direct
+#: differences, one feature at a time, so each operation runs along n, where XLA's CPU code
+#: vectorises) for d up to this many features and a copy up to ``_T_MAX_BYTES``: at
+#: (100k, 16) with 4 candidates a step takes 0.7 ms against 3-4 ms for the (rows, d) x
+#: (d, m) product in any form; from d = 64 the product is as fast
+_T_MAX_D = 32
+_T_MAX_BYTES = 1 << 28
+#: rows per block of the two-level draw (block sums, then one block's running sum)
+_DRAW_BLOCK = 1024
+
+
+def _draw(weighted: Any, t: Any) -> Any:
+    """``searchsorted(cumsum(weighted), t, side='left')`` (m,) for the targets ``t`` (m,), in
+    two levels: the running sum of the blocks' sums, then of the one block each target falls
+    in (XLA's CPU cumsum over n = 100k costs ~1 ms; this ~0.3 ms).  A target that rounding
+    puts past the total, or past its block's last row of positive weight, takes that row
+    (never a row of zero weight where any has weight, never past n - 1)."""
+    n = weighted.shape[0]
+    B = min(_DRAW_BLOCK, n)
+    nb = -(-n // B)
+    wp = jnp.pad(weighted, (0, nb * B - n)).reshape(nb, B)
+    sums = jnp.sum(wp, axis=1)
+    ends = jnp.cumsum(sums)
+    last_blk = nb - 1 - jnp.argmax((sums > 0)[::-1])  # the last block of positive weight
+    blk = jnp.minimum(jnp.searchsorted(ends, t, side="left"), last_blk)
+    base = jnp.where(blk > 0, jnp.take(ends, jnp.maximum(blk - 1, 0)), 0.0)
+    rows = jnp.take(wp, blk, axis=0)  # (m, B)
+    j = jax.vmap(lambda r, tt: jnp.searchsorted(r, tt, side="left"))(
+        jnp.cumsum(rows, axis=1), t - base
     )
-    best = jnp.argmin(pots)
-    closest = jnp.minimum(closest, jnp.take(D, best, axis=1))
-    weighted = closest if w is None else closest * w.astype(acc)
-    return closest, weighted, jnp.min(pots), cand[best][None].astype(_index_dtype())
+    last = B - 1 - jnp.argmax((rows > 0)[:, ::-1], axis=1)  # the block's last positive row
+    return jnp.minimum(blk * B + jnp.minimum(j, last), n - 1)
+
+
+@partial(jax.jit, static_argnames=_STATIC + ("tlayout",))
+def _kpp_all(
+    X, w, shift, closest, weighted, pot, U, *, rows, inv_scale, dtype, acc, exact, scatter, tlayout
+):
+    """Every greedy k-means++ step after the first centre in one jitted ``lax.scan`` over the
+    steps' host uniforms ``U`` (k - 1, m): per step the candidates ``searchsorted(cumsum(
+    weighted), u * pot)``, their potentials, the best one, the closest-distance update.
+    Returns the chosen rows' indices (k - 1,)."""
+    d = X.shape[1]
+    wa = None if w is None else w.astype(acc)
+    XT = _frame(X, shift, inv_scale, dtype).astype(acc).T if tlayout else None  # (d, n)
+
+    def step(carry, u):
+        closest, weighted, pot = carry
+        cand = _draw(weighted, u * pot)
+        cand_rows = _frame(jnp.take(X, cand, axis=0), shift, inv_scale, dtype).astype(acc)
+        if tlayout:
+            D = jnp.zeros((cand.shape[0], XT.shape[1]), acc)
+            for j in range(d):  # one feature at a time, along n
+                D = D + (XT[j][None, :] - cand_rows[:, j][:, None]) ** 2
+            Dm = jnp.minimum(D, closest[None, :])
+            pots = jnp.sum(Dm if wa is None else Dm * wa[None, :], axis=1)
+            best = jnp.argmin(pots)
+            closest = jnp.take(Dm, best, axis=0)
+        else:
+            # the candidates' distances are kept (n, m): the best one's column updates
+            # ``closest`` without a second pass over X
+            pots, Dn = _kpp_pots_d(
+                X,
+                w,
+                shift,
+                closest,
+                cand_rows,
+                rows=rows,
+                inv_scale=inv_scale,
+                dtype=dtype,
+                acc=acc,
+                exact=exact,
+                keep=True,
+            )
+            best = jnp.argmin(pots)
+            closest = jnp.minimum(closest, jnp.take(Dn, best, axis=1))
+        weighted = closest if wa is None else closest * wa
+        return (closest, weighted, jnp.min(pots)), jnp.take(cand, best)
+
+    return lax.scan(step, (closest, weighted, pot), U)[1].astype(_index_dtype())
 
 
 @partial(jax.jit, static_argnames=("rows", "inv_scale", "dtype", "acc", "big"))
@@ -404,27 +458,23 @@ class JaxKernels(ReferenceKernels):
             data.X, data.shift, closest, center, **self._static(data, self._kpp_rows(data, 1))
         )
 
-    def kpp_step(self, data, closest, weighted, pot, u):
-        """One greedy k-means++ step in one jitted call, or None (then the solver's loop
-        body runs): ``u`` (m,) host uniforms in [0, 1), cast to the accumulator dtype on
-        the device (handed to the jitted call as NumPy: ``jnp.asarray(u, device=...)``
-        cost ~1 ms a step in dispatch).  Returns ``(closest, weighted, pot, best (1,))``."""
+    def kpp_steps(self, data, closest, weighted, pot, U):
+        """Every greedy k-means++ step after the first in one jitted call (a ``lax.scan``
+        over the steps), or None (then the solver's loop runs): ``U`` (k - 1, m) the steps'
+        host uniforms in [0, 1), cast to the accumulator dtype on the device (handed to the
+        jitted call as NumPy: ``jnp.asarray(U, device=...)`` costs a dispatch).  Returns the
+        chosen rows' indices (k - 1,)."""
         if not fusable(data):
             return None
-        m = int(u.shape[0])
-        u = np.asarray(u, dtype=jnp.dtype(data.accumulator_dtype()))
-        closest, weighted, pot, best = _kpp_step(
-            data.X,
-            data.weights,
-            data.shift,
-            closest,
-            weighted,
-            pot,
-            u,
-            n_trials=m,
-            **self._static(data, self._kpp_rows(data, m)),
+        m = int(U.shape[1])
+        static = self._static(data, self._kpp_rows(data, m))
+        on_cpu = getattr(self.device, "platform", "cpu") == "cpu"
+        acc = jnp.dtype(data.accumulator_dtype())
+        tlayout = on_cpu and data.d <= _T_MAX_D and data.n * data.d * acc.itemsize <= _T_MAX_BYTES
+        U = np.asarray(U, dtype=acc)
+        return _kpp_all(
+            data.X, data.weights, data.shift, closest, weighted, pot, U, tlayout=tlayout, **static
         )
-        return closest, weighted, pot, best  # (1,): an eager best[None] cost ~2 ms
 
     def frame_stats(self, data, shift=None, big=float("inf")):
         if not fusable(data):

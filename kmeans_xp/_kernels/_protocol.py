@@ -230,12 +230,13 @@ class KernelSet(Protocol):
         candidates, accumulator dtype; one pass over X for all of them."""
         ...
 
-    def kpp_step(
-        self, data: KernelData, closest: Any, weighted: Any, pot: Any, u: Any
-    ) -> tuple | None:
-        """One whole greedy k-means++ step in one call ``(closest, weighted, pot, best (1,))``
-        from the step's host uniforms ``u`` (m,), or None: the solver runs the step from
-        ``kpp_potentials``/``kpp_update`` (JAX provides it: one jit)."""
+    def kpp_steps(
+        self, data: KernelData, closest: Any, weighted: Any, pot: Any, U: Any
+    ) -> Any | None:
+        """Every greedy k-means++ step after the first centre in one call, from the steps'
+        host uniforms ``U`` (k - 1, m): the chosen rows' indices (k - 1,), or None: the
+        solver runs the steps from ``kpp_potentials``/``kpp_update`` (JAX provides it: one
+        jit)."""
         ...
 
     def lloyd_update(

@@ -359,13 +359,14 @@ class ReferenceKernels:
             pots = accumulate(pots, xp.astype(p, acc))
         return pots
 
-    def kpp_step(self, data: KernelData, closest: Any, weighted: Any, pot: Any,
-                 u: Any) -> tuple | None:
-        """One whole greedy k-means++ step in one call, or None: then the solver runs the
-        step from the passes below.  ``u`` (m,): the step's uniforms in [0, 1) (host float64
-        NumPy array); draws the candidates ``searchsorted(cumsum(weighted), u * pot)``, keeps the
-        one of least potential.  Returns ``(closest, weighted, pot, best_index (1,))``.
-        Sets whose eager operations cost more than the passes (JAX) provide it."""
+    def kpp_steps(self, data: KernelData, closest: Any, weighted: Any, pot: Any,
+                  U: Any) -> Any | None:
+        """Every greedy k-means++ step after the first centre in one call, or None: then the
+        solver runs the steps from the passes below.  ``U`` (k - 1, m): the steps' uniforms
+        in [0, 1) (host float64 NumPy array); each step draws the candidates
+        ``searchsorted(cumsum(weighted), u * pot)`` and keeps the one of least potential.
+        Returns the chosen rows' indices (k - 1,).  Sets whose eager operations cost more
+        than the passes (JAX) provide it."""
         return None
 
     def kpp_update(self, data: KernelData, closest: Any, center: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._compat import index_dtype
 from .._data import ChunkedData
 from .._frame import Frame
 from .._random import uniform01
@@ -32,7 +33,7 @@ def _first_index(data: ChunkedData, rng: Any) -> Any:
         cdf = xp.cumulative_sum(xp.astype(w, acc))
         u_dev = xp.asarray([u], dtype=acc, device=dev) * cdf[-1]
         first = xp.clip(xp.searchsorted(cdf, u_dev, side="right"), max=n - 1)
-    return xp.astype(first, xp.int64)
+    return xp.astype(first, index_dtype(xp))
 
 
 def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
@@ -59,13 +60,13 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
     weighted = closest if w is None else closest * w_acc
     current_pot = xp.astype(xp.sum(weighted), acc)
 
-    for _ in range(1, n_clusters):
-        u = rng.uniform(size=n_local_trials)
-        fused = kern.kpp_step(data, closest, weighted, current_pot, u)
-        if fused is not None:  # the kernel set ran this step in one call (JAX: one jit)
-            closest, weighted, current_pot, best_id = fused
-            indices.append(best_id)
-            continue
+    # the steps' uniforms, drawn at once: the same numbers as one draw of m per step
+    U = rng.uniform(size=(n_clusters - 1, n_local_trials))
+    fused = kern.kpp_steps(data, closest, weighted, current_pot, U) if n_clusters > 1 else None
+    if fused is not None:  # the kernel set ran every step in one call (JAX: one jit)
+        indices.append(xp.astype(fused, index_dtype(xp)))
+        U = U[:0]
+    for u in U:
         rand = xp.asarray(u, dtype=acc, device=dev) * current_pot
         cum = xp.cumulative_sum(xp.astype(weighted, acc, copy=False))
         cand = xp.clip(xp.searchsorted(cum, rand), max=n - 1)
@@ -73,7 +74,7 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
         pots = kern.kpp_potentials(data, closest, cand_rows)
         best = xp.reshape(xp.argmin(pots), (1,))
         current_pot = xp.min(pots)
-        best_id = xp.astype(xp.take(cand, best), xp.int64)
+        best_id = xp.astype(xp.take(cand, best), index_dtype(xp))
         center = xp.take(cand_rows, best, axis=0)
         closest = kern.kpp_update(data, closest, center)
         weighted = closest if w is None else closest * w_acc
@@ -117,7 +118,7 @@ def kmeans_parallel_working(data: ChunkedData, n_clusters: int, rng: Any, *,
         for s, e in data.ranges():
             u = xp.asarray(rng.uniform(size=e - s), dtype=acc, device=data.device)
             picked.append(xp.nonzero(u * phi < ell * weighted[s:e])[0] + s)
-        idx = xp.astype(xp.concat(picked), xp.int64)
+        idx = xp.astype(xp.concat(picked), index_dtype(xp))
         if int(idx.shape[0]) == 0:  # the one host sync of the round
             break
         new = data.take_rows(idx)
