@@ -114,6 +114,20 @@ def test_the_fused_kpp_steps_draw_what_the_loop_draws(monkeypatch, d):
     assert len(set(fused.tolist())) == 9
 
 
+@pytest.mark.parametrize("a", [1, 2, 5, 64, 100, 1000])
+def test_batched_groups_have_few_power_of_two_sizes(a):
+    """The batched passes' groups (``_pow2_groups``): every active problem once, in order,
+    sizes powers of two within the budget's cap, so at most log2(cap) + 1 shapes compile
+    however the active set shrinks."""
+    cap = 48
+    groups = J._pow2_groups(a, cap)
+    assert [s for s, _ in groups] == [0] + [e for _, e in groups[:-1]] and groups[-1][1] == a
+    sizes = {e - s for s, e in groups}
+    assert all(g & (g - 1) == 0 and g <= cap for g in sizes)
+    shapes = {e - s for b in range(1, a + 1) for s, e in J._pow2_groups(b, cap)}
+    assert len(shapes) <= 6  # 1, 2, 4, 8, 16, 32
+
+
 def test_the_two_level_draw_is_searchsorted_on_the_running_sum():
     """``_draw`` (block sums, then one block's running sum) finds what ``searchsorted(
     cumsum(w), t)`` finds, and never a row of zero weight, targets past the total included."""

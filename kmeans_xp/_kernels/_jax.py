@@ -367,6 +367,130 @@ def _n_distinct(labels, k):
     return jnp.count_nonzero(jnp.bincount(labels, length=k))
 
 
+# -- batched passes: a leading axis of independent problems (one jit per group shape) ------
+def _pow2_groups(a: int, cap: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` groups of ``a`` problems whose sizes are powers of two: groups of
+    the largest power of two within ``cap``, then the rest by its binary digits.  The number
+    of active problems shrinks as problems converge, and each new group shape would compile
+    every batched pass again (~0.1-1 s); so at most log2(cap) + 1 shapes ever compile, and
+    no problem is computed twice."""
+    top = 1 << (max(cap, 1).bit_length() - 1)
+    out, s = [], 0
+    while s < a:
+        g = top
+        while g > a - s:
+            g >>= 1
+        out.append((s, s + g))
+        s += g
+    return out
+
+
+def _bframe(Xg: Any, mask: Any, inv: Any, shift: Any, dtype: Any) -> Any:
+    """Problems (g, n, d) in working coordinates and the compute dtype, masked rows zeroed
+    before the frame (the reference's ``_batched_rows``)."""
+    c = Xg.astype(dtype)
+    if mask is not None:
+        c = jnp.where(mask[:, :, None], c, jnp.zeros((), dtype))
+    if inv is not None:
+        c = c * inv[:, None, None]
+    return c if shift is None else c - shift[:, None, :]
+
+
+def _bassigned_sq(xt: Any, C: Any, lab: Any) -> Any:
+    """``||xt_i - c_{lab_i}||^2`` (g, n) by direct differences."""
+    diff = xt - jnp.take_along_axis(C, lab[:, :, None].astype(jnp.int32), axis=1)
+    return jnp.sum(diff * diff, axis=2)
+
+
+def _btotal(dist: Any, w: Any, acc: Any) -> Any:
+    dist = dist.astype(acc)
+    return jnp.sum(dist if w is None else dist * w.astype(acc), axis=1)
+
+
+@partial(jax.jit, static_argnames=("dtype", "acc", "exact", "scatter", "sums", "inertia"))
+def _blloyd(Xg, mask, inv, shift, w, C, *, dtype, acc, exact, scatter, sums, inertia):
+    """Labels (g, n) and, as asked, the weighted sums (g, k, d) and counts (g, k) per label
+    and the weighted inertia (g,) (accumulator dtype, direct differences) of a group."""
+    xt = _bframe(Xg, mask, inv, shift, dtype)
+    g, n, d = xt.shape
+    k = C.shape[1]
+    D = _dot(xt, -2.0 * jnp.swapaxes(C, 1, 2), exact) + jnp.sum(C * C, axis=2)[:, None, :]
+    lab = jnp.argmin(D, axis=2).astype(_index_dtype())
+    out = [lab, None, None, None]
+    if sums:
+        if scatter:  # one deterministic serial scatter on the CPU
+            flat = (lab + (jnp.arange(g, dtype=lab.dtype) * k)[:, None]).reshape(g * n)
+            src = xt if w is None else xt * w[:, :, None]
+            ones = jnp.ones((g, n), dtype) if w is None else w
+            out[1] = jax.ops.segment_sum(src.reshape(g * n, d), flat, g * k).reshape(g, k, d)
+            out[2] = jax.ops.segment_sum(ones.reshape(g * n), flat, g * k).reshape(g, k)
+        else:  # one-hot products elsewhere (a GPU scatter accumulates with atomics)
+            oh = (lab[:, :, None] == jnp.arange(k, dtype=lab.dtype)).astype(dtype)
+            if w is not None:
+                oh = oh * w[:, :, None]
+            out[1], out[2] = _dot(jnp.swapaxes(oh, 1, 2), xt, exact), jnp.sum(oh, axis=1)
+    if inertia:
+        out[3] = _btotal(_bassigned_sq(xt, C, lab), w, acc)
+    return tuple(out)
+
+
+@partial(jax.jit, static_argnames=("dtype",))
+def _bto_assigned(Xg, mask, inv, shift, C, lab, *, dtype):
+    """``||xt_i - c_{lab_i}||^2`` (g, n), 0 where a label lies outside [0, k)."""
+    xt = _bframe(Xg, mask, inv, shift, dtype)
+    ok = (lab >= 0) & (lab < C.shape[1])
+    dist = _bassigned_sq(xt, C, jnp.where(ok, lab, 0))
+    return jnp.where(ok, dist, jnp.zeros((), dist.dtype))
+
+
+@partial(jax.jit, static_argnames=("dtype", "acc", "exact", "tlayout"))
+def _bkpp(Xg, mask, inv, shift, w, first, first_u, U, *, dtype, acc, exact, tlayout):
+    """Greedy k-means++ of a group of problems (the reference's ``_batched_kpp_group``):
+    the chosen rows (g, k).  ``first`` (g,): the first rows of unweighted problems (host);
+    weighted ones draw theirs from ``first_u`` (g,) here; ``U`` (g, k - 1, m)."""
+    xa = _bframe(Xg, mask, inv, shift, dtype).astype(acc)
+    g, n, d = xa.shape
+    idx_t = _index_dtype()
+    wa = None if w is None else w.astype(acc)
+    pos = jnp.arange(n, dtype=idx_t)
+    hi = jnp.full((g,), n - 1, idx_t) if mask is None else jnp.max(jnp.where(mask, pos, 0), axis=1)
+    if wa is not None:  # searchsorted(cdf, u * total, side='right'), clipped to the last row
+        cdf = jnp.cumsum(wa, axis=1)
+        target = first_u.astype(acc) * cdf[:, -1]
+        first = jnp.minimum(jnp.sum(cdf <= target[:, None], axis=1).astype(idx_t), hi)
+
+    def one(x, wp, h, f, Up):
+        XT = x.T if tlayout else None
+        x_sq = None if tlayout else jnp.sum(x * x, axis=1)
+
+        def dist(rows):  # (q, d) -> (q, n), clipped at 0
+            if tlayout:
+                D = jnp.zeros((rows.shape[0], n), acc)
+                for j in range(d):
+                    D = D + (XT[j][None, :] - rows[:, j][:, None]) ** 2
+                return D
+            D = x_sq[None, :] - 2.0 * _dot(rows, x.T, exact) + jnp.sum(rows * rows, 1)[:, None]
+            return jnp.maximum(D, 0.0)
+
+        closest = dist(x[f][None, :])[0]
+        weighted = closest if wp is None else closest * wp
+
+        def step(carry, u):
+            closest, weighted, pot = carry
+            cand = jnp.minimum(_draw(weighted, u.astype(acc) * pot), h)
+            Dm = jnp.minimum(dist(jnp.take(x, cand, axis=0)), closest[None, :])
+            pots = jnp.sum(Dm if wp is None else Dm * wp[None, :], axis=1)
+            best = jnp.argmin(pots)
+            closest = jnp.take(Dm, best, axis=0)
+            weighted = closest if wp is None else closest * wp
+            return (closest, weighted, jnp.min(pots)), jnp.take(cand, best).astype(idx_t)
+
+        _, chosen = lax.scan(step, (closest, weighted, jnp.sum(weighted)), Up)
+        return jnp.concatenate([f[None].astype(idx_t), chosen])
+
+    return jax.vmap(one)(xa, wa, hi, first.astype(idx_t), U)
+
+
 class JaxKernels(ReferenceKernels):
     """Whole passes as jitted JAX functions over chunks (see the module's docstring).
 
@@ -491,6 +615,110 @@ class JaxKernels(ReferenceKernels):
             )
         )  # the one host sync
         return (bool(ok), float(amax), np.asarray(sums, np.float64), np.asarray(sqs, np.float64))
+
+    # -- batched passes (a problem axis): one jitted call per group of problems ----------
+    def _batched_fusable(self, data: Any) -> bool:
+        return data.metric.kernel == "sqeuclidean" and not data.metric.unit_rows
+
+    def _bgroups(self, data, problems, width):
+        """``(start, stop, X, mask, inv_scale, shift, weights)`` of each group of the active
+        problems: within the reference's memory budget, of power-of-two sizes
+        (``_pow2_groups``)."""
+        ids = self._batched_ids(data, problems)
+        cap = self._batched_groups(data, len(ids), width)[0][1]
+        for s, e in _pow2_groups(len(ids), cap):
+            g = ids[s:e]
+            yield (
+                s,
+                e,
+                *(
+                    self._batched_take(a, g)
+                    for a in (data.X, data.mask, data.inv_scale, data.shift, data.weights)
+                ),
+            )
+
+    def _bstatic(self, data):
+        return {
+            "dtype": jnp.dtype(data.dtype),
+            "acc": jnp.dtype(data.accumulator_dtype()),
+            "exact": self.precision == "exact",
+            "scatter": getattr(self.device, "platform", "cpu") == "cpu" or not self.deterministic,
+        }
+
+    def _bpass(self, data, centers, problems, sums, inertia):
+        k, d = int(centers.shape[1]), int(centers.shape[2])
+        parts = []
+        for s, e, Xg, mg, ig, sg, wg in self._bgroups(data, problems, max(k, d)):
+            parts.append(
+                _blloyd(
+                    Xg,
+                    mg,
+                    ig,
+                    sg,
+                    wg,
+                    centers[s:e],
+                    sums=sums,
+                    inertia=inertia,
+                    **self._bstatic(data),
+                )
+            )
+        return [
+            None
+            if parts[0][i] is None
+            else (parts[0][i] if len(parts) == 1 else jnp.concatenate([p[i] for p in parts]))
+            for i in range(4)
+        ]
+
+    def batched_lloyd_pass(self, data, centers, problems=None, *, need_inertia=False):
+        if not self._batched_fusable(data):
+            return super().batched_lloyd_pass(data, centers, problems, need_inertia=need_inertia)
+        return tuple(self._bpass(data, centers, problems, True, bool(need_inertia)))
+
+    def batched_labels_inertia(self, data, centers, problems=None):
+        if not self._batched_fusable(data):
+            return super().batched_labels_inertia(data, centers, problems)
+        labels, _, _, inertia = self._bpass(data, centers, problems, False, True)
+        return labels, inertia
+
+    def batched_sq_dist_to_assigned(self, data, centers, labels, problems=None):
+        if not self._batched_fusable(data):
+            return super().batched_sq_dist_to_assigned(data, centers, labels, problems)
+        k, d = int(centers.shape[1]), int(centers.shape[2])
+        parts = [
+            _bto_assigned(Xg, mg, ig, sg, centers[s:e], labels[s:e], dtype=jnp.dtype(data.dtype))
+            for s, e, Xg, mg, ig, sg, _ in self._bgroups(data, problems, max(k, d))
+        ]
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+    def batched_kmeans_plusplus(self, data, n_clusters, first_u, step_u, n_local_trials):
+        if not self._batched_fusable(data):
+            return super().batched_kmeans_plusplus(
+                data, n_clusters, first_u, step_u, n_local_trials
+            )
+        n, d = int(data.X.shape[1]), int(data.X.shape[2])
+        static = self._bstatic(data)
+        del static["scatter"]
+        acc = static["acc"]
+        on_cpu = getattr(self.device, "platform", "cpu") == "cpu"
+        first_host = np.minimum((np.asarray(first_u) * n).astype(np.int64), n - 1)
+        parts = []
+        for s, e, Xg, mg, ig, sg, wg in self._bgroups(data, None, 2 * d + 2 * n_local_trials + 4):
+            tlayout = on_cpu and d <= _T_MAX_D and (e - s) * n * d * acc.itemsize <= _T_MAX_BYTES
+            parts.append(
+                _bkpp(
+                    Xg,
+                    mg,
+                    ig,
+                    sg,
+                    wg,
+                    first_host[s:e],
+                    np.asarray(first_u[s:e], dtype=acc),
+                    np.asarray(step_u[s:e], dtype=acc),
+                    tlayout=tlayout,
+                    **static,
+                )
+            )
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
     def lloyd_update(self, data, labels, sums, counts, centers, labels_old):
         if data.metric.name != "euclidean":  # cosine: unit-length means (the solver's path)
