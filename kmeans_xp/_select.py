@@ -46,7 +46,7 @@ from ._random import integers
 from ._kernels import select
 from ._kmeans import KMeans
 from ._solvers.init import kmeans_plusplus_working
-from ._compat import to_numpy
+from ._compat import index_dtype, to_numpy
 from ._exceptions import InvalidParameterError
 from ._validation import (
     as_array,
@@ -455,7 +455,7 @@ def _score_all(Xa, xp, compute, ks, models, seed, metric, sample_size) -> dict:
            "davies_bouldin": [nan] * len(ks)}
     codes = {}
     for i, k in enumerate(ks):
-        lab, m = _metrics._compact(xp.astype(models[k].labels_, xp.int64), xp)
+        lab, m = _metrics._compact(xp.astype(models[k].labels_, index_dtype(xp)), xp)
         if 2 <= m <= n - 1:
             codes[i] = (lab, m)
     if not codes:

@@ -31,6 +31,7 @@ from ._compat import (
     backend_name,
     device_of,
     host_label_codes,
+    index_dtype,
     is_array,
     to_device,
     to_numpy,
@@ -125,7 +126,7 @@ def _labels_in(labels: Any, name: str, xp: Any, device: Any, n: int | None) -> t
 
 def _compact(lab: Any, xp: Any) -> tuple[Any, int]:
     values, inverse = xp.unique_inverse(lab)
-    return xp.astype(inverse, xp.int64), int(values.shape[0])
+    return xp.astype(inverse, index_dtype(xp)), int(values.shape[0])
 
 
 def _check_number_of_labels(k: int, n: int) -> None:
@@ -232,8 +233,8 @@ def _zero_diagonal(D: Any, s: int, e: int, s2: int, e2: int, xp: Any) -> Any:
     """The (e - s, e2 - s2) block ``D`` with a point's distance to itself set to 0."""
     if s2 < e and s < e2:  # the block holds part of the diagonal
         dev = device_of(D)
-        r = xp.arange(s, e, dtype=xp.int64, device=dev)
-        c = xp.arange(s2, e2, dtype=xp.int64, device=dev)
+        r = xp.arange(s, e, dtype=index_dtype(xp), device=dev)
+        c = xp.arange(s2, e2, dtype=index_dtype(xp), device=dev)
         D = xp.where(r[:, None] == c[None, :], xp.zeros_like(D), D)
     return D
 
@@ -384,7 +385,7 @@ def _silhouette_blocks(blocks: _Blocks | _SparseBlocks,
                 sums[j] = accumulate(sums[j], xp.matmul(D, onehot(lab[s2:e2], k, dtype, xp)))
         for j, (lab, k) in enumerate(labelings):
             own = lab[s:e]
-            ks = xp.arange(k, dtype=xp.int64, device=dev)
+            ks = xp.arange(k, dtype=own.dtype, device=dev)
             is_own = own[:, None] == ks[None, :]
             own_count = xp.take(counts[j], own)
             a = xp.sum(xp.where(is_own, sums[j], xp.zeros_like(sums[j])), axis=1) / xp.clip(
@@ -729,7 +730,7 @@ def inertia(X: Any, labels: Any, centers: Any = None, sample_weight: Any = None)
                              f"{d} features; got shape {tuple(C.shape)}.")
         k = int(C.shape[0])
         lab = _integer_labels(labels, xp, dev)
-        lab = xp.astype(lab, xp.int64)
+        lab = xp.astype(lab, index_dtype(xp))
         if lab.ndim != 1 or int(lab.shape[0]) != n:
             raise ValueError(
                 f"Found input variables with inconsistent numbers of samples: [{n}, "

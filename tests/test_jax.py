@@ -249,3 +249,30 @@ def test_a_euclidean_fit_takes_the_fused_centre_update(monkeypatch, metric, fuse
     Xn = _blobs(n=600, d=3, k=3, seed=14)
     kmeans_xp.KMeans(3, n_init=1, random_state=0, metric=metric).fit(jnp.asarray(Xn))
     assert all(s == fused for s in served) and (served or not fused)
+
+
+def test_a_cosine_fit_runs_the_jitted_passes_and_equals_the_reference(monkeypatch):
+    """The cosine frame (rows scaled to unit length) is applied inside the jitted passes:
+    no pass falls back to the reference set's chunk loop, and the fit equals the reference
+    set's fit (same seed, float64)."""
+    from kmeans_xp._kernels._reference import ReferenceKernels
+
+    with jax.enable_x64(True):
+        Xn = _blobs(n=3000, d=4, k=5, seed=11, dtype="float64")
+        Xn[:10] = 0.0  # rows of zeros stay zero
+        X = jnp.asarray(Xn)
+        with monkeypatch.context() as m:
+            for name in ("lloyd_pass", "labels_inertia", "kpp_update", "kpp_potentials"):
+
+                def fail(*a, _n=name, **k):
+                    raise AssertionError(f"{_n} fell back to the reference chunk loop")
+
+                m.setattr(ReferenceKernels, name, fail)
+            km = kmeans_xp.KMeans(5, metric="cosine", random_state=0, n_init=2).fit(X)
+        monkeypatch.setenv("KMEANS_XP_KERNELS", "reference")
+        ref = kmeans_xp.KMeans(5, metric="cosine", random_state=0, n_init=2).fit(X)
+    np.testing.assert_array_equal(np.asarray(km.labels_), np.asarray(ref.labels_))
+    np.testing.assert_allclose(
+        np.asarray(km.cluster_centers_), np.asarray(ref.cluster_centers_), rtol=1e-9, atol=1e-12
+    )
+    assert float(km.inertia_) == pytest.approx(float(ref.inertia_), rel=1e-9)

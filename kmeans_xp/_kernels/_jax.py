@@ -23,7 +23,8 @@ default.  The k-means++ passes run in the accumulator dtype: float64 when JAX ha
 sums, and on data with near-ties a draw may differ from the float64 path's.
 
 Arrays stay on the device of X; results are ``jax.Array`` there.  Data streamed from the
-host and the 'cosine' frame (unit rows) take the reference set's chunk loop.
+host takes the reference set's chunk loop; the 'cosine' frame scales each row to unit length
+inside the passes.
 """
 
 from __future__ import annotations
@@ -71,12 +72,18 @@ def _chunked(body: Any, carry: Any, X: Any, extras: tuple, rows: int) -> tuple:
     return carry, jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *outs)
 
 
-def _frame(Xc: Any, shift: Any, inv_scale: float, dtype: Any) -> Any:
-    """A chunk in the compute dtype and the working coordinates."""
+def _frame(Xc: Any, shift: Any, inv_scale: float, dtype: Any, unit: bool = False) -> Any:
+    """A chunk in the compute dtype and the working coordinates; with ``unit`` (cosine) each
+    row scaled to unit length, rows of zeros left zero (``_metric.unit_rows``)."""
     x = Xc.astype(dtype)
     if inv_scale != 1.0:
         x = x * jnp.asarray(inv_scale, dtype)
-    return x if shift is None else x - shift
+    if shift is not None and not unit:  # the cosine frame has no shift (``Cosine.working_rows``)
+        x = x - shift
+    if unit:
+        norm = jnp.sqrt(jnp.sum(x * x, axis=-1))
+        x = x / jnp.where(norm > 0, norm, jnp.ones_like(norm))[..., None]
+    return x
 
 
 def _dot(a: Any, b: Any, exact: bool) -> Any:
@@ -114,18 +121,18 @@ def _assigned_sq(xt: Any, C: Any, lab: Any) -> Any:
 
 
 # -- the jitted passes (module level: jax.jit keeps one executable per static signature) ----
-_STATIC = ("rows", "inv_scale", "dtype", "acc", "exact", "scatter")
+_STATIC = ("rows", "inv_scale", "dtype", "acc", "exact", "scatter", "unit")
 
 
 @partial(jax.jit, static_argnames=_STATIC + ("need_inertia",))
-def _lloyd(X, w, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, need_inertia):
+def _lloyd(X, w, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, unit, need_inertia):
     k, d = C.shape
     m2t, c_sq = -2.0 * C.T, jnp.sum(C * C, axis=1)
     idx = _index_dtype()
 
     def body(carry, Xc, wc):
         sums, counts, inertia = carry
-        xt = _frame(Xc, shift, inv_scale, dtype)
+        xt = _frame(Xc, shift, inv_scale, dtype, unit)
         D = _dot(xt, m2t, exact) + c_sq
         lab = jnp.argmin(D, axis=1)
         s, c = _cluster_sums(xt, lab, wc, k, scatter, exact)
@@ -140,14 +147,16 @@ def _lloyd(X, w, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, need_
 
 
 @partial(jax.jit, static_argnames=_STATIC + ("direct", "need_total"))
-def _assign(X, w, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, direct, need_total):
+def _assign(
+    X, w, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, unit, direct, need_total
+):
     """Labels and: per-row distances (``direct`` False: the expansion, clipped) or the
     weighted total of direct differences (``need_total``)."""
     m2t, c_sq = -2.0 * C.T, jnp.sum(C * C, axis=1)
     idx = _index_dtype()
 
     def body(total, Xc, wc):
-        xt = _frame(Xc, shift, inv_scale, dtype)
+        xt = _frame(Xc, shift, inv_scale, dtype, unit)
         D = _dot(xt, m2t, exact) + c_sq
         lab = jnp.argmin(D, axis=1)
         if direct:
@@ -162,12 +171,12 @@ def _assign(X, w, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, dire
 
 @partial(jax.jit, static_argnames=_STATIC + ("need_total",))
 def _to_assigned(
-    X, w, shift, C, labels, *, rows, inv_scale, dtype, acc, exact, scatter, need_total
+    X, w, shift, C, labels, *, rows, inv_scale, dtype, acc, exact, scatter, unit, need_total
 ):
     """``||xt_i - c_{labels_i}||^2`` per row, or their weighted total (``need_total``)."""
 
     def body(total, Xc, wc, lc):
-        dist = _assigned_sq(_frame(Xc, shift, inv_scale, dtype), C, lc)
+        dist = _assigned_sq(_frame(Xc, shift, inv_scale, dtype, unit), C, lc)
         if need_total:
             return total + _weighted_total(dist, wc, acc), None
         return total, dist
@@ -176,13 +185,13 @@ def _to_assigned(
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _all_sq(X, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter):
+def _all_sq(X, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter, unit):
     k = C.shape[0]
     m2t, c_sq = -2.0 * C.T, jnp.sum(C * C, axis=1)
     ks = jnp.arange(k)
 
     def body(carry, Xc):
-        xt = _frame(Xc, shift, inv_scale, dtype)
+        xt = _frame(Xc, shift, inv_scale, dtype, unit)
         D = _dot(xt, m2t, exact) + c_sq + jnp.sum(xt * xt, axis=1)[:, None]
         lab = jnp.argmin(D, axis=1)
         exact_d = _assigned_sq(xt, C, lab)
@@ -192,22 +201,22 @@ def _all_sq(X, shift, C, *, rows, inv_scale, dtype, acc, exact, scatter):
     return _chunked(body, jnp.zeros(()), X, (), rows)[1]
 
 
-def _kpp_block(Xc, shift, inv_scale, dtype, acc, C, c_sq, exact):
+def _kpp_block(Xc, shift, inv_scale, dtype, acc, C, c_sq, exact, unit):
     """Squared distances (rows, m) in the accumulator dtype, clipped at 0 (the reference's
     ``_sq_dist_block``: ``||x||^2 - 2 x.c + ||c||^2`` of the frame's rows cast to acc)."""
-    xa = _frame(Xc, shift, inv_scale, dtype).astype(acc)
+    xa = _frame(Xc, shift, inv_scale, dtype, unit).astype(acc)
     D = jnp.sum(xa * xa, axis=1)[:, None] - 2.0 * _dot(xa, C.T, exact) + c_sq[None, :]
     return jnp.maximum(D, 0.0)
 
 
-def _kpp_pots_d(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact, keep):
+def _kpp_pots_d(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact, unit, keep):
     """Potentials (m,) of the candidates ``cand`` and, with ``keep``, the clipped distances
     (n, m) of every row to them (accumulator dtype: n x m, never n x k)."""
     cand = cand.astype(acc)
     c_sq = jnp.sum(cand * cand, axis=1)
 
     def body(pots, Xc, wc, cc):
-        Dc = _kpp_block(Xc, shift, inv_scale, dtype, acc, cand, c_sq, exact)
+        Dc = _kpp_block(Xc, shift, inv_scale, dtype, acc, cand, c_sq, exact, unit)
         D = jnp.minimum(Dc, cc[:, None])
         p = jnp.sum(D, axis=0) if wc is None else _dot(wc.astype(acc), D, exact)
         return pots + p, (Dc if keep else None)
@@ -216,7 +225,7 @@ def _kpp_pots_d(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exac
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _kpp_pots(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact, scatter):
+def _kpp_pots(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact, scatter, unit):
     return _kpp_pots_d(
         X,
         w,
@@ -228,17 +237,18 @@ def _kpp_pots(X, w, shift, closest, cand, *, rows, inv_scale, dtype, acc, exact,
         dtype=dtype,
         acc=acc,
         exact=exact,
+        unit=unit,
         keep=False,
     )[0]
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _kpp_upd(X, shift, closest, center, *, rows, inv_scale, dtype, acc, exact, scatter):
+def _kpp_upd(X, shift, closest, center, *, rows, inv_scale, dtype, acc, exact, scatter, unit):
     center = center.astype(acc)
     c_sq = jnp.sum(center * center, axis=1)
 
     def body(carry, Xc, cc):
-        d = _kpp_block(Xc, shift, inv_scale, dtype, acc, center, c_sq, exact)[:, 0]
+        d = _kpp_block(Xc, shift, inv_scale, dtype, acc, center, c_sq, exact, unit)[:, 0]
         return carry, d if cc is None else jnp.minimum(cc, d)
 
     return _chunked(body, jnp.zeros(()), X, (closest,), rows)[1]
@@ -281,7 +291,22 @@ def _draw(weighted: Any, t: Any) -> Any:
 
 @partial(jax.jit, static_argnames=_STATIC + ("tlayout",))
 def _kpp_all(
-    X, w, shift, closest, weighted, pot, U, *, rows, inv_scale, dtype, acc, exact, scatter, tlayout
+    X,
+    w,
+    shift,
+    closest,
+    weighted,
+    pot,
+    U,
+    *,
+    rows,
+    inv_scale,
+    dtype,
+    acc,
+    exact,
+    scatter,
+    unit,
+    tlayout,
 ):
     """Every greedy k-means++ step after the first centre in one jitted ``lax.scan`` over the
     steps' host uniforms ``U`` (k - 1, m): per step the candidates ``searchsorted(cumsum(
@@ -289,12 +314,12 @@ def _kpp_all(
     Returns the chosen rows' indices (k - 1,)."""
     d = X.shape[1]
     wa = None if w is None else w.astype(acc)
-    XT = _frame(X, shift, inv_scale, dtype).astype(acc).T if tlayout else None  # (d, n)
+    XT = _frame(X, shift, inv_scale, dtype, unit).astype(acc).T if tlayout else None  # (d, n)
 
     def step(carry, u):
         closest, weighted, pot = carry
         cand = _draw(weighted, u * pot)
-        cand_rows = _frame(jnp.take(X, cand, axis=0), shift, inv_scale, dtype).astype(acc)
+        cand_rows = _frame(jnp.take(X, cand, axis=0), shift, inv_scale, dtype, unit).astype(acc)
         if tlayout:
             D = jnp.zeros((cand.shape[0], XT.shape[1]), acc)
             for j in range(d):  # one feature at a time, along n
@@ -317,6 +342,7 @@ def _kpp_all(
                 dtype=dtype,
                 acc=acc,
                 exact=exact,
+                unit=unit,
                 keep=True,
             )
             best = jnp.argmin(pots)
@@ -512,10 +538,16 @@ class JaxKernels(ReferenceKernels):
             "acc": jnp.dtype(data.accumulator_dtype()),
             "exact": self.precision == "exact",
             "scatter": on_cpu or not self.deterministic,
+            "unit": bool(data.metric.unit_rows),
         }
 
+    def _fusable(self, data: Any) -> bool:
+        """Whether the jitted passes read ``data.X`` themselves: as ``fusable``, and for the
+        cosine frame too (the rows scaled to unit length inside, per chunk)."""
+        return not data.streamed and data.metric.kernel == "sqeuclidean"
+
     def lloyd_pass(self, data, centers, *, need_inertia=False):
-        if not fusable(data):
+        if not self._fusable(data):
             return super().lloyd_pass(data, centers, need_inertia=need_inertia)
         labels, sums, counts, inertia = _lloyd(
             data.X,
@@ -528,14 +560,14 @@ class JaxKernels(ReferenceKernels):
         return labels, sums, counts, (inertia if need_inertia else None)
 
     def assign(self, data, centers):
-        if not fusable(data):
+        if not self._fusable(data):
             return super().assign(data, centers)
         return _assign(
             data.X, None, data.shift, centers, direct=False, need_total=False, **self._static(data)
         )[1]
 
     def labels_inertia(self, data, centers, *, return_inertia=True):
-        if not fusable(data):
+        if not self._fusable(data):
             return super().labels_inertia(data, centers, return_inertia=return_inertia)
         total, labels = _assign(
             data.X,
@@ -549,26 +581,26 @@ class JaxKernels(ReferenceKernels):
         return labels, (total if return_inertia else None)
 
     def sq_dist_to_assigned(self, data, centers, labels):
-        if not fusable(data):
+        if not self._fusable(data):
             return super().sq_dist_to_assigned(data, centers, labels)
         return _to_assigned(
             data.X, None, data.shift, centers, labels, need_total=False, **self._static(data)
         )[1]
 
     def inertia_for_labels(self, data, centers, labels):
-        if not fusable(data):
+        if not self._fusable(data):
             return super().inertia_for_labels(data, centers, labels)
         return _to_assigned(
             data.X, data.weights, data.shift, centers, labels, need_total=True, **self._static(data)
         )[0]
 
     def sq_distances(self, data, centers):
-        if not fusable(data):
+        if not self._fusable(data):
             return super().sq_distances(data, centers)
         return _all_sq(data.X, data.shift, centers, **self._static(data))
 
     def kpp_potentials(self, data, closest, cand):
-        if not fusable(data):
+        if not self._fusable(data):
             return super().kpp_potentials(data, closest, cand)
         rows = self._kpp_rows(data, int(cand.shape[0]))
         return _kpp_pots(
@@ -576,7 +608,7 @@ class JaxKernels(ReferenceKernels):
         )
 
     def kpp_update(self, data, closest, center):
-        if not fusable(data):
+        if not self._fusable(data):
             return super().kpp_update(data, closest, center)
         return _kpp_upd(
             data.X, data.shift, closest, center, **self._static(data, self._kpp_rows(data, 1))
@@ -588,7 +620,7 @@ class JaxKernels(ReferenceKernels):
         host uniforms in [0, 1), cast to the accumulator dtype on the device (handed to the
         jitted call as NumPy: ``jnp.asarray(U, device=...)`` costs a dispatch).  Returns the
         chosen rows' indices (k - 1,)."""
-        if not fusable(data):
+        if not self._fusable(data):
             return None
         m = int(U.shape[1])
         static = self._static(data, self._kpp_rows(data, m))
@@ -770,6 +802,7 @@ def lloyd(X: Any, centers: Any, max_iter: int = 300, tol: float = 1e-4) -> tuple
         "acc": jnp.dtype(dtype),
         "exact": True,
         "scatter": jax.default_backend() == "cpu",
+        "unit": False,
     }
     tol_abs = tol * jnp.mean(jnp.var(X, axis=0))
     idx = _index_dtype()
