@@ -289,6 +289,37 @@ def _draw(weighted: Any, t: Any) -> Any:
     return jnp.minimum(blk * B + jnp.minimum(j, last), n - 1)
 
 
+def _t_sq_dist(XT: Any, rows: Any) -> Any:
+    """Squared distances (q, n) of the rows (q, d) to every column of ``XT`` (d, n) by direct
+    differences, one feature at a time (each operation along n: see ``_T_MAX_D``)."""
+    D = jnp.zeros((rows.shape[0], XT.shape[1]), XT.dtype)
+    for j in range(XT.shape[0]):
+        D = D + (XT[j][None, :] - rows[:, j][:, None]) ** 2
+    return D
+
+
+def _kpp_scan(dist: Any, closest: Any, weighted: Any, pot: Any, U: Any, wa: Any, hi: Any) -> Any:
+    """The greedy k-means++ steps after the first centre, a ``lax.scan`` over the steps'
+    uniforms ``U`` (k - 1, m): the candidates ``searchsorted(cumsum(weighted), u * pot)``
+    (clipped to ``hi``, the last valid row, where given), their distances ``dist(cand)``
+    (m, n), their potentials, the best one (first on ties), the closest-distance update.
+    Returns the chosen rows (k - 1,)."""
+
+    def step(carry, u):
+        closest, weighted, pot = carry
+        cand = _draw(weighted, u * pot)
+        if hi is not None:
+            cand = jnp.minimum(cand, hi)
+        Dm = jnp.minimum(dist(cand), closest[None, :])
+        pots = jnp.sum(Dm if wa is None else Dm * wa[None, :], axis=1)
+        best = jnp.argmin(pots)
+        closest = jnp.take(Dm, best, axis=0)
+        weighted = closest if wa is None else closest * wa
+        return (closest, weighted, jnp.min(pots)), jnp.take(cand, best)
+
+    return lax.scan(step, (closest, weighted, pot), U)[1]
+
+
 @partial(jax.jit, static_argnames=_STATIC + ("tlayout",))
 def _kpp_all(
     X,
@@ -312,41 +343,39 @@ def _kpp_all(
     steps' host uniforms ``U`` (k - 1, m): per step the candidates ``searchsorted(cumsum(
     weighted), u * pot)``, their potentials, the best one, the closest-distance update.
     Returns the chosen rows' indices (k - 1,)."""
-    d = X.shape[1]
     wa = None if w is None else w.astype(acc)
-    XT = _frame(X, shift, inv_scale, dtype, unit).astype(acc).T if tlayout else None  # (d, n)
+
+    def cand_rows(cand):
+        return _frame(jnp.take(X, cand, axis=0), shift, inv_scale, dtype, unit).astype(acc)
+
+    if tlayout:
+        XT = _frame(X, shift, inv_scale, dtype, unit).astype(acc).T  # (d, n)
+        chosen = _kpp_scan(
+            lambda cand: _t_sq_dist(XT, cand_rows(cand)), closest, weighted, pot, U, wa, None
+        )
+        return chosen.astype(_index_dtype())
 
     def step(carry, u):
         closest, weighted, pot = carry
         cand = _draw(weighted, u * pot)
-        cand_rows = _frame(jnp.take(X, cand, axis=0), shift, inv_scale, dtype, unit).astype(acc)
-        if tlayout:
-            D = jnp.zeros((cand.shape[0], XT.shape[1]), acc)
-            for j in range(d):  # one feature at a time, along n
-                D = D + (XT[j][None, :] - cand_rows[:, j][:, None]) ** 2
-            Dm = jnp.minimum(D, closest[None, :])
-            pots = jnp.sum(Dm if wa is None else Dm * wa[None, :], axis=1)
-            best = jnp.argmin(pots)
-            closest = jnp.take(Dm, best, axis=0)
-        else:
-            # the candidates' distances are kept (n, m): the best one's column updates
-            # ``closest`` without a second pass over X
-            pots, Dn = _kpp_pots_d(
-                X,
-                w,
-                shift,
-                closest,
-                cand_rows,
-                rows=rows,
-                inv_scale=inv_scale,
-                dtype=dtype,
-                acc=acc,
-                exact=exact,
-                unit=unit,
-                keep=True,
-            )
-            best = jnp.argmin(pots)
-            closest = jnp.minimum(closest, jnp.take(Dn, best, axis=1))
+        # the candidates' distances are kept (n, m): the best one's column updates
+        # ``closest`` without a second pass over X
+        pots, Dn = _kpp_pots_d(
+            X,
+            w,
+            shift,
+            closest,
+            cand_rows(cand),
+            rows=rows,
+            inv_scale=inv_scale,
+            dtype=dtype,
+            acc=acc,
+            exact=exact,
+            unit=unit,
+            keep=True,
+        )
+        best = jnp.argmin(pots)
+        closest = jnp.minimum(closest, jnp.take(Dn, best, axis=1))
         weighted = closest if wa is None else closest * wa
         return (closest, weighted, jnp.min(pots)), jnp.take(cand, best)
 
@@ -486,33 +515,23 @@ def _bkpp(Xg, mask, inv, shift, w, first, first_u, U, *, dtype, acc, exact, tlay
         first = jnp.minimum(jnp.sum(cdf <= target[:, None], axis=1).astype(idx_t), hi)
 
     def one(x, wp, h, f, Up):
-        XT = x.T if tlayout else None
-        x_sq = None if tlayout else jnp.sum(x * x, axis=1)
+        if tlayout:
+            XT = x.T
 
-        def dist(rows):  # (q, d) -> (q, n), clipped at 0
-            if tlayout:
-                D = jnp.zeros((rows.shape[0], n), acc)
-                for j in range(d):
-                    D = D + (XT[j][None, :] - rows[:, j][:, None]) ** 2
-                return D
-            D = x_sq[None, :] - 2.0 * _dot(rows, x.T, exact) + jnp.sum(rows * rows, 1)[:, None]
-            return jnp.maximum(D, 0.0)
+            def dist(cand):  # (m,) -> (m, n)
+                return _t_sq_dist(XT, jnp.take(x, cand, axis=0))
+        else:
+            x_sq = jnp.sum(x * x, axis=1)
 
-        closest = dist(x[f][None, :])[0]
+            def dist(cand):  # the expansion, clipped at 0
+                rows = jnp.take(x, cand, axis=0)
+                D = x_sq[None, :] - 2.0 * _dot(rows, x.T, exact)
+                return jnp.maximum(D + jnp.sum(rows * rows, 1)[:, None], 0.0)
+
+        closest = dist(f[None])[0]
         weighted = closest if wp is None else closest * wp
-
-        def step(carry, u):
-            closest, weighted, pot = carry
-            cand = jnp.minimum(_draw(weighted, u.astype(acc) * pot), h)
-            Dm = jnp.minimum(dist(jnp.take(x, cand, axis=0)), closest[None, :])
-            pots = jnp.sum(Dm if wp is None else Dm * wp[None, :], axis=1)
-            best = jnp.argmin(pots)
-            closest = jnp.take(Dm, best, axis=0)
-            weighted = closest if wp is None else closest * wp
-            return (closest, weighted, jnp.min(pots)), jnp.take(cand, best).astype(idx_t)
-
-        _, chosen = lax.scan(step, (closest, weighted, jnp.sum(weighted)), Up)
-        return jnp.concatenate([f[None].astype(idx_t), chosen])
+        chosen = _kpp_scan(dist, closest, weighted, jnp.sum(weighted), Up.astype(acc), wp, h)
+        return jnp.concatenate([f[None], chosen.astype(idx_t)])
 
     return jax.vmap(one)(xa, wa, hi, first.astype(idx_t), U)
 
@@ -540,6 +559,13 @@ class JaxKernels(ReferenceKernels):
             "scatter": on_cpu or not self.deterministic,
             "unit": bool(data.metric.unit_rows),
         }
+
+    def _tlayout(self, rows: int, d: int, acc: Any) -> bool:
+        """Whether k-means++ takes the transposed layout for ``rows`` rows of ``d`` features
+        in the accumulator dtype ``acc`` (the CPU, d <= ``_T_MAX_D``, the copy within
+        ``_T_MAX_BYTES``)."""
+        on_cpu = getattr(self.device, "platform", "cpu") == "cpu"
+        return on_cpu and d <= _T_MAX_D and rows * d * jnp.dtype(acc).itemsize <= _T_MAX_BYTES
 
     def _fusable(self, data: Any) -> bool:
         """Whether the jitted passes read ``data.X`` themselves: as ``fusable``, and for the
@@ -624,9 +650,8 @@ class JaxKernels(ReferenceKernels):
             return None
         m = int(U.shape[1])
         static = self._static(data, self._kpp_rows(data, m))
-        on_cpu = getattr(self.device, "platform", "cpu") == "cpu"
         acc = jnp.dtype(data.accumulator_dtype())
-        tlayout = on_cpu and data.d <= _T_MAX_D and data.n * data.d * acc.itemsize <= _T_MAX_BYTES
+        tlayout = self._tlayout(data.n, data.d, acc)
         U = np.asarray(U, dtype=acc)
         return _kpp_all(
             data.X, data.weights, data.shift, closest, weighted, pot, U, tlayout=tlayout, **static
@@ -731,11 +756,10 @@ class JaxKernels(ReferenceKernels):
         static = self._bstatic(data)
         del static["scatter"]
         acc = static["acc"]
-        on_cpu = getattr(self.device, "platform", "cpu") == "cpu"
         first_host = np.minimum((np.asarray(first_u) * n).astype(np.int64), n - 1)
         parts = []
         for s, e, Xg, mg, ig, sg, wg in self._bgroups(data, None, 2 * d + 2 * n_local_trials + 4):
-            tlayout = on_cpu and d <= _T_MAX_D and (e - s) * n * d * acc.itemsize <= _T_MAX_BYTES
+            tlayout = self._tlayout((e - s) * n, d, acc)
             parts.append(
                 _bkpp(
                     Xg,
