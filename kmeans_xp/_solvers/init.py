@@ -65,20 +65,20 @@ def kmeans_plusplus_working(data: ChunkedData, n_clusters: int, rng: Any,
     fused = kern.kpp_steps(data, closest, weighted, current_pot, U) if n_clusters > 1 else None
     if fused is not None:  # the kernel set ran every step in one call (JAX: one jit)
         indices.append(xp.astype(fused, index_dtype(xp)))
-        U = U[:0]
-    for u in U:
-        rand = xp.asarray(u, dtype=acc, device=dev) * current_pot
-        cum = xp.cumulative_sum(xp.astype(weighted, acc, copy=False))
-        cand = xp.clip(xp.searchsorted(cum, rand), max=n - 1)
-        cand_rows = data.take_rows(cand)
-        pots = kern.kpp_potentials(data, closest, cand_rows)
-        best = xp.reshape(xp.argmin(pots), (1,))
-        current_pot = xp.min(pots)
-        best_id = xp.astype(xp.take(cand, best), index_dtype(xp))
-        center = xp.take(cand_rows, best, axis=0)
-        closest = kern.kpp_update(data, closest, center)
-        weighted = closest if w is None else closest * w_acc
-        indices.append(best_id)
+    else:  # the solver's loop over the steps
+        for u in U:
+            rand = xp.asarray(u, dtype=acc, device=dev) * current_pot
+            cum = xp.cumulative_sum(xp.astype(weighted, acc, copy=False))
+            cand = xp.clip(xp.searchsorted(cum, rand), max=n - 1)
+            cand_rows = data.take_rows(cand)
+            pots = kern.kpp_potentials(data, closest, cand_rows)
+            best = xp.reshape(xp.argmin(pots), (1,))
+            current_pot = xp.min(pots)
+            best_id = xp.astype(xp.take(cand, best), index_dtype(xp))
+            center = xp.take(cand_rows, best, axis=0)
+            closest = kern.kpp_update(data, closest, center)
+            weighted = closest if w is None else closest * w_acc
+            indices.append(best_id)
     # the chosen rows, taken once: the chosen centres were not kept step by step (a list
     # of k rows, then their concatenation, held two (k, d) arrays at the end)
     indices = xp.concat(indices)
